@@ -1,0 +1,98 @@
+"""The multilayer perceptron of the reference study, as a Flax linen module.
+
+Keras 1 semantics by default: hidden kernels drawn from N(0, 0.05²) (Keras 1's
+``init='normal'``), the output kernel from ``glorot_uniform``, zero biases, ReLU, and
+inverted dropout after each hidden activation. The module returns logits; the 10-way softmax
+lives in the loss (``log_softmax`` is the stable way to compute it) and in ``predict_proba``.
+
+Dropout rates are *arrays* passed at call time, not module attributes, so that a batch of
+models with different rates can be ``jax.vmap``-ed. Flax's ``nn.Dropout`` cannot do that: it
+tests ``rate == 0`` in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+KERAS1_NORMAL_STDDEV = 0.05
+
+
+def dropout(x: jax.Array, rate: jax.Array, key: jax.Array) -> jax.Array:
+    """Inverted dropout with a traced ``rate``: zero each unit with probability ``rate``.
+
+    Kept units are scaled by ``1 / (1 - rate)`` so the expected activation is unchanged.
+    ``rate = 0`` returns ``x`` exactly; ``rate = 1`` returns zeros (never NaN).
+    """
+    keep_prob = 1.0 - rate
+    keep = jax.random.uniform(key, x.shape, dtype=x.dtype) >= rate
+    scale = 1.0 / jnp.maximum(keep_prob, jnp.finfo(x.dtype).tiny)
+    return jnp.where(keep, x * scale, jnp.zeros_like(x))
+
+
+class MLP(nn.Module):
+    """784 → hidden[0] → … → hidden[-1] → ``num_classes``, ReLU, inverted dropout.
+
+    Attributes:
+      hidden: widths of the hidden layers (any number, including none).
+      num_classes: width of the output layer.
+
+    Call with ``images`` of shape ``(batch, ...)``: integer images are scaled by 1/255, then
+    flattened. Pass ``dropout_rates`` (shape ``(len(hidden),)``) and
+    ``deterministic=False`` with ``rngs={"dropout": key}`` to train with dropout.
+    Parameters are named ``hidden_0``, ``hidden_1``, …, ``output``.
+    """
+
+    hidden: Sequence[int]
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(
+        self,
+        images: jax.Array,
+        dropout_rates: jax.Array | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        x = images.reshape(images.shape[0], -1)
+        if jnp.issubdtype(x.dtype, jnp.integer):
+            x = x.astype(jnp.float32) / 255.0
+        for i, width in enumerate(self.hidden):
+            x = nn.Dense(
+                width,
+                kernel_init=nn.initializers.normal(KERAS1_NORMAL_STDDEV),
+                bias_init=nn.initializers.zeros,
+                name=f"hidden_{i}",
+            )(x)
+            x = nn.relu(x)
+            if not deterministic:
+                if dropout_rates is None:
+                    raise ValueError("deterministic=False needs dropout_rates")
+                x = dropout(x, dropout_rates[i], self.make_rng("dropout"))
+        return nn.Dense(
+            self.num_classes,
+            kernel_init=nn.initializers.glorot_uniform(),
+            bias_init=nn.initializers.zeros,
+            name="output",
+        )(x)
+
+
+def layer_names(num_hidden: int) -> tuple[str, ...]:
+    """Parameter names of an ``MLP`` with ``num_hidden`` hidden layers, input to output."""
+    return tuple(f"hidden_{i}" for i in range(num_hidden)) + ("output",)
+
+
+def param_count(input_size: int, hidden: Sequence[int], num_classes: int = 10) -> int:
+    """Number of parameters (kernels and biases) of an ``MLP``."""
+    sizes = [input_size, *hidden, num_classes]
+    return sum(
+        fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes, sizes[1:], strict=False)
+    )
+
+
+def predict_proba(model: MLP, params, images: jax.Array) -> jax.Array:
+    """Softmax class probabilities of ``images`` (inference: no dropout)."""
+    return jax.nn.softmax(model.apply(params, images))

@@ -1,0 +1,217 @@
+"""Sweep specs: a study as data, in TOML, validated before anything runs.
+
+A spec has an optional ``description``, a ``[base]`` table of settings shared by every
+configuration, and a ``[grid]`` table whose lists are crossed (their Cartesian product is
+taken, in the order the keys are written, the last key varying fastest)::
+
+    description = "Part 2.1: learning rates"
+    [base]
+    hidden = [300]        # hidden layer widths
+    epochs = 10
+    [grid]
+    learning_rate = [1, 0.1, 0.01]
+
+Keys, in ``[base]`` and ``[grid]`` alike:
+
+- ``hidden``: list of hidden layer widths (``[300]``; ``[500, 150]`` for two layers).
+- ``dropout``: dropout rate after each hidden layer (a number applies to all of them).
+- ``learning_rate``: Adam's step size, > 0.
+- ``l2``: Keras-style coupled L2 per dense layer, hidden layers then output (a number applies
+  to every layer).
+- ``weight_decay``: decoupled (AdamW) weight decay of the kernels.
+- ``epochs``, ``batch_size``: integers >= 1.
+
+This module knows nothing about how configurations run: it turns files into ``Config`` values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+class SpecError(ValueError):
+    """A sweep spec is missing, unreadable or invalid; the message names file, key and value."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """One fully resolved configuration of a study (plain Python values)."""
+
+    hidden: tuple[int, ...] = (300,)
+    dropout: tuple[float, ...] = (0.0,)
+    learning_rate: float = 0.001
+    l2: tuple[float, ...] = (0.0, 0.0)
+    weight_decay: float = 0.0
+    epochs: int = 10
+    batch_size: int = 200
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as JSON-ready values (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Study:
+    """A named list of configurations and the keys that vary across them."""
+
+    name: str
+    description: str
+    configs: tuple[Config, ...]
+    varied: tuple[str, ...]
+
+
+DEFAULTS: dict[str, Any] = {
+    "hidden": [300],
+    "dropout": 0.0,
+    "learning_rate": 0.001,
+    "l2": 0.0,
+    "weight_decay": 0.0,
+    "epochs": 10,
+    "batch_size": 200,
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_value(source: str, table: str, key: str, value: Any) -> None:
+    """Raise ``SpecError`` if ``value`` is not acceptable for ``key`` (found in ``table``)."""
+
+    def bad(why: str) -> SpecError:
+        return SpecError(f"{source}: {table}.{key} = {value!r}: {why}")
+
+    if key == "hidden":
+        if not isinstance(value, list) or not all(isinstance(w, int) for w in value):
+            raise bad("expected a list of integer widths, e.g. [300]")
+        if any(isinstance(w, bool) or w < 1 for w in value):
+            raise bad("every width must be >= 1")
+    elif key in ("epochs", "batch_size"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad("expected an integer")
+        if value < 1:
+            raise bad("must be >= 1")
+    elif key == "learning_rate":
+        if not _is_number(value):
+            raise bad("expected a number")
+        if not value > 0:
+            raise bad("must be > 0")
+    elif key == "weight_decay":
+        if not _is_number(value):
+            raise bad("expected a number")
+        if value < 0:
+            raise bad("must be >= 0")
+    elif key in ("dropout", "l2"):
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(_is_number(v) for v in values):
+            raise bad("expected a number or a list of numbers")
+        if key == "dropout" and not all(0 <= v <= 1 for v in values):
+            raise bad("dropout rates must lie in [0, 1]")
+        if key == "l2" and any(v < 0 for v in values):
+            raise bad("must be >= 0")
+    else:
+        raise SpecError(f"{source}: unknown key {table}.{key} (known: {', '.join(DEFAULTS)})")
+
+
+def _per_layer(source: str, key: str, value: Any, count: int) -> tuple[float, ...]:
+    if isinstance(value, list):
+        if len(value) != count:
+            raise SpecError(
+                f"{source}: {key} = {value!r}: expected {count} values (one per layer) or a number"
+            )
+        return tuple(float(v) for v in value)
+    return (float(value),) * count
+
+
+def _resolve(source: str, settings: dict[str, Any]) -> Config:
+    hidden = tuple(settings["hidden"])
+    return Config(
+        hidden=hidden,
+        dropout=_per_layer(source, "dropout", settings["dropout"], len(hidden)),
+        learning_rate=float(settings["learning_rate"]),
+        l2=_per_layer(source, "l2", settings["l2"], len(hidden) + 1),
+        weight_decay=float(settings["weight_decay"]),
+        epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+    )
+
+
+def parse_spec(document: dict[str, Any], name: str, source: str) -> Study:
+    """Validate a parsed TOML document and expand it into a ``Study``.
+
+    Raises:
+      SpecError: naming ``source``, the offending key and its value.
+    """
+    unknown = set(document) - {"description", "base", "grid"}
+    if unknown:
+        raise SpecError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}")
+    description = document.get("description", "")
+    if not isinstance(description, str):
+        raise SpecError(f"{source}: description = {description!r}: expected a string")
+    base, grid = document.get("base", {}), document.get("grid", {})
+    for table_name, table in (("base", base), ("grid", grid)):
+        if not isinstance(table, dict):
+            raise SpecError(f"{source}: [{table_name}] must be a table")
+    for key, value in base.items():
+        _check_value(source, "base", key, value)
+    if not grid:
+        raise SpecError(f"{source}: [grid] is empty: nothing to sweep")
+    for key, values in grid.items():
+        if key not in DEFAULTS:
+            raise SpecError(f"{source}: unknown key grid.{key} (known: {', '.join(DEFAULTS)})")
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{source}: grid.{key} = {values!r}: expected a non-empty list")
+        for value in values:
+            _check_value(source, "grid", key, value)
+
+    settings = {**DEFAULTS, **base}
+    configs = tuple(
+        _resolve(source, {**settings, **dict(zip(grid, combination, strict=False))})
+        for combination in itertools.product(*grid.values())
+    )
+    return Study(name=name, description=description, configs=configs, varied=tuple(grid))
+
+
+def builtin_sweeps_dir() -> Path:
+    """Where the named studies' TOML files live (installed package or source tree)."""
+    # pyproject.toml maps the top-level sweeps/ folder to the package flaxmnist.sweeps; run
+    # from a source tree without installing, that package does not exist.
+    try:
+        return Path(str(resources.files("flaxmnist.sweeps")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "sweeps"
+
+
+def builtin_studies() -> list[str]:
+    """Names of the studies shipped with flaxmnist, usable as ``flaxmnist.sweep NAME``."""
+    return sorted(p.stem for p in builtin_sweeps_dir().glob("*.toml"))
+
+
+def load_study(name_or_path: str | Path) -> Study:
+    """Load a study by name (``"lr"``) or from a TOML file path.
+
+    Raises:
+      SpecError: unknown name, unreadable file, bad TOML or an invalid spec.
+    """
+    text = str(name_or_path)
+    if text.endswith(".toml") or "/" in text or Path(text).is_file():
+        path = Path(text)
+        name = path.stem
+    else:
+        path = builtin_sweeps_dir() / f"{text}.toml"
+        name = text
+        if not path.is_file():
+            known = ", ".join(builtin_studies())
+            raise SpecError(f"unknown study {text!r} (known: {known}; or give a .toml path)")
+    try:
+        document = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read ({err.strerror})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: invalid TOML ({err})") from None
+    return parse_spec(document, name=name, source=str(path))

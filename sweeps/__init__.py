@@ -1,0 +1,1 @@
+"""The named sweep specs of flaxmnist (TOML files), installed as package data."""
