@@ -119,7 +119,9 @@ def _load_file(directory: Path, name: str, magic: int, verify_checksum: bool) ->
     return _parse_idx(raw, path, magic)
 
 
-def load_mnist(data_dir: str | Path | None = None) -> MnistArrays:
+def load_mnist(
+    data_dir: str | Path | None = None, verify_checksums: bool | None = None
+) -> MnistArrays:
     """Load an MNIST-format dataset into uint8 NumPy arrays, in the files' order.
 
     Args:
@@ -127,6 +129,8 @@ def load_mnist(data_dir: str | Path | None = None) -> MnistArrays:
         plain or ``.gz``). ``None`` reads the copy of MNIST shipped with the package and
         verifies the SHA-256 of each file; any other directory is only checked for valid
         IDX headers and consistent sizes (so Fashion-MNIST or KMNIST load too).
+      verify_checksums: force the SHA-256 check on (``True``, for a copy of MNIST) or off;
+        ``None`` checks the shipped copy only.
 
     Returns:
       ``MnistArrays`` with images ``(N, rows, cols)`` and labels ``(N,)``, both uint8.
@@ -134,7 +138,7 @@ def load_mnist(data_dir: str | Path | None = None) -> MnistArrays:
     Raises:
       DataError: a file is missing, truncated or corrupt, naming the file and the fault.
     """
-    verify = data_dir is None
+    verify = data_dir is None if verify_checksums is None else verify_checksums
     directory = shipped_mnist_dir() if data_dir is None else Path(data_dir)
     if not directory.is_dir():
         raise DataError(f"{directory}: not a directory")

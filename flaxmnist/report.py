@@ -44,7 +44,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Each row has ``config_index``, ``config``, ``seeds``, ``val_mean``, ``val_std``,
     ``test_mean``, ``test_std`` (std is the sample std over seeds, NaN for one seed) and
-    ``diverged`` (how many seeds diverged).
+    ``diverged`` and ``collapsed`` (how many seeds did).
     """
     by_index: dict[int, list[dict[str, Any]]] = {}
     for record in records:
@@ -64,6 +64,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "test_mean": test_mean,
                 "test_std": test_std,
                 "diverged": sum(bool(r["diverged"]) for r in group),
+                "collapsed": sum(bool(r.get("collapsed", False)) for r in group),
             }
         )
     return rows
@@ -92,6 +93,13 @@ def _format_accuracy(mean: float, std: float) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
+def _status(row: dict[str, Any]) -> str:
+    parts = [
+        f"{what} {row[what]}/{row['seeds']}" for what in ("diverged", "collapsed") if row[what]
+    ]
+    return ", ".join(parts) or "ok"
+
+
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """The study's table as text: varied hyperparameters, accuracies in %, status, best row."""
     if not records:
@@ -105,7 +113,7 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     header = ["#", *keys, val_name, "test acc %", "status"]
     body = []
     for row in rows:
-        status = "ok" if row["diverged"] == 0 else f"diverged {row['diverged']}/{row['seeds']}"
+        status = _status(row)
         body.append(
             [
                 str(row["config_index"] + 1),

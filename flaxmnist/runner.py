@@ -7,9 +7,11 @@ seed ``i`` uses the key ``jax.random.key(i)`` in every configuration, so two con
 differ by their hyperparameters only (same initial weights where shapes agree, same shuffles,
 same dropout keys).
 
-Lanes are independent: a lane whose loss goes non-finite (lr = 1 does) carries NaNs in its
-own slice of the batch only; it is reported as ``diverged`` with the accuracy its parameters
-really give, and the other lanes are unaffected (tests check this).
+Lanes are independent: a lane whose loss goes non-finite carries NaNs in its own slice of
+the batch only; it is reported as ``diverged`` with the accuracy its parameters really give,
+and the other lanes are unaffected (tests check this). A lane that stays finite but ends no
+better than a uniform guess (last-epoch training loss >= ln 10; lr = 1 does this: Adam's
+first steps kill every ReLU and the network predicts one class) is reported as ``collapsed``.
 
 One record per (configuration, seed) comes out, the same dicts that ``results.jsonl`` holds.
 """
@@ -17,6 +19,7 @@ One record per (configuration, seed) comes out, the same dicts that ``results.js
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -76,7 +79,8 @@ def run_group(
     """Train every (configuration, seed) lane of ``group`` in one vmapped call.
 
     Returns one partial record per lane (``config_index``, ``seed``, ``history``,
-    ``val_accuracy``, ``test_accuracy``, ``diverged``), configuration-major, seed-minor.
+    ``val_accuracy``, ``test_accuracy``, ``diverged``, ``collapsed``), configuration-major,
+    seed-minor.
     """
     spec = group.spec
     hparams, keys, lanes = [], [], []
@@ -109,6 +113,7 @@ def run_group(
     records = []
     for lane, (index, seed) in enumerate(lanes):
         lane_history = {key: [_json_float(v) for v in history[key][lane]] for key in HISTORY_KEYS}
+        diverged = bool(np.any(history["nonfinite"][lane]))
         records.append(
             {
                 "config_index": index,
@@ -116,7 +121,9 @@ def run_group(
                 "history": lane_history,
                 "val_accuracy": lane_history["val_accuracy"][-1],
                 "test_accuracy": lane_history["test_accuracy"][-1],
-                "diverged": bool(np.any(history["nonfinite"][lane])),
+                "diverged": diverged,
+                "collapsed": not diverged
+                and bool(history["train_loss"][lane][-1] >= math.log(spec.num_classes)),
             }
         )
     return records
@@ -206,7 +213,10 @@ def run_sweep(
     Returns:
       Records with ``study``, ``config`` (every hyperparameter, resolved, plus the data
       settings), ``config_index``, ``seed``, ``history`` (per-epoch lists), ``val_accuracy``
-      and ``test_accuracy`` (last epoch), and ``diverged``; configuration order, then seed.
+      and ``test_accuracy`` (last epoch), ``diverged`` (a training loss, a parameter or
+      an evaluation loss went NaN or infinite) and ``collapsed`` (finite, but the last
+      epoch's training loss is no better than a uniform guess, ln 10); configuration order,
+      then seed.
     """
     if not isinstance(study, Study):
         study = load_study(study)

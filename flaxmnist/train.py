@@ -210,6 +210,10 @@ def make_evaluate(model: MLP, eval_batch_size: int):
     return evaluate
 
 
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
 def make_train(
     spec: TrainSpec, on_epoch: Callable[[jax.Array, jax.Array], None] | None = None
 ) -> Callable[[Hyperparams, jax.Array, DataSplits], tuple[dict, dict]]:
@@ -225,7 +229,8 @@ def make_train(
       ``train(hparams, key, data) -> (params, history)``: pure and jit-able. ``key`` is a
       PRNG key (``jax.random.key(seed)``); ``data`` a ``DataSplits`` of device arrays.
       ``history`` maps each of ``HISTORY_KEYS`` to an array of shape ``(epochs,)``, plus
-      ``nonfinite``: whether a training loss of that epoch was NaN or infinite.
+      ``nonfinite``: whether, in that epoch, a training loss, a parameter or the validation
+      or test loss became NaN or infinite.
     """
     model = MLP(hidden=spec.hidden, num_classes=spec.num_classes)
     num_hidden = len(spec.hidden)
@@ -276,7 +281,12 @@ def make_train(
                 "val_accuracy": val_accuracy,
                 "test_loss": test_loss,
                 "test_accuracy": test_accuracy,
-                "nonfinite": ~jnp.all(jnp.isfinite(losses)),
+                "nonfinite": ~(
+                    jnp.all(jnp.isfinite(losses))
+                    & _all_finite(params)
+                    & jnp.isfinite(val_loss)
+                    & jnp.isfinite(test_loss)
+                ),
             }
             if on_epoch is not None:
                 # Passing a metric makes the callback wait for the epoch's results; without

@@ -1,0 +1,22 @@
+"""Shared fixtures: the shipped MNIST, loaded once, and small splits of it."""
+
+import pytest
+
+from flaxmnist.data import DataSplits, load_mnist, make_splits
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def small_splits(mnist) -> DataSplits:
+    """1,000 training images, 500 holdout and 500 test images: fast but real."""
+    splits = make_splits(mnist, limit_train=1000)
+    return splits._replace(
+        val_images=splits.val_images[:500],
+        val_labels=splits.val_labels[:500],
+        test_images=splits.test_images[:500],
+        test_labels=splits.test_labels[:500],
+    )

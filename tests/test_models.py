@@ -1,0 +1,83 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flaxmnist.models import MLP, dropout, param_count
+
+
+def numpy_forward(params, images):
+    x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+    layers = params["params"]
+    names = sorted(k for k in layers if k.startswith("hidden_")) + ["output"]
+    for name in names:
+        x = x @ np.asarray(layers[name]["kernel"], np.float64) + np.asarray(layers[name]["bias"])
+        if name != "output":
+            x = np.maximum(x, 0)
+    x = x - x.max(axis=1, keepdims=True)
+    return np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("hidden", [(), (300,), (500, 150)])
+def test_forward_matches_numpy_and_param_count(mnist, hidden):
+    model = MLP(hidden=hidden)
+    params = model.init(jax.random.key(0), mnist.test_images[:1])
+    # Non-zero biases, so that a forgotten bias would show.
+    params = jax.tree.map(lambda p: p + 0.01 if p.ndim == 1 else p, params)
+    images = mnist.test_images[:64]
+    probs = jax.nn.softmax(model.apply(params, images))
+    np.testing.assert_allclose(probs, numpy_forward(params, images), atol=2e-6)
+    count = sum(p.size for p in jax.tree.leaves(params))
+    assert count == param_count(784, hidden)
+    assert param_count(784, (300,)) == 784 * 300 + 300 + 300 * 10 + 10
+
+
+def test_keras1_initialisation():
+    params = MLP(hidden=(1000,)).init(jax.random.key(1), jnp.zeros((1, 784)))["params"]
+    hidden = np.asarray(params["hidden_0"]["kernel"])
+    assert abs(hidden.std() - 0.05) < 0.001 and abs(hidden.mean()) < 0.001
+    output = np.asarray(params["output"]["kernel"])
+    limit = np.sqrt(6 / (1000 + 10))  # glorot_uniform
+    assert np.abs(output).max() <= limit and np.abs(output).max() > 0.95 * limit
+    assert not np.any(params["hidden_0"]["bias"]) and not np.any(params["output"]["bias"])
+
+
+def test_integer_images_are_scaled_like_floats(mnist):
+    model = MLP(hidden=(32,))
+    params = model.init(jax.random.key(0), mnist.test_images[:1])
+    images = mnist.test_images[:8]
+    np.testing.assert_allclose(
+        model.apply(params, images),
+        model.apply(params, images.astype(np.float32) / 255.0),
+        rtol=1e-6,
+    )
+
+
+def test_dropout_rate_zero_is_the_deterministic_model_exactly(mnist):
+    model = MLP(hidden=(64, 32))
+    images = mnist.test_images[:32]
+    params = model.init(jax.random.key(0), images)
+    noisy = model.apply(
+        params, images, jnp.zeros(2), deterministic=False, rngs={"dropout": jax.random.key(5)}
+    )
+    np.testing.assert_array_equal(noisy, model.apply(params, images))
+
+
+def test_dropout_rate_one_gives_zeros_not_nan():
+    x = jnp.ones((4, 10))
+    out = dropout(x, jnp.float32(1.0), jax.random.key(0))
+    assert np.all(np.isfinite(out)) and not np.any(out)
+    grad = jax.grad(lambda x: dropout(x, jnp.float32(1.0), jax.random.key(0)).sum())(x)
+    assert np.all(np.isfinite(grad))
+
+
+def test_vmapped_rates_keep_one_minus_rate_of_units():
+    rates = jnp.array([0.0, 0.1, 0.5, 0.9, 1.0])
+    x = jnp.ones((200, 500))
+    keys = jax.random.split(jax.random.key(3), len(rates))
+    out = jax.vmap(dropout, in_axes=(None, 0, 0))(x, rates, keys)
+    kept = np.asarray((out != 0).mean(axis=(1, 2)))
+    np.testing.assert_allclose(kept, 1 - np.asarray(rates), atol=0.005)
+    # Inverted dropout: kept units are scaled so that the mean is preserved.
+    means = np.asarray(out.mean(axis=(1, 2)))
+    np.testing.assert_allclose(means[:4], 1.0, atol=0.02)

@@ -1,0 +1,83 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+import flaxmnist
+from flaxmnist.sweep import main
+
+ARGS = ["lr", "--epochs", "1", "--limit-train", "400", "--seeds", "1"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "flaxmnist.sweep", *ARGS, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return result, out
+
+
+def test_cli_end_to_end(cli_run):
+    result, out = cli_run
+    assert result.returncode == 0, result.stderr
+    lines = (out / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 24
+    assert [r["config"]["learning_rate"] for r in records][:4] == [1.0, 0.1, 0.01, 0.001]
+    assert all(r["study"] == "lr" and r["seed"] == 0 for r in records)
+    rows = [
+        line
+        for line in result.stdout.splitlines()
+        if line.split()[:1] and line.split()[0].isdigit()
+    ]
+    assert len(rows) == 24
+    assert "group 1/1" in result.stderr and "compiled in" in result.stderr  # progress
+
+
+def test_python_api_returns_the_cli_records(cli_run):
+    _, out = cli_run
+    cli_records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    api_records = flaxmnist.run_sweep("lr", epochs=1, limit_train=400, seeds=1)
+    assert api_records == cli_records
+    assert flaxmnist.format_table(api_records).splitlines()[2].startswith("1 ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["lr", "--epochs", "0"], "expected a positive integer"),
+        (["lr", "--seeds", "two"], "expected a positive integer"),
+        (["lr", "--validate-on", "train"], "invalid choice"),
+        (["lr", "--bogus"], "unrecognized arguments"),
+        (["nosuchstudy"], "unknown study 'nosuchstudy'"),
+        (["lr", "--limit-train", "50001"], "limit_train must be between 1 and 50000"),
+        (["lr", "--data-dir", "/nonexistent"], "not a directory"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, message, capsys, tmp_path):
+    try:
+        code = main([*argv, "--out", str(tmp_path / "out")])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_spec_file_exits_2_without_traceback(tmp_path):
+    spec = tmp_path / "bad.toml"
+    spec.write_text("[grid]\nlearning_rate = [0]\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "flaxmnist.sweep", str(spec)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"python -m flaxmnist.sweep: error: {spec}: grid.learning_rate = 0: must be > 0"
+    )

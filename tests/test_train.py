@@ -1,0 +1,178 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flaxmnist.data import make_splits
+from flaxmnist.models import MLP
+from flaxmnist.train import (
+    HISTORY_KEYS,
+    TrainSpec,
+    make_hyperparams,
+    make_loss,
+    make_optimizer,
+    make_train,
+    stack_hyperparams,
+)
+
+
+def batched_train(spec):
+    return jax.jit(jax.vmap(make_train(spec), in_axes=(0, 0, None)))
+
+
+def assert_trees_close(a, b, rtol=1e-4, atol=1e-6):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def test_vmapped_lane_equals_standalone_run(small_splits):
+    # 1,000 images, batch 100, 3 epochs: 30 steps, with dropout, L2 and weight decay lanes.
+    spec = TrainSpec(hidden=(64,), epochs=3, batch_size=100)
+    hparams = [
+        make_hyperparams(spec, 1e-3),
+        make_hyperparams(spec, 3e-3, dropout=0.3),
+        make_hyperparams(spec, 1e-3, l2=[0.002, 0.0], weight_decay=0.01),
+    ]
+    keys = [jax.random.key(0), jax.random.key(1), jax.random.key(0)]
+    params, history = batched_train(spec)(stack_hyperparams(hparams), jnp.stack(keys), small_splits)
+    train = jax.jit(make_train(spec))
+    for lane, (hp, key) in enumerate(zip(hparams, keys, strict=True)):
+        solo_params, solo_history = train(hp, key, small_splits)
+        assert_trees_close(jax.tree.map(lambda p, i=lane: p[i], params), solo_params)
+        for name in HISTORY_KEYS:
+            np.testing.assert_allclose(history[name][lane], solo_history[name], rtol=1e-4)
+
+
+def test_history_shapes_and_ranges(small_splits):
+    spec = TrainSpec(hidden=(32,), epochs=2, batch_size=100)
+    _, history = jax.jit(make_train(spec))(
+        make_hyperparams(spec, 1e-3), jax.random.key(0), small_splits
+    )
+    for name in HISTORY_KEYS:
+        assert history[name].shape == (2,)
+        assert np.all(np.isfinite(history[name]))
+    for name in ("train_accuracy", "val_accuracy", "test_accuracy"):
+        assert np.all((history[name] >= 0) & (history[name] <= 1))
+    assert history["val_accuracy"][1] > 0.5
+    assert not np.any(history["nonfinite"])
+
+
+def test_l2_adds_exactly_2wW_to_its_kernel_only(small_splits):
+    spec = TrainSpec(hidden=(16, 8))
+    model = MLP(hidden=spec.hidden)
+    images, labels = small_splits.train_images[:50], small_splits.train_labels[:50]
+    params = model.init(jax.random.key(0), images)
+    grad = jax.jit(
+        jax.grad(
+            lambda p, hp: make_loss(model, 2)(
+                p, hp, images, labels, jnp.ones(50), jax.random.key(1)
+            )[0]
+        )
+    )
+    w = 0.002
+    plain = grad(params, make_hyperparams(spec, 1e-3, l2=0.0))
+    with_l2 = grad(params, make_hyperparams(spec, 1e-3, l2=[0.0, w, 0.0]))
+    kernel = params["params"]["hidden_1"]["kernel"]
+    np.testing.assert_allclose(
+        with_l2["params"]["hidden_1"]["kernel"] - plain["params"]["hidden_1"]["kernel"],
+        2 * w * kernel,
+        rtol=1e-4,
+        atol=1e-9,
+    )
+    for layer in ("hidden_0", "output"):
+        for leaf in ("kernel", "bias"):
+            np.testing.assert_array_equal(
+                with_l2["params"][layer][leaf], plain["params"][layer][leaf]
+            )
+    np.testing.assert_array_equal(
+        with_l2["params"]["hidden_1"]["bias"], plain["params"]["hidden_1"]["bias"]
+    )
+
+
+def test_weight_decay_is_decoupled_and_spares_biases():
+    spec = TrainSpec(hidden=(4,))
+    params = MLP(hidden=(4,)).init(jax.random.key(0), jnp.zeros((1, 6)))
+    params = jax.tree.map(lambda p: p + 0.5, params)  # non-zero biases too
+    grads = jax.tree.map(jnp.ones_like, params)
+    lr, wd = 0.01, 0.1
+
+    def step(weight_decay):
+        optimizer = make_optimizer(make_hyperparams(spec, lr, weight_decay=weight_decay))
+        updates, _ = optimizer.update(grads, optimizer.init(params), params)
+        return updates
+
+    # Compare the updates, not the updated parameters (their difference would cancel).
+    decayed, plain = step(wd), step(0.0)
+    for layer in ("hidden_0", "output"):
+        np.testing.assert_allclose(
+            decayed["params"][layer]["kernel"] - plain["params"][layer]["kernel"],
+            -lr * wd * params["params"][layer]["kernel"],
+            rtol=1e-5,
+            atol=1e-8,
+        )
+        np.testing.assert_array_equal(
+            decayed["params"][layer]["bias"], plain["params"][layer]["bias"]
+        )
+
+
+def test_partial_last_batch_is_a_mean_over_real_examples(small_splits):
+    spec = TrainSpec(hidden=(16,))
+    model = MLP(hidden=spec.hidden)
+    images, labels = small_splits.train_images[:8], small_splits.train_labels[:8]
+    params = model.init(jax.random.key(0), images)
+    loss = make_loss(model, 1)
+    hp = make_hyperparams(spec, 1e-3, l2=0.0)
+    weights = jnp.array([1, 1, 1, 1, 1, 0, 0, 0], jnp.float32)
+    padded, (_, correct) = loss(params, hp, images, labels, weights, jax.random.key(0))
+    real, _ = loss(params, hp, images[:5], labels[:5], jnp.ones(5), jax.random.key(0))
+    np.testing.assert_allclose(padded, real, rtol=1e-6)
+    assert correct <= 5
+    # 450 images in batches of 200: 3 steps, every image counted exactly once per epoch.
+    spec = TrainSpec(hidden=(16,), epochs=2, batch_size=200)
+    data = small_splits._replace(
+        train_images=small_splits.train_images[:450], train_labels=small_splits.train_labels[:450]
+    )
+    _, history = jax.jit(make_train(spec))(make_hyperparams(spec, 1e-3), jax.random.key(0), data)
+    counts = np.asarray(history["train_accuracy"]) * 450
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-3)
+
+
+def test_diverging_lanes_do_not_touch_their_neighbours(small_splits):
+    spec = TrainSpec(hidden=(32,), epochs=2, batch_size=100)
+    rates = [1.0, 1e30, 1e-3]  # lr = 1e30 overflows to non-finite within a step or two
+    key = jax.random.key(0)
+    params, history = batched_train(spec)(
+        stack_hyperparams([make_hyperparams(spec, lr) for lr in rates]),
+        jnp.stack([key] * 3),
+        small_splits,
+    )
+    assert bool(history["nonfinite"][1].any())
+    assert not bool(history["nonfinite"][2].any())
+    solo_params, solo_history = batched_train(spec)(
+        stack_hyperparams([make_hyperparams(spec, 1e-3)]), jnp.stack([key]), small_splits
+    )
+    assert_trees_close(
+        jax.tree.map(lambda p: p[2], params), jax.tree.map(lambda p: p[0], solo_params)
+    )
+    np.testing.assert_allclose(
+        history["val_accuracy"][2], solo_history["val_accuracy"][0], rtol=1e-4
+    )
+    # The diverged lane still reports an accuracy: what its (NaN) network predicts.
+    assert 0.0 <= float(history["val_accuracy"][1][-1]) <= 0.2
+
+
+def test_one_epoch_on_5000_images_beats_85_percent(mnist):
+    data = make_splits(mnist, limit_train=5000)
+    spec = TrainSpec(hidden=(300,), epochs=1)
+    _, history = jax.jit(make_train(spec))(make_hyperparams(spec, 1e-3), jax.random.key(0), data)
+    assert float(history["val_accuracy"][0]) > 0.85
+
+
+def test_progress_callback_runs_once_per_lane_and_epoch(small_splits):
+    calls = []
+    spec = TrainSpec(hidden=(8,), epochs=3, batch_size=250)
+    train = jax.vmap(
+        make_train(spec, on_epoch=lambda e, acc: calls.append(int(e))), in_axes=(0, 0, None)
+    )
+    hp = stack_hyperparams([make_hyperparams(spec, 1e-3)] * 2)
+    jax.block_until_ready(jax.jit(train)(hp, jnp.stack([jax.random.key(0)] * 2), small_splits))
+    assert sorted(calls) == [0, 0, 1, 1, 2, 2]
