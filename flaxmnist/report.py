@@ -44,7 +44,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Each row has ``config_index``, ``config``, ``seeds``, ``val_mean``, ``val_std``,
     ``test_mean``, ``test_std`` (std is the sample std over seeds, NaN for one seed) and
-    ``diverged`` and ``collapsed`` (how many seeds did).
+    ``diverged`` and ``at_chance`` (how many seeds did).
     """
     by_index: dict[int, list[dict[str, Any]]] = {}
     for record in records:
@@ -64,7 +64,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "test_mean": test_mean,
                 "test_std": test_std,
                 "diverged": sum(bool(r["diverged"]) for r in group),
-                "collapsed": sum(bool(r.get("collapsed", False)) for r in group),
+                "at_chance": sum(bool(r["at_chance"]) for r in group),
             }
         )
     return rows
@@ -95,7 +95,9 @@ def _format_accuracy(mean: float, std: float) -> str:
 
 def _status(row: dict[str, Any]) -> str:
     parts = [
-        f"{what} {row[what]}/{row['seeds']}" for what in ("diverged", "collapsed") if row[what]
+        f"{label} {row[key]}/{row['seeds']}"
+        for key, label in (("diverged", "diverged"), ("at_chance", "at chance"))
+        if row[key]
     ]
     return ", ".join(parts) or "ok"
 

@@ -10,8 +10,9 @@ same dropout keys).
 Lanes are independent: a lane whose loss goes non-finite carries NaNs in its own slice of
 the batch only; it is reported as ``diverged`` with the accuracy its parameters really give,
 and the other lanes are unaffected (tests check this). A lane that stays finite but ends no
-better than a uniform guess (last-epoch training loss >= ln 10; lr = 1 does this: Adam's
-first steps kill every ReLU and the network predicts one class) is reported as ``collapsed``.
+more accurate on the validation split than always guessing that split's most common class is
+reported as ``at_chance`` (lr = 1 does this: Adam's first steps at that size kill the ReLUs
+and the network predicts one class).
 
 One record per (configuration, seed) comes out, the same dicts that ``results.jsonl`` holds.
 """
@@ -19,7 +20,6 @@ One record per (configuration, seed) comes out, the same dicts that ``results.js
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import tempfile
@@ -79,7 +79,7 @@ def run_group(
     """Train every (configuration, seed) lane of ``group`` in one vmapped call.
 
     Returns one partial record per lane (``config_index``, ``seed``, ``history``,
-    ``val_accuracy``, ``test_accuracy``, ``diverged``, ``collapsed``), configuration-major,
+    ``val_accuracy``, ``test_accuracy``, ``diverged``, ``at_chance``), configuration-major,
     seed-minor.
     """
     spec = group.spec
@@ -109,6 +109,8 @@ def run_group(
         on_compiled(time.perf_counter() - start)
     _, history = compiled(stacked, stacked_keys, data)
     history = jax.device_get(history)
+    val_labels = np.asarray(data.val_labels)
+    chance_accuracy = np.bincount(val_labels).max() / len(val_labels)
 
     records = []
     for lane, (index, seed) in enumerate(lanes):
@@ -122,8 +124,8 @@ def run_group(
                 "val_accuracy": lane_history["val_accuracy"][-1],
                 "test_accuracy": lane_history["test_accuracy"][-1],
                 "diverged": diverged,
-                "collapsed": not diverged
-                and bool(history["train_loss"][lane][-1] >= math.log(spec.num_classes)),
+                "at_chance": not diverged
+                and bool(history["val_accuracy"][lane][-1] <= chance_accuracy),
             }
         )
     return records
@@ -214,9 +216,9 @@ def run_sweep(
       Records with ``study``, ``config`` (every hyperparameter, resolved, plus the data
       settings), ``config_index``, ``seed``, ``history`` (per-epoch lists), ``val_accuracy``
       and ``test_accuracy`` (last epoch), ``diverged`` (a training loss, a parameter or
-      an evaluation loss went NaN or infinite) and ``collapsed`` (finite, but the last
-      epoch's training loss is no better than a uniform guess, ln 10); configuration order,
-      then seed.
+      an evaluation loss went NaN or infinite) and ``at_chance`` (finite, but the last
+      validation accuracy is no better than always guessing the most common class);
+      configuration order, then seed.
     """
     if not isinstance(study, Study):
         study = load_study(study)

@@ -5,7 +5,7 @@ import pytest
 from flaxmnist.report import best_row, format_table, summarize, varied_keys
 
 
-def record(index, seed, lr, val, test, diverged=False, validate_on="holdout", collapsed=False):
+def record(index, seed, lr, val, test, diverged=False, validate_on="holdout", at_chance=False):
     config = {
         "hidden": [300],
         "dropout": [0.0],
@@ -27,13 +27,13 @@ def record(index, seed, lr, val, test, diverged=False, validate_on="holdout", co
         "val_accuracy": val,
         "test_accuracy": test,
         "diverged": diverged,
-        "collapsed": collapsed,
+        "at_chance": at_chance,
     }
 
 
 RECORDS = [
     record(0, 0, 1.0, 0.1, 0.11, diverged=True),
-    record(0, 1, 1.0, None, 0.1, collapsed=True),
+    record(0, 1, 1.0, None, 0.1, at_chance=True),
     record(1, 0, 0.001, 0.97, 0.96),
     record(1, 1, 0.001, 0.98, 0.97),
     record(2, 0, 0.001, 0.975, 0.99),
@@ -48,7 +48,7 @@ def test_summarize_means_stds_and_divergence():
     assert rows[1]["val_std"] == pytest.approx(math.sqrt(0.00005))
     assert rows[2]["val_std"] == 0
     assert rows[0]["diverged"] == 1 and rows[1]["diverged"] == 0
-    assert rows[0]["collapsed"] == 1
+    assert rows[0]["at_chance"] == 1
     assert math.isnan(rows[0]["val_mean"])  # a null accuracy stays visible, not dropped
 
 
@@ -62,7 +62,7 @@ def test_table_lists_every_config_in_order_with_status():
     table = format_table(RECORDS)
     lines = table.splitlines()
     assert "holdout" in lines[0]
-    assert lines[2].split()[:2] == ["1", "1"] and "diverged 1/2, collapsed 1/2" in lines[2]
+    assert lines[2].split()[:2] == ["1", "1"] and "diverged 1/2, at chance 1/2" in lines[2]
     assert lines[3].split()[:5] == ["2", "0.001", "97.50", "±", "0.71"]
     assert "best by holdout accuracy: #2" in table
 

@@ -1,5 +1,8 @@
+import gzip
 import json
+import struct
 
+import numpy as np
 import pytest
 
 from flaxmnist.runner import group_configs, run_sweep, write_jsonl_atomic
@@ -71,11 +74,26 @@ def test_diverged_lane_is_marked_and_reported(tmp_path):
     assert records[1]["val_accuracy"] > 0.3  # 5 steps of a 16-unit net: learning, far above 0.1
 
 
-def test_lr_1_collapses_without_diverging():
-    records = run_sweep(study({"learning_rate": [1.0, 0.001]}, hidden=[32]), limit_train=1000)
-    assert not records[0]["diverged"] and records[0]["collapsed"]
-    assert not records[1]["diverged"] and not records[1]["collapsed"]
-    assert records[0]["history"]["train_loss"][-1] >= 2.302585
+def write_idx(path, array):
+    magic = 2051 if array.ndim == 3 else 2049
+    header = struct.pack(f">{1 + array.ndim}I", magic, *array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def test_a_network_that_cannot_beat_the_majority_class_is_at_chance(tmp_path):
+    # Blank images carry no information: every input gets the same prediction, so the
+    # accuracy is at most the most common class's share, whatever the training did.
+    rng = np.random.default_rng(0)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((10_400, 28, 28)))
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 10_400))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((100, 28, 28)))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, 100))
+    blank = run_sweep(study({"learning_rate": [0.01]}, hidden=[8]), data_dir=tmp_path)
+    assert blank[0]["at_chance"] and not blank[0]["diverged"]
+    assert blank[0]["config"]["dataset"] == str(tmp_path)
+    # On MNIST, a barely trained network (loss still about ln 10) is already above chance.
+    slow = run_sweep(study({"learning_rate": [0.0001]}, hidden=[32], epochs=2), limit_train=2000)
+    assert slow[0]["val_accuracy"] > 0.13 and not slow[0]["at_chance"]
 
 
 def test_bad_settings_raise_before_training():
