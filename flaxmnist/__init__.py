@@ -2,7 +2,9 @@
 
 The public surface, for notebooks and your own loops::
 
+    import jax
     import flaxmnist
+
     records = flaxmnist.run_sweep("lr", epochs=1, seeds=3)   # same dicts as results.jsonl
     print(flaxmnist.format_table(records))
 
@@ -16,7 +18,7 @@ The public surface, for notebooks and your own loops::
 from flaxmnist.data import DataError, DataSplits, MnistArrays, load_mnist, make_splits
 from flaxmnist.models import MLP, dropout, param_count
 from flaxmnist.report import format_table, summarize
-from flaxmnist.runner import run_sweep
+from flaxmnist.runner import SettingsError, run_sweep
 from flaxmnist.specs import Config, SpecError, Study, load_study
 from flaxmnist.train import Hyperparams, TrainSpec, make_hyperparams, make_train, stack_hyperparams
 
@@ -29,6 +31,7 @@ __all__ = [
     "DataSplits",
     "Hyperparams",
     "MnistArrays",
+    "SettingsError",
     "SpecError",
     "Study",
     "TrainSpec",

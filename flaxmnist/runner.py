@@ -41,6 +41,10 @@ from flaxmnist.specs import Config, Study, load_study
 from flaxmnist.train import HISTORY_KEYS, TrainSpec, make_hyperparams, make_train, stack_hyperparams
 
 
+class SettingsError(ValueError):
+    """Settings that cannot run (bad seeds, epochs, split sizes, batch size, output path)."""
+
+
 @dataclass(frozen=True)
 class Group:
     """Configurations that share a compiled program (same static ``TrainSpec``)."""
@@ -73,7 +77,7 @@ def run_group(
     configs: Sequence[Config],
     data: DataSplits,
     seeds: int,
-    on_epoch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[Any, Any], None] | None = None,
     on_compiled: Callable[[float], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train every (configuration, seed) lane of ``group`` in one vmapped call.
@@ -110,7 +114,9 @@ def run_group(
     _, history = compiled(stacked, stacked_keys, data)
     history = jax.device_get(history)
     val_labels = np.asarray(data.val_labels)
-    chance_accuracy = np.bincount(val_labels).max() / len(val_labels)
+    # In float32, as train computes accuracies: a lane that predicts the majority class for
+    # every image then compares equal, not one rounding step above.
+    chance_accuracy = np.float32(np.bincount(val_labels).max()) / np.float32(len(val_labels))
 
     records = []
     for lane, (index, seed) in enumerate(lanes):
@@ -136,20 +142,33 @@ def write_jsonl_atomic(path: Path, records: Sequence[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "w") as handle:
             for record in records:
                 handle.write(json.dumps(record, allow_nan=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # make the rename itself durable
+        finally:
+            os.close(directory)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def default_out_dir(study_name: str) -> Path:
-    """``runs/<study>-<timestamp>`` under the current directory."""
-    return Path("runs") / f"{study_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    """``runs/<study>-<timestamp>`` under the current directory, ``-2``, ``-3``… if taken."""
+    base = Path("runs") / f"{study_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    candidate, number = base, 1
+    while candidate.exists():
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    return candidate
 
 
 class _Progress:
@@ -223,18 +242,26 @@ def run_sweep(
     if not isinstance(study, Study):
         study = load_study(study)
     if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
+        raise SettingsError(f"seeds must be >= 1, got {seeds}")
     if epochs is not None and epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+        raise SettingsError(f"epochs must be >= 1, got {epochs}")
     configs = list(study.configs)
     if epochs is not None:
         configs = [Config(**{**config.__dict__, "epochs": epochs}) for config in configs]
 
-    splits = make_splits(load_mnist(data_dir), validate_on=validate_on, limit_train=limit_train)
+    arrays = load_mnist(data_dir)
+    try:
+        splits = make_splits(arrays, validate_on=validate_on, limit_train=limit_train)
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
     train_size = int(splits.train_images.shape[0])
     too_big = [c.batch_size for c in configs if c.batch_size > train_size]
     if too_big:
-        raise ValueError(f"batch_size {too_big[0]} is larger than the training set ({train_size})")
+        raise SettingsError(
+            f"batch_size {too_big[0]} is larger than the training set ({train_size} images)"
+        )
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise SettingsError(f"--out {out}: exists and is not a directory")
     data = jax.device_put(splits)  # once, as uint8
     data_settings = {
         "dataset": "mnist" if data_dir is None else str(data_dir),

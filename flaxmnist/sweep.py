@@ -1,8 +1,9 @@
 """Command line: ``python -m flaxmnist.sweep NAME|FILE [options]``.
 
 A thin layer over ``flaxmnist.run_sweep`` and ``flaxmnist.format_table``: parse arguments,
-run, print the table, write ``results.jsonl``. Exit codes: 0 success, 1 a data or runtime
-error, 2 bad arguments or spec (one line on stderr, no traceback), 130 interrupted.
+run, print the table, write ``results.jsonl``. Exit codes: 0 success, 1 the shipped data is
+damaged (or an unexpected error, with its traceback), 2 bad arguments, spec, settings or
+``--data-dir`` files (one line on stderr, no traceback), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from flaxmnist.data import DataError
 from flaxmnist.report import format_table
-from flaxmnist.runner import default_out_dir, run_sweep
+from flaxmnist.runner import SettingsError, default_out_dir, run_sweep
 from flaxmnist.specs import SpecError, builtin_studies, load_study
 
 
@@ -106,10 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             out=out,
             quiet=args.quiet,
         )
-    except ValueError as err:  # bad settings (DataError is a ValueError too, checked first)
-        code = 1 if isinstance(err, DataError) and args.data_dir is None else 2
+    except (SettingsError, SpecError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
-        return code
+        return 2
+    except DataError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2 if args.data_dir is not None else 1  # the user's files, or our shipped copy
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

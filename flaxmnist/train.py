@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -170,9 +170,10 @@ def make_loss(model: MLP, num_hidden: int):
             params, images, hparams.dropout, deterministic=False, rngs={"dropout": dropout_key}
         )
         cross_entropy = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        data_loss = jnp.sum(weights * cross_entropy) / jnp.sum(weights)
+        real = weights > 0  # `where`, not a product: 0 * inf would be NaN
+        data_loss = jnp.sum(jnp.where(real, weights * cross_entropy, 0.0)) / jnp.sum(weights)
         loss = data_loss + l2_penalty(params, hparams.l2, num_hidden)
-        correct = jnp.sum(weights * (jnp.argmax(logits, -1) == labels))
+        correct = jnp.sum(jnp.where(real, jnp.argmax(logits, -1) == labels, False))
         return loss, (data_loss, correct)
 
     return loss_fn
@@ -188,21 +189,22 @@ def make_evaluate(model: MLP, eval_batch_size: int):
         pad = num_chunks * chunk - count
         images = jnp.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1))
         labels = jnp.pad(labels, (0, pad))
-        weights = (jnp.arange(num_chunks * chunk) < count).astype(jnp.float32)
+        weights = jnp.arange(num_chunks * chunk) < count
 
         def body(totals, chunk_data):
             x, y, w = chunk_data
             logits = model.apply(params, x)
             ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-            correct = jnp.argmax(logits, -1) == y
-            return (totals[0] + jnp.sum(w * ce), totals[1] + jnp.sum(w * correct)), None
+            correct = (jnp.argmax(logits, -1) == y) & w
+            # `where`, not a product: the padding's loss may be inf, and 0 * inf is NaN.
+            return (totals[0] + jnp.sum(jnp.where(w, ce, 0.0)), totals[1] + jnp.sum(correct)), None
 
         def chunked(a):
             return a.reshape(num_chunks, chunk, *a.shape[1:])
 
         (loss_sum, correct_sum), _ = jax.lax.scan(
             body,
-            (jnp.float32(0), jnp.float32(0)),
+            (jnp.float32(0), jnp.int32(0)),
             (chunked(images), chunked(labels), chunked(weights)),
         )
         return loss_sum / count, correct_sum / count
@@ -215,7 +217,7 @@ def _all_finite(tree) -> jax.Array:
 
 
 def make_train(
-    spec: TrainSpec, on_epoch: Callable[[jax.Array, jax.Array], None] | None = None
+    spec: TrainSpec, on_epoch: Callable[[Any, Any], None] | None = None
 ) -> Callable[[Hyperparams, jax.Array, DataSplits], tuple[dict, dict]]:
     """Build the pure training function for ``spec``.
 
@@ -239,6 +241,10 @@ def make_train(
 
     def train(hparams: Hyperparams, key: jax.Array, data: DataSplits):
         num_train = data.train_images.shape[0]
+        if spec.batch_size > num_train:
+            raise ValueError(
+                f"batch_size {spec.batch_size} is larger than the training set ({num_train})"
+            )
         num_batches = math.ceil(num_train / spec.batch_size)
         pad = num_batches * spec.batch_size - num_train
         init_key, shuffle_key, dropout_key = jax.random.split(key, 3)
@@ -272,8 +278,11 @@ def make_train(
             )
             batch_counts = jnp.sum(batch_weights, axis=1)
             params = carry[0]
+            # Like Keras, the reported losses include the L2 penalty; accuracies do not care.
+            penalty = l2_penalty(params, hparams.l2, num_hidden)
             val_loss, val_accuracy = evaluate(params, data.val_images, data.val_labels)
             test_loss, test_accuracy = evaluate(params, data.test_images, data.test_labels)
+            val_loss, test_loss = val_loss + penalty, test_loss + penalty
             metrics = {
                 "train_loss": jnp.sum(losses * batch_counts) / num_train,
                 "train_accuracy": jnp.sum(corrects) / num_train,

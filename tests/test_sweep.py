@@ -57,6 +57,7 @@ def test_python_api_returns_the_cli_records(cli_run):
         (["nosuchstudy"], "unknown study 'nosuchstudy'"),
         (["lr", "--limit-train", "50001"], "limit_train must be between 1 and 50000"),
         (["lr", "--data-dir", "/nonexistent"], "not a directory"),
+        (["lr", "--limit-train", "100"], "batch_size 200 is larger than the training set (100"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys, tmp_path):
@@ -81,3 +82,45 @@ def test_bad_spec_file_exits_2_without_traceback(tmp_path):
     assert result.stderr.strip() == (
         f"python -m flaxmnist.sweep: error: {spec}: grid.learning_rate = 0: must be > 0"
     )
+
+
+def test_out_that_is_a_file_exits_2(tmp_path, capsys):
+    path = tmp_path / "taken"
+    path.write_text("")
+    assert main(["lr", "--out", str(path)]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+
+
+def test_test_protocol_and_quiet_from_a_spec_file(tmp_path):
+    spec = tmp_path / "two.toml"
+    spec.write_text("[base]\nhidden = [16]\n[grid]\nlearning_rate = [0.01, 0.001]\n")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flaxmnist.sweep",
+            str(spec),
+            "--validate-on",
+            "test",
+            "--quiet",
+            "--epochs",
+            "1",
+            "--limit-train",
+            "300",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "validation on the TEST set" in result.stdout and "optimistic" in result.stdout
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["study"] for r in records] == ["two", "two"]
+    assert {r["config"]["validate_on"] for r in records} == {"test"}
+    assert {r["config"]["train_size"] for r in records} == {300}
+    for record in records:  # validation is the test set: the two must agree exactly
+        assert record["history"]["val_accuracy"] == record["history"]["test_accuracy"]

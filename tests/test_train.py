@@ -1,6 +1,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+import pytest
 
 from flaxmnist.data import make_splits
 from flaxmnist.models import MLP
@@ -126,14 +128,28 @@ def test_partial_last_batch_is_a_mean_over_real_examples(small_splits):
     real, _ = loss(params, hp, images[:5], labels[:5], jnp.ones(5), jax.random.key(0))
     np.testing.assert_allclose(padded, real, rtol=1e-6)
     assert correct <= 5
-    # 450 images in batches of 200: 3 steps, every image counted exactly once per epoch.
-    spec = TrainSpec(hidden=(16,), epochs=2, batch_size=200)
+    # 450 images in batches of 200: 3 steps, the last one padded. At lr = 1e-30 the
+    # parameters do not move, so the epoch's mean training loss and accuracy must equal an
+    # evaluation of the initial network on exactly those 450 images, each counted once.
+    spec = TrainSpec(hidden=(16,), epochs=1, batch_size=200)
     data = small_splits._replace(
         train_images=small_splits.train_images[:450], train_labels=small_splits.train_labels[:450]
     )
-    _, history = jax.jit(make_train(spec))(make_hyperparams(spec, 1e-3), jax.random.key(0), data)
-    counts = np.asarray(history["train_accuracy"]) * 450
-    np.testing.assert_allclose(counts, np.round(counts), atol=1e-3)
+    key = jax.random.key(0)
+    _, history = jax.jit(make_train(spec))(make_hyperparams(spec, 1e-30), key, data)
+    init_key = jax.random.split(key, 3)[0]  # how train derives its init key
+    params = model.init(init_key, data.train_images[:1])
+    logits = model.apply(params, data.train_images)
+    expected_loss = optax.softmax_cross_entropy_with_integer_labels(logits, data.train_labels)
+    expected_accuracy = np.mean(np.argmax(logits, -1) == data.train_labels)
+    np.testing.assert_allclose(history["train_loss"][0], expected_loss.mean(), rtol=1e-5)
+    np.testing.assert_allclose(history["train_accuracy"][0], expected_accuracy, rtol=1e-6)
+
+
+def test_batch_larger_than_the_training_set_is_refused(small_splits):
+    spec = TrainSpec(hidden=(4,), batch_size=2000)
+    with pytest.raises(ValueError, match="batch_size 2000 is larger than the training set"):
+        make_train(spec)(make_hyperparams(spec, 1e-3), jax.random.key(0), small_splits)
 
 
 def test_diverging_lanes_do_not_touch_their_neighbours(small_splits):
@@ -146,7 +162,7 @@ def test_diverging_lanes_do_not_touch_their_neighbours(small_splits):
         small_splits,
     )
     assert bool(history["nonfinite"][1].any())
-    assert not bool(history["nonfinite"][2].any())
+    assert not bool(history["nonfinite"][0].any()) and not bool(history["nonfinite"][2].any())
     solo_params, solo_history = batched_train(spec)(
         stack_hyperparams([make_hyperparams(spec, 1e-3)]), jnp.stack([key]), small_splits
     )
