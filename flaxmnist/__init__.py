@@ -19,7 +19,7 @@ from flaxmnist.data import DataError, DataSplits, MnistArrays, load_mnist, make_
 from flaxmnist.models import MLP, dropout, param_count
 from flaxmnist.report import format_table, summarize
 from flaxmnist.runner import SettingsError, run_sweep
-from flaxmnist.specs import Config, SpecError, Study, load_study
+from flaxmnist.specs import Config, SpecError, Study, load_studies, load_study
 from flaxmnist.train import Hyperparams, TrainSpec, make_hyperparams, make_train, stack_hyperparams
 
 __version__ = "0.1.0"
@@ -38,6 +38,7 @@ __all__ = [
     "dropout",
     "format_table",
     "load_mnist",
+    "load_studies",
     "load_study",
     "make_hyperparams",
     "make_splits",

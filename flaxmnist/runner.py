@@ -19,6 +19,7 @@ One record per (configuration, seed) comes out, the same dicts that ``results.js
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from flaxmnist.data import DataSplits, ValidateOn, load_mnist, make_splits
-from flaxmnist.specs import Config, Study, load_study
+from flaxmnist.specs import Config, Study, load_studies
 from flaxmnist.train import HISTORY_KEYS, TrainSpec, make_hyperparams, make_train, stack_hyperparams
 
 
@@ -53,6 +54,15 @@ class Group:
     config_indices: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """One call: lanes ``(config_index, seed)`` of one study that share a ``TrainSpec``."""
+
+    study_index: int
+    spec: TrainSpec
+    lanes: tuple[tuple[int, int], ...]
+
+
 def train_spec_of(config: Config) -> TrainSpec:
     """The static part of a configuration."""
     return TrainSpec(hidden=config.hidden, epochs=config.epochs, batch_size=config.batch_size)
@@ -66,44 +76,74 @@ def group_configs(configs: Sequence[Config]) -> list[Group]:
     return [Group(spec, tuple(indices)) for spec, indices in groups.items()]
 
 
+def lane_bytes(spec: TrainSpec, input_size: int = 784) -> int:
+    """A generous estimate of the device memory one lane needs while it trains.
+
+    Parameters, gradients, Adam's two moments and the update (6 copies of the weights), the
+    activations of one training step (inputs, and per hidden unit its pre-activation,
+    activation and dropout mask), and one evaluation chunk, all float32, times 1.5 for
+    XLA's temporaries.
+    """
+    sizes = [input_size, *spec.hidden, spec.num_classes]
+    params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    units = sum(spec.hidden) + spec.num_classes
+    step = spec.batch_size * (input_size + 3 * units)
+    evaluation = spec.eval_batch_size * (input_size + 2 * units)
+    return int(1.5 * 4 * (6 * params + step + evaluation))
+
+
+def plan_chunks(
+    studies_configs: Sequence[Sequence[Config]], seeds: int, max_lanes: int | None, budget: int
+) -> list[Chunk]:
+    """Split every study's shape groups into calls of at most ``max_lanes`` lanes.
+
+    Without ``max_lanes``, a call holds as many lanes as ``budget`` bytes allow
+    (``lane_bytes``), and at least one. A configuration's seeds stay next to each other.
+    """
+    chunks = []
+    for study_index, configs in enumerate(studies_configs):
+        for group in group_configs(configs):
+            lanes = [(index, seed) for index in group.config_indices for seed in range(seeds)]
+            size = max_lanes or max(1, budget // lane_bytes(group.spec))
+            for start in range(0, len(lanes), size):
+                chunks.append(Chunk(study_index, group.spec, tuple(lanes[start : start + size])))
+    return chunks
+
+
 def _json_float(value) -> float | None:
     """A float32 as the shortest decimal that round-trips; non-finite becomes None (JSON null)."""
     value = np.float32(value)
     return float(str(value)) if np.isfinite(value) else None
 
 
-def run_group(
-    group: Group,
+def run_lanes(
+    spec: TrainSpec,
     configs: Sequence[Config],
+    lanes: Sequence[tuple[int, int]],
     data: DataSplits,
-    seeds: int,
     on_epoch: Callable[[Any, Any], None] | None = None,
     on_compiled: Callable[[float], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train every (configuration, seed) lane of ``group`` in one vmapped call.
+    """Train ``lanes`` (``(config_index, seed)`` pairs sharing ``spec``) in one vmapped call.
 
-    Returns one partial record per lane (``config_index``, ``seed``, ``history``,
-    ``val_accuracy``, ``test_accuracy``, ``diverged``, ``at_chance``), configuration-major,
-    seed-minor.
+    Seed ``i`` uses the key ``jax.random.key(i)`` whatever the configuration (paired seeds).
+    Returns one partial record per lane, in the order given: ``config_index``, ``seed``,
+    ``history``, ``val_accuracy``, ``test_accuracy``, ``diverged``, ``at_chance``.
     """
-    spec = group.spec
-    hparams, keys, lanes = [], [], []
-    for index in group.config_indices:
+    hparams = []
+    for index, _ in lanes:
         config = configs[index]
-        for seed in range(seeds):
-            hparams.append(
-                make_hyperparams(
-                    spec,
-                    learning_rate=config.learning_rate,
-                    l2=config.l2,
-                    weight_decay=config.weight_decay,
-                    dropout=config.dropout,
-                )
+        hparams.append(
+            make_hyperparams(
+                spec,
+                learning_rate=config.learning_rate,
+                l2=config.l2,
+                weight_decay=config.weight_decay,
+                dropout=config.applied_dropout(),
             )
-            keys.append(jax.random.key(seed))
-            lanes.append((index, seed))
+        )
     stacked = stack_hyperparams(hparams)
-    stacked_keys = jnp.stack(keys)
+    stacked_keys = jnp.stack([jax.random.key(seed) for _, seed in lanes])
 
     train = make_train(spec, on_epoch=on_epoch)
     batched = jax.jit(jax.vmap(train, in_axes=(0, 0, None)))
@@ -137,8 +177,17 @@ def run_group(
     return records
 
 
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write ``value`` as indented JSON to ``path`` via a temp file and a rename."""
+    _write_atomic(path, json.dumps(value, indent=2, allow_nan=False) + "\n")
+
+
 def write_jsonl_atomic(path: Path, records: Sequence[dict[str, Any]]) -> None:
     """Write one JSON object per line to ``path`` via a temp file and a rename."""
+    _write_atomic(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
+
+
+def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -146,8 +195,7 @@ def write_jsonl_atomic(path: Path, records: Sequence[dict[str, Any]]) -> None:
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "w") as handle:
-            for record in records:
-                handle.write(json.dumps(record, allow_nan=False) + "\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -207,29 +255,76 @@ class _Progress:
             self.bar.close()
 
 
+DEFAULT_MEMORY_BUDGET = 8 * 2**30
+
+
+def _fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _open_run_dir(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Prepare ``out`` for a run with ``settings``; return the records of an earlier attempt.
+
+    A new directory gets ``manifest.json`` (the resolved settings and their hash). An
+    existing one must hold the same settings, else the run is refused rather than mixing
+    results of different experiments.
+    """
+    manifest_path = out / "manifest.json"
+    fingerprint = _fingerprint(settings)
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("fingerprint") != fingerprint:
+            old = manifest.get("settings", {})
+            changed = sorted(k for k in {*old, *settings} if old.get(k) != settings.get(k))
+            raise SettingsError(
+                f"--out {out}: holds a run with other settings (changed: "
+                f"{', '.join(changed) or 'unknown'}); use another --out, or delete it to start over"
+            )
+        return _read_jsonl(out / "results.jsonl")
+    if out.exists() and any(out.iterdir()):
+        raise SettingsError(f"--out {out}: exists, is not empty and holds no flaxmnist manifest")
+    write_json_atomic(manifest_path, {"fingerprint": fingerprint, "settings": settings})
+    return []
+
+
 def run_sweep(
-    study: str | Path | Study,
+    study: str | Path | Study | Sequence[Study],
     *,
     epochs: int | None = None,
-    seeds: int = 1,
+    seeds: int = 3,
     limit_train: int | None = None,
     validate_on: ValidateOn = "holdout",
     data_dir: str | Path | None = None,
     out: str | Path | None = None,
     quiet: bool = True,
+    max_lanes: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> list[dict[str, Any]]:
-    """Run a study and return one record per (configuration, seed).
+    """Run a study (or several) and return one record per (study, configuration, seed).
 
     Args:
-      study: a study name (``"lr"``), a path to a TOML spec, or a loaded ``Study``.
+      study: a study name (``"lr"``, or ``"all"`` for the whole notebook), a path to a TOML
+        spec, a loaded ``Study`` or a list of them.
       epochs: override every configuration's epoch count.
-      seeds: seeds per configuration, run as extra lanes of the same vmapped call.
+      seeds: seeds per configuration, paired across configurations, run as extra lanes of
+        the same vmapped call.
       limit_train: train on only the first N images of the train split.
       validate_on: ``"holdout"`` (the last 10,000 training images, never trained on) or
         ``"test"`` (the reference notebook's protocol: the test set selects).
       data_dir: a directory with MNIST-format IDX files instead of the shipped MNIST.
-      out: if given, write ``results.jsonl`` there (atomically, after each group).
+      out: if given, the run directory: ``manifest.json`` and ``results.jsonl``, rewritten
+        atomically after every call. Running again with the same ``out`` and settings
+        resumes: lanes already in ``results.jsonl`` are not trained again.
       quiet: no progress output on stderr.
+      max_lanes: at most this many lanes per call (default: as many as ``memory_budget``
+        allows by ``lane_bytes``).
+      memory_budget: bytes of device memory one call's lanes may use.
 
     Returns:
       Records with ``study``, ``config`` (every hyperparameter, resolved, plus the data
@@ -237,17 +332,23 @@ def run_sweep(
       and ``test_accuracy`` (last epoch), ``diverged`` (a training loss, a parameter or
       an evaluation loss went NaN or infinite) and ``at_chance`` (finite, but the last
       validation accuracy is no better than always guessing the most common class);
-      configuration order, then seed.
+      in study order, then configuration, then seed.
     """
-    if not isinstance(study, Study):
-        study = load_study(study)
+    if isinstance(study, Study):
+        studies = [study]
+    elif isinstance(study, str | Path):
+        studies = load_studies(study)
+    else:
+        studies = list(study)
     if seeds < 1:
         raise SettingsError(f"seeds must be >= 1, got {seeds}")
     if epochs is not None and epochs < 1:
         raise SettingsError(f"epochs must be >= 1, got {epochs}")
-    configs = list(study.configs)
-    if epochs is not None:
-        configs = [Config(**{**config.__dict__, "epochs": epochs}) for config in configs]
+    if max_lanes is not None and max_lanes < 1:
+        raise SettingsError(f"max_lanes must be >= 1, got {max_lanes}")
+    studies_configs = [
+        [c if epochs is None else replace(c, epochs=epochs) for c in s.configs] for s in studies
+    ]
 
     arrays = load_mnist(data_dir)
     try:
@@ -255,51 +356,69 @@ def run_sweep(
     except ValueError as err:
         raise SettingsError(str(err)) from None
     train_size = int(splits.train_images.shape[0])
-    too_big = [c.batch_size for c in configs if c.batch_size > train_size]
-    if too_big:
-        raise SettingsError(
-            f"batch_size {too_big[0]} is larger than the training set ({train_size} images)"
-        )
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise SettingsError(f"--out {out}: exists and is not a directory")
-    data = jax.device_put(splits)  # once, as uint8
+    for study_, configs in zip(studies, studies_configs, strict=True):
+        for config in configs:
+            if config.batch_size > train_size:
+                raise SettingsError(
+                    f"{study_.source}: batch_size = {config.batch_size}: larger than the "
+                    f"training set ({train_size} images)"
+                )
     data_settings = {
         "dataset": "mnist" if data_dir is None else str(data_dir),
         "validate_on": validate_on,
         "train_size": train_size,
     }
 
-    groups = group_configs(configs)
-    results_path = Path(out) / "results.jsonl" if out is not None else None
-    by_index: dict[int, list[dict[str, Any]]] = {}
+    done: dict[tuple[int, int, int], dict[str, Any]] = {}
+    if out is not None:
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise SettingsError(f"--out {out}: exists and is not a directory")
+        settings = {
+            "studies": [
+                {"name": s.name, "configs": [c.to_dict() for c in configs]}
+                for s, configs in zip(studies, studies_configs, strict=True)
+            ],
+            "seeds": seeds,
+            **data_settings,
+        }
+        names = [s.name for s in studies]
+        for record in _open_run_dir(out, settings):
+            done[(names.index(record["study"]), record["config_index"], record["seed"])] = record
+
+    data = jax.device_put(splits)  # once, as uint8
+    chunks = plan_chunks(studies_configs, seeds, max_lanes, memory_budget)
     start = time.perf_counter()
-    for number, group in enumerate(groups, 1):
-        widths = "-".join(str(w) for w in (784, *group.spec.hidden, 10))
-        lanes = len(group.config_indices) * seeds
-        label = f"group {number}/{len(groups)} [{widths}, {lanes} lanes]"
-        progress = _Progress(label, group.spec.epochs, lanes, enabled=not quiet)
+    for number, chunk in enumerate(chunks, 1):
+        study_, configs = studies[chunk.study_index], studies_configs[chunk.study_index]
+        lanes = [lane for lane in chunk.lanes if (chunk.study_index, *lane) not in done]
+        widths = "-".join(str(w) for w in (784, *chunk.spec.hidden, 10))
+        label = f"{study_.name} {number}/{len(chunks)} [{widths}, {len(chunk.lanes)} lanes]"
+        if not lanes:
+            if not quiet:
+                print(f"{label}: done in an earlier run, skipped", file=sys.stderr)
+            continue
+        progress = _Progress(label, chunk.spec.epochs, len(lanes), enabled=not quiet)
         if not quiet:
             print(f"{label}: compiling...", file=sys.stderr, flush=True)
         try:
-            lane_records = run_group(
-                group, configs, data, seeds, on_epoch=progress.epoch, on_compiled=progress.compiled
-            )
+            records = run_lanes(chunk.spec, configs, lanes, data, progress.epoch, progress.compiled)
         finally:
             progress.close()
-        for record in lane_records:
+        for record in records:
             config = configs[record["config_index"]]
-            full = {"study": study.name, "config": {**config.to_dict(), **data_settings}, **record}
-            by_index.setdefault(record["config_index"], []).append(full)
-        if results_path is not None:
-            write_jsonl_atomic(results_path, _in_order(by_index))
+            done[(chunk.study_index, record["config_index"], record["seed"])] = {
+                "study": study_.name,
+                "config": {**config.to_dict(), **data_settings},
+                **record,
+            }
+        if out is not None:
+            write_jsonl_atomic(out / "results.jsonl", [done[key] for key in sorted(done)])
     if not quiet:
-        elapsed = time.perf_counter() - start
+        total = sum(len(configs) for configs in studies_configs)
         print(
-            f"{study.name}: {len(configs)} configs x {seeds} seeds in {elapsed:.1f}s",
+            f"{', '.join(s.name for s in studies)}: {total} configs x {seeds} seeds in "
+            f"{time.perf_counter() - start:.1f}s",
             file=sys.stderr,
         )
-    return _in_order(by_index)
-
-
-def _in_order(by_index: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    return [record for index in sorted(by_index) for record in by_index[index]]
+    return [done[key] for key in sorted(done)]

@@ -1,8 +1,15 @@
 """Sweep specs: a study as data, in TOML, validated before anything runs.
 
 A spec has an optional ``description``, a ``[base]`` table of settings shared by every
-configuration, and a ``[grid]`` table whose lists are crossed (their Cartesian product is
-taken, in the order the keys are written, the last key varying fastest)::
+configuration, and then a ``[grid]`` table, a ``[[configs]]`` list, or both:
+
+- ``[grid]``: lists whose Cartesian product is taken, in the order the keys are written, the
+  last key varying fastest (as nested loops in the notebook would).
+- ``[[configs]]``: explicit configurations, each a table of settings over ``[base]``; they
+  follow the grid's configurations, in file order. The ``l2`` study is three hand-picked
+  models, not a product.
+
+::
 
     description = "Part 2.1: learning rates"
     [base]
@@ -11,10 +18,17 @@ taken, in the order the keys are written, the last key varying fastest)::
     [grid]
     learning_rate = [1, 0.1, 0.01]
 
-Keys, in ``[base]`` and ``[grid]`` alike:
+A composite spec lists other studies by name instead, and runs them one after another::
+
+    studies = ["lr", "hidden"]
+
+Keys, in ``[base]``, ``[grid]`` (as lists of values) and ``[[configs]]`` alike:
 
 - ``hidden``: list of hidden layer widths (``[300]``; ``[500, 150]`` for two layers).
 - ``dropout``: dropout rate after each hidden layer (a number applies to all of them).
+- ``dropout_semantics``: ``"flaxmnist"`` (default: a rate is applied as it is, 1.0 drops
+  every unit) or ``"keras1"`` (Keras 1's ``Dropout`` applied dropout only when 0 < p < 1,
+  so a rate of exactly 1.0 trains with no dropout, as the notebook's p = 1.0 model did).
 - ``learning_rate``: Adam's step size, > 0.
 - ``l2``: Keras-style coupled L2 per dense layer, hidden layers then output (a number applies
   to every layer).
@@ -49,20 +63,28 @@ class Config:
     weight_decay: float = 0.0
     epochs: int = 10
     batch_size: int = 200
+    dropout_semantics: str = "flaxmnist"
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as JSON-ready values (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    def applied_dropout(self) -> tuple[float, ...]:
+        """The dropout rates training applies: under ``"keras1"``, 1.0 means no dropout."""
+        if self.dropout_semantics == "keras1":
+            return tuple(rate if 0.0 < rate < 1.0 else 0.0 for rate in self.dropout)
+        return self.dropout
+
 
 @dataclass(frozen=True)
 class Study:
-    """A named list of configurations and the keys that vary across them."""
+    """A named list of configurations, the keys that vary across them, and its file."""
 
     name: str
     description: str
     configs: tuple[Config, ...]
     varied: tuple[str, ...]
+    source: str = "<memory>"
 
 
 DEFAULTS: dict[str, Any] = {
@@ -73,7 +95,9 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0,
     "epochs": 10,
     "batch_size": 200,
+    "dropout_semantics": "flaxmnist",
 }
+DROPOUT_SEMANTICS = ("flaxmnist", "keras1")
 
 
 def _is_number(value: Any) -> bool:
@@ -106,6 +130,9 @@ def _check_value(source: str, table: str, key: str, value: Any) -> None:
             raise bad("expected a number")
         if value < 0:
             raise bad("must be >= 0")
+    elif key == "dropout_semantics":
+        if value not in DROPOUT_SEMANTICS:
+            raise bad(f"expected one of {', '.join(map(repr, DROPOUT_SEMANTICS))}")
     elif key in ("dropout", "l2"):
         values = value if isinstance(value, list) else [value]
         if not values or not all(_is_number(v) for v in values):
@@ -138,7 +165,14 @@ def _resolve(source: str, settings: dict[str, Any]) -> Config:
         weight_decay=float(settings["weight_decay"]),
         epochs=settings["epochs"],
         batch_size=settings["batch_size"],
+        dropout_semantics=settings["dropout_semantics"],
     )
+
+
+def _table(source: str, name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SpecError(f"{source}: {name} must be a table")
+    return value
 
 
 def parse_spec(document: dict[str, Any], name: str, source: str) -> Study:
@@ -147,20 +181,19 @@ def parse_spec(document: dict[str, Any], name: str, source: str) -> Study:
     Raises:
       SpecError: naming ``source``, the offending key and its value.
     """
-    unknown = set(document) - {"description", "base", "grid"}
+    unknown = set(document) - {"description", "base", "grid", "configs"}
     if unknown:
         raise SpecError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}")
     description = document.get("description", "")
     if not isinstance(description, str):
         raise SpecError(f"{source}: description = {description!r}: expected a string")
-    base, grid = document.get("base", {}), document.get("grid", {})
-    for table_name, table in (("base", base), ("grid", grid)):
-        if not isinstance(table, dict):
-            raise SpecError(f"{source}: [{table_name}] must be a table")
+    base = _table(source, "[base]", document.get("base", {}))
+    grid = _table(source, "[grid]", document.get("grid", {}))
+    explicit = document.get("configs", [])
+    if not isinstance(explicit, list):
+        raise SpecError(f"{source}: configs must be a list of tables ([[configs]])")
     for key, value in base.items():
         _check_value(source, "base", key, value)
-    if not grid:
-        raise SpecError(f"{source}: [grid] is empty: nothing to sweep")
     for key, values in grid.items():
         if key not in DEFAULTS:
             raise SpecError(f"{source}: unknown key grid.{key} (known: {', '.join(DEFAULTS)})")
@@ -168,13 +201,24 @@ def parse_spec(document: dict[str, Any], name: str, source: str) -> Study:
             raise SpecError(f"{source}: grid.{key} = {values!r}: expected a non-empty list")
         for value in values:
             _check_value(source, "grid", key, value)
+    for number, entry in enumerate(explicit, 1):
+        for key, value in _table(source, f"configs[{number}]", entry).items():
+            _check_value(source, f"configs[{number}]", key, value)
+    if not grid and not explicit:
+        raise SpecError(f"{source}: nothing to sweep: [grid] and [[configs]] are both empty")
 
     settings = {**DEFAULTS, **base}
+    combinations = [dict(zip(grid, c, strict=True)) for c in itertools.product(*grid.values())]
     configs = tuple(
-        _resolve(source, {**settings, **dict(zip(grid, combination, strict=False))})
-        for combination in itertools.product(*grid.values())
+        _resolve(source, {**settings, **combination})
+        for combination in (combinations if grid else []) + explicit
     )
-    return Study(name=name, description=description, configs=configs, varied=tuple(grid))
+    varied = list(grid)
+    for entry in explicit:
+        varied += [key for key in entry if key not in varied]
+    return Study(
+        name=name, description=description, configs=configs, varied=tuple(varied), source=source
+    )
 
 
 def builtin_sweeps_dir() -> Path:
@@ -192,26 +236,62 @@ def builtin_studies() -> list[str]:
     return sorted(p.stem for p in builtin_sweeps_dir().glob("*.toml"))
 
 
-def load_study(name_or_path: str | Path) -> Study:
-    """Load a study by name (``"lr"``) or from a TOML file path.
-
-    Raises:
-      SpecError: unknown name, unreadable file, bad TOML or an invalid spec.
-    """
-    text = str(name_or_path)
-    if text.endswith(".toml") or "/" in text or Path(text).is_file():
-        path = Path(text)
-        name = path.stem
-    else:
-        path = builtin_sweeps_dir() / f"{text}.toml"
-        name = text
-        if not path.is_file():
-            known = ", ".join(builtin_studies())
-            raise SpecError(f"unknown study {text!r} (known: {known}; or give a .toml path)")
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        document = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except OSError as err:
         raise SpecError(f"{path}: cannot read ({err.strerror})") from None
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: invalid TOML ({err})") from None
-    return parse_spec(document, name=name, source=str(path))
+
+
+def _locate(name_or_path: str | Path) -> tuple[str, Path]:
+    text = str(name_or_path)
+    if text.endswith(".toml") or "/" in text or Path(text).is_file():
+        return Path(text).stem, Path(text)
+    path = builtin_sweeps_dir() / f"{text}.toml"
+    if not path.is_file():
+        known = ", ".join(builtin_studies())
+        raise SpecError(f"unknown study {text!r} (known: {known}; or give a .toml path)")
+    return text, path
+
+
+def load_studies(name_or_path: str | Path) -> list[Study]:
+    """Load a study, or the studies of a composite spec (``studies = [...]``), in order.
+
+    Raises:
+      SpecError: unknown name, unreadable file, bad TOML or an invalid spec.
+    """
+    name, path = _locate(name_or_path)
+    document = _read_toml(path)
+    if "studies" not in document:
+        return [parse_spec(document, name=name, source=str(path))]
+    names = document["studies"]
+    extra = set(document) - {"studies", "description"}
+    if extra:
+        raise SpecError(
+            f"{path}: a composite spec has only studies and description, not {sorted(extra)[0]!r}"
+        )
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise SpecError(f"{path}: studies = {names!r}: expected a non-empty list of names")
+    if len(set(names)) != len(names):
+        raise SpecError(f"{path}: studies = {names!r}: a study is listed twice")
+    studies = []
+    for study_name in names:
+        loaded = load_studies(study_name) if study_name != name else None
+        if loaded is None or len(loaded) != 1:
+            raise SpecError(f"{path}: studies: {study_name!r} must name a single study")
+        studies += loaded
+    return studies
+
+
+def load_study(name_or_path: str | Path) -> Study:
+    """Load a single study by name (``"lr"``) or from a TOML file path.
+
+    Raises:
+      SpecError: unknown name, unreadable file, bad TOML, an invalid or a composite spec.
+    """
+    studies = load_studies(name_or_path)
+    if len(studies) != 1:
+        raise SpecError(f"{name_or_path}: is a composite of {len(studies)} studies")
+    return studies[0]

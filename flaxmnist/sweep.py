@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flaxmnist.data import DataError
-from flaxmnist.report import format_table
+from flaxmnist.report import format_table, write_report
 from flaxmnist.runner import SettingsError, default_out_dir, run_sweep
-from flaxmnist.specs import SpecError, builtin_studies, load_study
+from flaxmnist.specs import SpecError, builtin_studies, load_studies
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -46,13 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=f"Named studies: {', '.join(builtin_studies()) or '(none found)'}.",
     )
-    parser.add_argument("study", help="a study name (e.g. lr) or a path to a TOML sweep spec")
+    parser.add_argument(
+        "study", help="a study name (e.g. lr, or all for the whole notebook) or a TOML spec path"
+    )
     parser.add_argument("--epochs", type=_positive_int, help="override every config's epochs")
     parser.add_argument(
         "--seeds",
         type=_positive_int,
-        default=1,
-        help="seeds per config, paired across configs, run in the same call (default: 1)",
+        default=3,
+        help="seeds per config, paired across configs, run in the same call (default: 3)",
     )
     parser.add_argument(
         "--limit-train",
@@ -79,7 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         metavar="DIR",
-        help="output directory for results.jsonl (default: runs/<study>-<timestamp>)",
+        help="run directory (default: runs/<study>-<timestamp>); give the same DIR again "
+        "to resume an interrupted run",
+    )
+    parser.add_argument(
+        "--max-lanes",
+        type=_positive_int,
+        metavar="N",
+        help="at most N lanes (config x seed) per compiled call (default: as many as an "
+        "8 GiB memory estimate allows)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
@@ -91,14 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
-        study = load_study(args.study)
+        studies = load_studies(args.study)
     except SpecError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
-    out = args.out if args.out is not None else default_out_dir(study.name)
+    out = args.out if args.out is not None else default_out_dir(Path(args.study).stem)
     try:
         records = run_sweep(
-            study,
+            studies,
             epochs=args.epochs,
             seeds=args.seeds,
             limit_train=args.limit_train,
@@ -106,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_dir=args.data_dir,
             out=out,
             quiet=args.quiet,
+            max_lanes=args.max_lanes,
         )
     except (SettingsError, SpecError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
@@ -114,10 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2 if args.data_dir is not None else 1  # the user's files, or our shipped copy
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(
+            f"{prog}: interrupted; finished calls are in {out}: run the same command with "
+            f"--out {out} to resume",
+            file=sys.stderr,
+        )
         return 130
     print(format_table(records))
-    print(f"results: {out / 'results.jsonl'}")
+    write_report(records, out)
+    print(f"results: {out / 'results.jsonl'}, summary.csv and plots in {out}")
     return 0
 
 

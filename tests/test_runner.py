@@ -5,8 +5,17 @@ import struct
 import numpy as np
 import pytest
 
-from flaxmnist.runner import group_configs, run_sweep, write_jsonl_atomic
-from flaxmnist.specs import Config, parse_spec
+from flaxmnist import runner
+from flaxmnist.runner import (
+    SettingsError,
+    group_configs,
+    lane_bytes,
+    plan_chunks,
+    run_sweep,
+    write_jsonl_atomic,
+)
+from flaxmnist.specs import Config, load_study, parse_spec
+from flaxmnist.train import TrainSpec
 
 
 def study(grid, **base):
@@ -32,6 +41,7 @@ def test_run_sweep_records_and_results_file(tmp_path):
         limit_train=300,
         out=tmp_path,
     )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "results.jsonl"]
     assert len(records) == 8
     assert [(r["config_index"], r["seed"]) for r in records] == [
         (i, s) for i in range(4) for s in range(2)
@@ -46,6 +56,7 @@ def test_run_sweep_records_and_results_file(tmp_path):
         "weight_decay": 0.0,
         "epochs": 1,
         "batch_size": 200,
+        "dropout_semantics": "flaxmnist",
         "dataset": "mnist",
         "validate_on": "holdout",
         "train_size": 300,
@@ -63,11 +74,12 @@ def test_run_sweep_records_and_results_file(tmp_path):
     assert records[0]["val_accuracy"] != records[1]["val_accuracy"]  # seeds differ
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == records
-    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]  # no temp files left
 
 
 def test_diverged_lane_is_marked_and_reported(tmp_path):
-    records = run_sweep(study({"learning_rate": [1e30, 0.01]}, hidden=[16]), limit_train=1000)
+    records = run_sweep(
+        study({"learning_rate": [1e30, 0.01]}, hidden=[16]), limit_train=1000, seeds=1
+    )
     assert records[0]["diverged"] and not records[1]["diverged"]
     assert records[0]["history"]["val_loss"][-1] is None  # NaN is written as JSON null
     assert 0 <= records[0]["val_accuracy"] <= 0.2
@@ -88,16 +100,18 @@ def test_a_network_that_cannot_beat_the_majority_class_is_at_chance(tmp_path):
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 10_400))
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((100, 28, 28)))
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, 100))
-    blank = run_sweep(study({"learning_rate": [0.01]}, hidden=[8]), data_dir=tmp_path)
+    blank = run_sweep(study({"learning_rate": [0.01]}, hidden=[8]), data_dir=tmp_path, seeds=1)
     assert blank[0]["at_chance"] and not blank[0]["diverged"]
     assert blank[0]["config"]["dataset"] == str(tmp_path)
     # On MNIST, a barely trained network (loss still about ln 10) is already above chance.
-    slow = run_sweep(study({"learning_rate": [0.0001]}, hidden=[32], epochs=2), limit_train=2000)
+    slow = run_sweep(
+        study({"learning_rate": [0.0001]}, hidden=[32], epochs=2), limit_train=2000, seeds=1
+    )
     assert slow[0]["val_accuracy"] > 0.13 and not slow[0]["at_chance"]
 
 
 def test_bad_settings_raise_before_training():
-    with pytest.raises(ValueError, match="batch_size 500 is larger than the training set"):
+    with pytest.raises(SettingsError, match=r"t.toml: batch_size = 500: larger than the training"):
         run_sweep(study({"learning_rate": [0.001]}, batch_size=500), limit_train=100)
     with pytest.raises(ValueError, match="seeds"):
         run_sweep(study({"learning_rate": [0.001]}), seeds=0)
@@ -110,3 +124,115 @@ def test_write_jsonl_atomic_refuses_nan_and_keeps_the_old_file(tmp_path):
         write_jsonl_atomic(path, [{"a": float("nan")}])
     assert path.read_text() == '{"a": 1}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
+
+
+def test_chunks_respect_max_lanes_and_the_memory_budget():
+    configs = load_study("lr").configs
+    chunks = plan_chunks([configs], seeds=3, max_lanes=10, budget=0)
+    assert [len(c.lanes) for c in chunks] == [10] * 7 + [2]
+    assert [lane for c in chunks for lane in c.lanes] == [
+        (i, s) for i in range(24) for s in range(3)
+    ]
+    spec = TrainSpec(hidden=(300,))
+    per_lane = lane_bytes(spec)
+    assert 5e6 < per_lane < 50e6  # 238,510 parameters: megabytes, not bytes or gigabytes
+    chunks = plan_chunks([configs], seeds=3, max_lanes=None, budget=int(20.5 * per_lane))
+    assert {len(c.lanes) for c in chunks} == {20, 12}
+    assert lane_bytes(TrainSpec(hidden=(2000,))) > 4 * per_lane  # grows with the width
+
+
+def test_named_studies_group_by_shape():
+    assert len(group_configs(load_study("hidden").configs)) == 6  # one compile per width
+    l2 = group_configs(load_study("l2").configs)
+    assert [g.config_indices for g in l2] == [(0, 1), (2,)]  # 10 and 30 epochs
+    assert len(group_configs(load_study("three-layer").configs)) == 4
+
+
+def test_paired_seeds_and_keras1_dropout_and_epoch_prefixes():
+    # Config 1 asks for dropout 1.0 under Keras 1 semantics, which trains without dropout:
+    # with paired seeds it is the same run as config 0, seed by seed. Config 2 is config 0
+    # with one more epoch: its first epoch is config 0's only epoch.
+    spec = parse_spec(
+        {
+            "base": {"hidden": [16], "epochs": 1},
+            "configs": [
+                {},
+                {"dropout": 1.0, "dropout_semantics": "keras1"},
+                {"epochs": 2},
+                {"dropout": 1.0},
+            ],
+        },
+        name="t",
+        source="t.toml",
+    )
+    records = run_sweep(spec, seeds=2, limit_train=400)
+    by = {(r["config_index"], r["seed"]): r for r in records}
+    for seed in range(2):
+        assert by[(1, seed)]["history"] == by[(0, seed)]["history"]
+        # Another call (2 lanes instead of 6) rounds differently in the last bits; see the
+        # README on vmapped lanes vs standalone runs.
+        for key, values in by[(0, seed)]["history"].items():
+            assert by[(2, seed)]["history"][key][:1] == pytest.approx(values, rel=1e-5)
+    assert by[(0, 0)]["history"] != by[(0, 1)]["history"]
+    assert by[(3, 0)]["history"] != by[(0, 0)]["history"]  # flaxmnist's 1.0 drops everything
+    assert by[(1, 0)]["config"]["dropout"] == [1.0]  # the record keeps what the spec said
+
+
+def test_resume_after_a_kill_trains_only_what_is_missing(tmp_path, monkeypatch):
+    two_groups = study({"hidden": [[8], [12]], "learning_rate": [0.01, 0.001]})
+    settings = {"seeds": 2, "limit_train": 300}
+    reference = tmp_path / "reference"
+    run_sweep(two_groups, out=reference, **settings)
+
+    calls = []
+    real_run_lanes = runner.run_lanes
+
+    def killed_after_first_call(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt  # as Ctrl-C during the second group
+        calls.append(args[2])
+        return real_run_lanes(*args, **kwargs)
+
+    resumed = tmp_path / "resumed"
+    monkeypatch.setattr(runner, "run_lanes", killed_after_first_call)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(two_groups, out=resumed, **settings)
+    partial = (resumed / "results.jsonl").read_text().splitlines()
+    assert len(partial) == 4  # the first group: 2 configs x 2 seeds
+
+    trained = []
+
+    def counting(*args, **kwargs):
+        trained.append(list(args[2]))
+        return real_run_lanes(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_lanes", counting)
+    records = run_sweep(two_groups, out=resumed, **settings)
+    assert trained == [[(2, 0), (2, 1), (3, 0), (3, 1)]]  # only the second group
+    assert len(records) == 8
+    assert (resumed / "results.jsonl").read_bytes() == (reference / "results.jsonl").read_bytes()
+    assert (resumed / "manifest.json").read_bytes() == (reference / "manifest.json").read_bytes()
+
+    # A finished run reruns nothing.
+    trained.clear()
+    run_sweep(two_groups, out=resumed, **settings)
+    assert trained == []
+
+
+def test_changed_settings_are_refused_not_mixed(tmp_path):
+    run_sweep(study({"learning_rate": [0.01]}, hidden=[8]), out=tmp_path, seeds=1, limit_train=300)
+    before = (tmp_path / "results.jsonl").read_bytes()
+    with pytest.raises(SettingsError, match=r"other settings \(changed: seeds\)"):
+        run_sweep(
+            study({"learning_rate": [0.01]}, hidden=[8]), out=tmp_path, seeds=2, limit_train=300
+        )
+    with pytest.raises(SettingsError, match="changed: studies"):
+        run_sweep(
+            study({"learning_rate": [0.02]}, hidden=[8]), out=tmp_path, seeds=1, limit_train=300
+        )
+    assert (tmp_path / "results.jsonl").read_bytes() == before
+    stranger = tmp_path / "other"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(SettingsError, match="holds no flaxmnist manifest"):
+        run_sweep(study({"learning_rate": [0.01]}), out=stranger, seeds=1, limit_train=300)

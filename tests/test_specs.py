@@ -1,6 +1,6 @@
 import pytest
 
-from flaxmnist.specs import SpecError, builtin_studies, load_study, parse_spec
+from flaxmnist.specs import SpecError, builtin_studies, load_studies, load_study, parse_spec
 
 
 def test_lr_study_is_the_notebooks_24_rates_in_order():
@@ -57,8 +57,14 @@ def test_per_layer_values_and_broadcasting():
         ({"base": {"epochs": 1.5}, "grid": {"learning_rate": [1e-3]}}, r"expected an integer"),
         ({"base": {"lr": 0.1}, "grid": {"learning_rate": [1e-3]}}, r"unknown key base\.lr"),
         ({"grid": {"momentum": [0.9]}}, r"unknown key grid\.momentum"),
-        ({"grid": {}}, r"\[grid\] is empty"),
-        ({"base": {"epochs": 3}}, r"\[grid\] is empty"),
+        ({"grid": {}}, r"nothing to sweep"),
+        ({"base": {"epochs": 3}}, r"nothing to sweep"),
+        ({"configs": []}, r"nothing to sweep"),
+        ({"configs": [{"learning_rate": 0}]}, r"configs\[1\]\.learning_rate = 0: must be > 0"),
+        ({"configs": [{"lr": 0.1}]}, r"unknown key configs\[1\]\.lr"),
+        ({"configs": {"learning_rate": 0.1}}, r"configs must be a list of tables"),
+        ({"grid": {"dropout_semantics": ["keras"]}}, r"grid\.dropout_semantics = 'keras'"),
+        ({"base": {"batch_size": 0}, "grid": {"learning_rate": [1e-3]}}, r"base\.batch_size = 0"),
         ({"grid": {"learning_rate": []}}, r"expected a non-empty list"),
         ({"grid": {"learning_rate": [1e-3]}, "extra": 1}, r"unknown top-level key 'extra'"),
         (
@@ -85,3 +91,84 @@ def test_load_from_path_and_errors(tmp_path):
         load_study(tmp_path / "absent.toml")
     with pytest.raises(SpecError, match="unknown study 'nope'"):
         load_study("nope")
+
+
+@pytest.mark.parametrize(
+    ("name", "count", "config_epochs"),
+    [
+        ("lr", 24, 240),
+        ("hidden", 6, 60),
+        ("l2", 3, 50),
+        ("dropout", 10, 300),
+        ("three-layer", 36, 1080),
+    ],
+)
+def test_named_studies_expand_to_the_notebooks_grids(name, count, config_epochs):
+    study = load_study(name)
+    assert len(study.configs) == count
+    assert sum(c.epochs for c in study.configs) == config_epochs
+    assert {c.batch_size for c in study.configs} == {200}
+
+
+def test_the_notebooks_settings():
+    hidden = load_study("hidden")
+    assert [c.hidden for c in hidden.configs] == [(10,), (50,), (100,), (300,), (1000,), (2000,)]
+    assert {c.learning_rate for c in hidden.configs} == {0.01}
+    l2 = load_study("l2")
+    assert [(c.learning_rate, c.l2, c.epochs) for c in l2.configs] == [
+        (0.01, (0.0, 0.0), 10),
+        (0.001, (0.0, 0.0), 10),
+        (0.001, (0.002, 0.0), 30),
+    ]
+    dropout = load_study("dropout")
+    assert [c.dropout[0] for c in dropout.configs] == pytest.approx([i / 10 for i in range(1, 11)])
+    assert dropout.configs[-1].applied_dropout() == (0.0,)  # Keras 1: p = 1.0 is no dropout
+    assert dropout.configs[4].applied_dropout() == (0.5,)
+    grid = load_study("three-layer")
+    assert [(c.hidden, c.dropout) for c in grid.configs[:4]] == [
+        ((300, 150), (0.0, 0.0)),
+        ((300, 150), (0.0, 0.1)),
+        ((300, 150), (0.0, 0.2)),
+        ((300, 150), (0.1, 0.0)),
+    ]
+    assert grid.configs[-1].hidden == (500, 300) and grid.configs[-1].dropout == (0.2, 0.2)
+    assert {c.learning_rate for c in grid.configs} == {0.001}
+
+
+def test_all_is_the_five_studies_in_order():
+    studies = load_studies("all")
+    assert [s.name for s in studies] == ["lr", "hidden", "l2", "dropout", "three-layer"]
+    assert sum(c.epochs for s in studies for c in s.configs) == 1730
+    with pytest.raises(SpecError, match="composite"):
+        load_study("all")
+
+
+def test_bad_composites(tmp_path):
+    path = tmp_path / "combo.toml"
+    path.write_text('studies = ["lr", "nope"]\n')
+    with pytest.raises(SpecError, match="unknown study 'nope'"):
+        load_studies(path)
+    path.write_text('studies = ["lr", "lr"]\n')
+    with pytest.raises(SpecError, match="listed twice"):
+        load_studies(path)
+    path.write_text('studies = ["lr"]\n[base]\nepochs = 1\n')
+    with pytest.raises(SpecError, match="only studies and description"):
+        load_studies(path)
+
+
+def test_explicit_configs_follow_the_grid_and_count_as_varied():
+    study = parse_spec(
+        {
+            "base": {"hidden": [300]},
+            "grid": {"learning_rate": [0.1, 0.01]},
+            "configs": [{"learning_rate": 0.001, "epochs": 30}],
+        },
+        name="t",
+        source="t.toml",
+    )
+    assert [(c.learning_rate, c.epochs) for c in study.configs] == [
+        (0.1, 10),
+        (0.01, 10),
+        (0.001, 30),
+    ]
+    assert study.varied == ("learning_rate", "epochs")

@@ -36,7 +36,10 @@ def test_cli_end_to_end(cli_run):
         if line.split()[:1] and line.split()[0].isdigit()
     ]
     assert len(rows) == 24
-    assert "group 1/1" in result.stderr and "compiled in" in result.stderr  # progress
+    assert "lr 1/1" in result.stderr and "compiled in" in result.stderr  # progress
+    assert (out / "summary.csv").read_text().count("\n") == 25
+    for name in ("lr-accuracy.png", "lr-curves.png"):
+        assert (out / name).stat().st_size > 10_000
 
 
 def test_python_api_returns_the_cli_records(cli_run):
@@ -57,7 +60,8 @@ def test_python_api_returns_the_cli_records(cli_run):
         (["nosuchstudy"], "unknown study 'nosuchstudy'"),
         (["lr", "--limit-train", "50001"], "limit_train must be between 1 and 50000"),
         (["lr", "--data-dir", "/nonexistent"], "not a directory"),
-        (["lr", "--limit-train", "100"], "batch_size 200 is larger than the training set (100"),
+        (["lr", "--limit-train", "100"], "batch_size = 200: larger than the training set (100"),
+        (["lr", "--max-lanes", "0"], "expected a positive integer"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys, tmp_path):
@@ -108,6 +112,8 @@ def test_test_protocol_and_quiet_from_a_spec_file(tmp_path):
             "1",
             "--limit-train",
             "300",
+            "--seeds",
+            "1",
             "--out",
             str(out),
         ],
@@ -119,7 +125,7 @@ def test_test_protocol_and_quiet_from_a_spec_file(tmp_path):
     assert result.stderr == ""
     assert "validation on the TEST set" in result.stdout and "optimistic" in result.stdout
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert [r["study"] for r in records] == ["two", "two"]
+    assert [r["study"] for r in records] == ["two", "two"]  # 2 configs x 1 seed
     assert {r["config"]["validate_on"] for r in records} == {"test"}
     assert {r["config"]["train_size"] for r in records} == {300}
     for record in records:  # validation is the test set: the two must agree exactly

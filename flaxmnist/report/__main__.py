@@ -1,0 +1,7 @@
+"""``python -m flaxmnist.report DIR``: see ``flaxmnist.report.main``."""
+
+import sys
+
+from flaxmnist.report import main
+
+sys.exit(main())
