@@ -1,8 +1,8 @@
-"""Developer tasks: ``nox -s tests`` (the test suite, what CI runs) and ``nox -s lint``."""
+"""Developer tasks: ``nox`` runs the sessions CI runs: ``tests``, ``lint`` and ``tfds``."""
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "lint", "tfds"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -19,3 +19,13 @@ def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def tfds(session: nox.Session) -> None:
+    """The TensorFlow Datasets source, offline: TFDS's mnist builder fed the shipped files.
+
+    The only place TensorFlow is installed; the other sessions never import it.
+    """
+    session.install(".[dev,tfds]")
+    session.run("pytest", "tests/test_tfds.py", *session.posargs)

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from flaxmnist.data import DataSplits, ValidateOn, load_mnist, make_splits
+from flaxmnist.data import DataSplits, ValidateOn, load_dataset, make_splits
 from flaxmnist.specs import Config, Study, load_studies
 from flaxmnist.train import HISTORY_KEYS, TrainSpec, make_hyperparams, make_train, stack_hyperparams
 
@@ -300,6 +300,7 @@ def run_sweep(
     seeds: int = 3,
     limit_train: int | None = None,
     validate_on: ValidateOn = "holdout",
+    dataset: str = "mnist",
     data_dir: str | Path | None = None,
     out: str | Path | None = None,
     quiet: bool = True,
@@ -317,6 +318,8 @@ def run_sweep(
       limit_train: train on only the first N images of the train split.
       validate_on: ``"holdout"`` (the last 10,000 training images, never trained on) or
         ``"test"`` (the reference notebook's protocol: the test set selects).
+      dataset: ``"mnist"`` or ``"tfds:NAME"`` (TensorFlow Datasets, e.g.
+        ``"tfds:fashion_mnist"``; needs the ``tfds`` extra and, on first use, the network).
       data_dir: a directory with MNIST-format IDX files instead of the shipped MNIST.
       out: if given, the run directory: ``manifest.json`` and ``results.jsonl``, rewritten
         atomically after every call. Running again with the same ``out`` and settings
@@ -350,7 +353,7 @@ def run_sweep(
         [c if epochs is None else replace(c, epochs=epochs) for c in s.configs] for s in studies
     ]
 
-    arrays = load_mnist(data_dir)
+    arrays = load_dataset(dataset, data_dir)
     try:
         splits = make_splits(arrays, validate_on=validate_on, limit_train=limit_train)
     except ValueError as err:
@@ -364,7 +367,7 @@ def run_sweep(
                     f"training set ({train_size} images)"
                 )
     data_settings = {
-        "dataset": "mnist" if data_dir is None else str(data_dir),
+        "dataset": dataset if data_dir is None else str(data_dir),
         "validate_on": validate_on,
         "train_size": train_size,
     }

@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         "test set",
     )
     parser.add_argument(
+        "--dataset",
+        default="mnist",
+        metavar="NAME",
+        help="mnist (default: the copy shipped with flaxmnist, never downloaded) or "
+        "tfds:NAME, e.g. tfds:fashion_mnist or tfds:kmnist, from TensorFlow Datasets (needs "
+        "pip install 'flaxmnist[tfds]' and, on first use, the network)",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         metavar="DIR",
@@ -113,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seeds=args.seeds,
             limit_train=args.limit_train,
             validate_on=args.validate_on,
+            dataset=args.dataset,
             data_dir=args.data_dir,
             out=out,
             quiet=args.quiet,
@@ -123,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except DataError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2 if args.data_dir is not None else 1  # the user's files, or our shipped copy
+        # The user's files or dataset name, or the copy shipped with flaxmnist.
+        return 1 if args.data_dir is None and args.dataset == "mnist" else 2
     except KeyboardInterrupt:
         print(
             f"{prog}: interrupted; finished calls are in {out}: run the same command with "

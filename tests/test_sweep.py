@@ -62,6 +62,7 @@ def test_python_api_returns_the_cli_records(cli_run):
         (["lr", "--data-dir", "/nonexistent"], "not a directory"),
         (["lr", "--limit-train", "100"], "batch_size = 200: larger than the training set (100"),
         (["lr", "--max-lanes", "0"], "expected a positive integer"),
+        (["lr", "--dataset", "emnist"], "unknown dataset 'emnist'"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys, tmp_path):
@@ -130,3 +131,10 @@ def test_test_protocol_and_quiet_from_a_spec_file(tmp_path):
     assert {r["config"]["train_size"] for r in records} == {300}
     for record in records:  # validation is the test set: the two must agree exactly
         assert record["history"]["val_accuracy"] == record["history"]["test_accuracy"]
+
+
+def test_tfds_without_tensorflow_exits_2_with_the_install_hint(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    assert main(["lr", "--dataset", "tfds:kmnist", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'flaxmnist[tfds]'" in err and len(err.strip().splitlines()) == 1
