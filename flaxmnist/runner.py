@@ -65,7 +65,9 @@ class Chunk:
 
 def train_spec_of(config: Config) -> TrainSpec:
     """The static part of a configuration."""
-    return TrainSpec(hidden=config.hidden, epochs=config.epochs, batch_size=config.batch_size)
+    return TrainSpec(
+        hidden=config.hidden, epochs=config.epochs, batch_size=config.batch_size, loss=config.loss
+    )
 
 
 def group_configs(configs: Sequence[Config]) -> list[Group]:

@@ -29,6 +29,8 @@ Keys, in ``[base]``, ``[grid]`` (as lists of values) and ``[[configs]]`` alike:
 - ``dropout_semantics``: ``"flaxmnist"`` (default: a rate is applied as it is, 1.0 drops
   every unit) or ``"keras1"`` (Keras 1's ``Dropout`` applied dropout only when 0 < p < 1,
   so a rate of exactly 1.0 trains with no dropout, as the notebook's p = 1.0 model did).
+- ``loss``: ``"cross_entropy"`` (default, the exact ``log_softmax``) or ``"keras1"`` (Keras
+  1's cross-entropy, which clips the softmax probabilities to [1e-7, 1 - 1e-7]).
 - ``learning_rate``: Adam's step size, > 0.
 - ``l2``: Keras-style coupled L2 per dense layer, hidden layers then output (a number applies
   to every layer).
@@ -64,6 +66,7 @@ class Config:
     epochs: int = 10
     batch_size: int = 200
     dropout_semantics: str = "flaxmnist"
+    loss: str = "cross_entropy"
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as JSON-ready values (tuples become lists)."""
@@ -96,8 +99,10 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 10,
     "batch_size": 200,
     "dropout_semantics": "flaxmnist",
+    "loss": "cross_entropy",
 }
 DROPOUT_SEMANTICS = ("flaxmnist", "keras1")
+LOSSES = ("cross_entropy", "keras1")
 
 
 def _is_number(value: Any) -> bool:
@@ -130,6 +135,9 @@ def _check_value(source: str, table: str, key: str, value: Any) -> None:
             raise bad("expected a number")
         if value < 0:
             raise bad("must be >= 0")
+    elif key == "loss":
+        if value not in LOSSES:
+            raise bad(f"expected one of {', '.join(map(repr, LOSSES))}")
     elif key == "dropout_semantics":
         if value not in DROPOUT_SEMANTICS:
             raise bad(f"expected one of {', '.join(map(repr, DROPOUT_SEMANTICS))}")
@@ -166,6 +174,7 @@ def _resolve(source: str, settings: dict[str, Any]) -> Config:
         epochs=settings["epochs"],
         batch_size=settings["batch_size"],
         dropout_semantics=settings["dropout_semantics"],
+        loss=settings["loss"],
     )
 
 

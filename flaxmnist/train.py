@@ -68,6 +68,8 @@ class TrainSpec:
       batch_size: minibatch size (the reference study uses 200).
       eval_batch_size: chunk size for evaluation (bounds memory; does not change results).
       num_classes: width of the output layer.
+      loss: ``"cross_entropy"`` (exact) or ``"keras1"`` (Keras 1's clipped probabilities);
+        see ``cross_entropy``.
     """
 
     hidden: tuple[int, ...] = (300,)
@@ -75,6 +77,7 @@ class TrainSpec:
     batch_size: int = 200
     eval_batch_size: int = 1000
     num_classes: int = 10
+    loss: str = "cross_entropy"
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
@@ -84,6 +87,8 @@ class TrainSpec:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("batch sizes must be >= 1")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
 
     @property
     def num_layers(self) -> int:
@@ -157,29 +162,51 @@ def l2_penalty(params, l2: jax.Array, num_hidden: int) -> jax.Array:
     )
 
 
-def make_loss(model: MLP, num_hidden: int):
+#: Keras 1's ``K.epsilon()``: its cross-entropy clips probabilities to [eps, 1 - eps].
+KERAS1_EPSILON = 1e-7
+LOSSES = ("cross_entropy", "keras1")
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, loss: str = "cross_entropy") -> jax.Array:
+    """Per-example cross-entropy of integer ``labels`` under softmax ``logits``.
+
+    ``"cross_entropy"`` is the exact ``-log_softmax``. ``"keras1"`` is Keras 1's
+    ``categorical_crossentropy``: softmax probabilities clipped to [1e-7, 1 - 1e-7] before
+    the log, so a sample's loss is at most about 16.1 and a confidently wrong prediction
+    (true-class probability below 1e-7) gets no gradient at all. At large learning rates
+    that freezes training where the exact loss would recover (see REPRODUCTION.md, lr 0.1).
+    """
+    if loss == "cross_entropy":
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    if loss == "keras1":
+        probs = jnp.clip(jax.nn.softmax(logits), KERAS1_EPSILON, 1.0 - KERAS1_EPSILON)
+        return -jnp.log(jnp.take_along_axis(probs, labels[:, None].astype(jnp.int32), 1)[:, 0])
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def make_loss(model: MLP, num_hidden: int, loss: str = "cross_entropy"):
     """``loss(params, hparams, images, labels, weights, dropout_key)``, training mode.
 
     Returns ``(loss, (data_loss, correct))``: ``loss`` is the weighted mean cross-entropy
-    plus the L2 penalty (what Keras reports as the training loss), ``correct`` the weighted
-    count of correct predictions.
+    (``cross_entropy(..., loss)``) plus the L2 penalty (what Keras reports as the training
+    loss), ``correct`` the weighted count of correct predictions.
     """
 
     def loss_fn(params, hparams, images, labels, weights, dropout_key):
         logits = model.apply(
             params, images, hparams.dropout, deterministic=False, rngs={"dropout": dropout_key}
         )
-        cross_entropy = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        per_example = cross_entropy(logits, labels, loss)
         real = weights > 0  # `where`, not a product: 0 * inf would be NaN
-        data_loss = jnp.sum(jnp.where(real, weights * cross_entropy, 0.0)) / jnp.sum(weights)
-        loss = data_loss + l2_penalty(params, hparams.l2, num_hidden)
+        data_loss = jnp.sum(jnp.where(real, weights * per_example, 0.0)) / jnp.sum(weights)
+        total = data_loss + l2_penalty(params, hparams.l2, num_hidden)
         correct = jnp.sum(jnp.where(real, jnp.argmax(logits, -1) == labels, False))
-        return loss, (data_loss, correct)
+        return total, (data_loss, correct)
 
     return loss_fn
 
 
-def make_evaluate(model: MLP, eval_batch_size: int):
+def make_evaluate(model: MLP, eval_batch_size: int, loss: str = "cross_entropy"):
     """``evaluate(params, images, labels) -> (mean loss, accuracy)``, in chunks, no dropout."""
 
     def evaluate(params, images, labels):
@@ -194,7 +221,7 @@ def make_evaluate(model: MLP, eval_batch_size: int):
         def body(totals, chunk_data):
             x, y, w = chunk_data
             logits = model.apply(params, x)
-            ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+            ce = cross_entropy(logits, y, loss)
             correct = (jnp.argmax(logits, -1) == y) & w
             # `where`, not a product: the padding's loss may be inf, and 0 * inf is NaN.
             return (totals[0] + jnp.sum(jnp.where(w, ce, 0.0)), totals[1] + jnp.sum(correct)), None
@@ -236,8 +263,8 @@ def make_train(
     """
     model = MLP(hidden=spec.hidden, num_classes=spec.num_classes)
     num_hidden = len(spec.hidden)
-    loss_and_grad = jax.value_and_grad(make_loss(model, num_hidden), has_aux=True)
-    evaluate = make_evaluate(model, spec.eval_batch_size)
+    loss_and_grad = jax.value_and_grad(make_loss(model, num_hidden, spec.loss), has_aux=True)
+    evaluate = make_evaluate(model, spec.eval_batch_size, spec.loss)
 
     def train(hparams: Hyperparams, key: jax.Array, data: DataSplits):
         num_train = data.train_images.shape[0]

@@ -57,6 +57,7 @@ def test_run_sweep_records_and_results_file(tmp_path):
         "epochs": 1,
         "batch_size": 200,
         "dropout_semantics": "flaxmnist",
+        "loss": "cross_entropy",
         "dataset": "mnist",
         "validate_on": "holdout",
         "train_size": 300,

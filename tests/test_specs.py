@@ -64,6 +64,7 @@ def test_per_layer_values_and_broadcasting():
         ({"configs": [{"lr": 0.1}]}, r"unknown key configs\[1\]\.lr"),
         ({"configs": {"learning_rate": 0.1}}, r"configs must be a list of tables"),
         ({"grid": {"dropout_semantics": ["keras"]}}, r"grid\.dropout_semantics = 'keras'"),
+        ({"base": {"loss": "mse"}, "grid": {"learning_rate": [1e-3]}}, r"base\.loss = 'mse'"),
         ({"base": {"batch_size": 0}, "grid": {"learning_rate": [1e-3]}}, r"base\.batch_size = 0"),
         ({"grid": {"learning_rate": []}}, r"expected a non-empty list"),
         ({"grid": {"learning_rate": [1e-3]}, "extra": 1}, r"unknown top-level key 'extra'"),

@@ -192,3 +192,22 @@ def test_progress_callback_runs_once_per_lane_and_epoch(small_splits):
     hp = stack_hyperparams([make_hyperparams(spec, 1e-3)] * 2)
     jax.block_until_ready(jax.jit(train)(hp, jnp.stack([jax.random.key(0)] * 2), small_splits))
     assert sorted(calls) == [0, 0, 1, 1, 2, 2]
+
+
+def test_keras1_loss_clips_probabilities_and_their_gradient():
+    from flaxmnist.train import cross_entropy
+
+    labels = jnp.array([0, 1])
+    mild = jnp.array([[2.0, 1.0, 0.5], [0.1, 0.3, -0.2]])
+    np.testing.assert_allclose(
+        cross_entropy(mild, labels, "keras1"), cross_entropy(mild, labels), rtol=1e-6
+    )
+    wrong = jnp.array([[-30.0, 30.0, 0.0], [0.1, 0.3, -0.2]])  # sample 0: p(true) ~ 1e-26
+    exact = cross_entropy(wrong, labels)
+    clipped = cross_entropy(wrong, labels, "keras1")
+    assert float(exact[0]) > 50 and float(clipped[0]) == pytest.approx(-np.log(1e-7), rel=1e-4)
+    grad = jax.grad(lambda z: cross_entropy(z, labels, "keras1").sum())(wrong)
+    assert not np.any(grad[0]) and np.any(grad[1])  # no gradient from the clipped sample
+    assert np.all(jax.grad(lambda z: cross_entropy(z, labels).sum())(wrong)[0] != 0)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainSpec(loss="hinge")

@@ -195,6 +195,7 @@ SUMMARY_COLUMNS = (
     "config",
     *HYPERPARAMETER_KEYS,
     "dropout_semantics",
+    "loss",
     "validate_on",
     "train_size",
     "seeds",
