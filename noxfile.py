@@ -10,6 +10,8 @@ nox.options.reuse_existing_virtualenvs = True
 def tests(session: nox.Session) -> None:
     """Install flaxmnist as a user would (non-editable) and run the test suite."""
     session.install(".[dev]")
+    # A reused venv keeps an older flaxmnist of the same version: replace it.
+    session.install("--no-deps", "--force-reinstall", ".")
     session.run("pytest", *session.posargs)
 
 
@@ -28,4 +30,5 @@ def tfds(session: nox.Session) -> None:
     The only place TensorFlow is installed; the other sessions never import it.
     """
     session.install(".[dev,tfds]")
+    session.install("--no-deps", "--force-reinstall", ".")
     session.run("pytest", "tests/test_tfds.py", *session.posargs)
