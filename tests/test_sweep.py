@@ -138,3 +138,16 @@ def test_tfds_without_tensorflow_exits_2_with_the_install_hint(monkeypatch, caps
     assert main(["lr", "--dataset", "tfds:kmnist", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "pip install 'flaxmnist[tfds]'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_named_studies_are_found_from_any_directory(tmp_path):
+    # From another directory the installed package is imported, not this source tree.
+    result = subprocess.run(
+        [sys.executable, "-m", "flaxmnist.sweep", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 0
+    assert "Named studies: all, dropout, hidden, l2, lr, three-layer." in result.stdout
