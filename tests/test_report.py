@@ -154,3 +154,11 @@ def test_report_command(tmp_path, capsys):
     assert (tmp_path / "summary.csv").exists() and (tmp_path / "t-accuracy.png").exists()
     assert main([str(tmp_path / "missing")]) == 2
     assert "No such file" in capsys.readouterr().err
+
+
+def test_loss_and_dropout_semantics_count_as_varied():
+    a, b = record(0, 0, 0.01, 0.9, 0.9), record(1, 0, 0.01, 0.9, 0.9)
+    a["config"] = dict(a["config"], loss="cross_entropy")
+    b["config"] = dict(b["config"], loss="keras1")
+    assert varied_keys([a, b]) == ["loss"]
+    assert "keras1" in format_table([a, b])

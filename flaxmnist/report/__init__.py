@@ -27,6 +27,8 @@ HYPERPARAMETER_KEYS = (
     "weight_decay",
     "epochs",
     "batch_size",
+    "dropout_semantics",
+    "loss",
 )
 
 
@@ -35,7 +37,7 @@ def varied_keys(records: Sequence[dict[str, Any]]) -> list[str]:
     keys = [
         key
         for key in HYPERPARAMETER_KEYS
-        if len({repr(record["config"][key]) for record in records}) > 1
+        if len({repr(record["config"].get(key)) for record in records}) > 1
     ]
     return keys or ["learning_rate"]
 
@@ -151,7 +153,7 @@ def _format_study(records: Sequence[dict[str, Any]]) -> str:
         body.append(
             [
                 str(row["config_index"] + 1),
-                *(_format_value(row["config"][key]) for key in keys),
+                *(_format_value(row["config"].get(key)) for key in keys),
                 _format_accuracy(row["val_mean"], row["val_std"]),
                 _format_accuracy(row["test_mean"], row["test_std"]),
                 status,
@@ -170,7 +172,7 @@ def _format_study(records: Sequence[dict[str, Any]]) -> str:
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False)) for line in body]
     best = best_row(rows)
-    setting = ", ".join(f"{key}={_format_value(best['config'][key])}" for key in keys)
+    setting = ", ".join(f"{key}={_format_value(best['config'].get(key))}" for key in keys)
     lines.append(
         f"best by {'holdout' if holdout else 'validation'} accuracy: #{best['config_index'] + 1} "
         f"({setting}): validation {_format_accuracy(best['val_mean'], best['val_std'])} %, "
@@ -194,8 +196,6 @@ SUMMARY_COLUMNS = (
     "study",
     "config",
     *HYPERPARAMETER_KEYS,
-    "dropout_semantics",
-    "loss",
     "validate_on",
     "train_size",
     "seeds",
@@ -237,7 +237,7 @@ def _missing(value: Any) -> bool:
 
 
 def _label(config: dict[str, Any], keys: Sequence[str]) -> str:
-    return ", ".join(f"{_SHORT.get(k, k)}={_format_value(config[k])}" for k in keys)
+    return ", ".join(f"{_SHORT.get(k, k)}={_format_value(config.get(k))}" for k in keys)
 
 
 _SHORT = {"learning_rate": "lr", "weight_decay": "wd", "batch_size": "batch"}
@@ -249,7 +249,7 @@ def _swept_axis(records: Sequence[dict[str, Any]]) -> tuple[str, Callable[[dict]
     if len(keys) != 1:
         return None
     key = keys[0]
-    values = [r["config"][key] for r in records]
+    values = [r["config"].get(key) for r in records]
     if all(isinstance(v, int | float) for v in values):
         return key, lambda config: float(config[key])
     if all(isinstance(v, list) and len(v) == 1 for v in values):
