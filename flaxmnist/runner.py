@@ -270,6 +270,17 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _with_config_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` whose configurations lack keys added since (a newer flaxmnist's
+    ``Config`` fields) get those keys at their defaults, which train as before."""
+    defaults = Config().to_dict()
+    studies = [
+        {**study, "configs": [{**defaults, **config} for config in study.get("configs", [])]}
+        for study in settings.get("studies", [])
+    ]
+    return {**settings, "studies": studies}
+
+
 def _open_run_dir(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
     """Prepare ``out`` for a run with ``settings``; return the records of an earlier attempt.
 
@@ -281,8 +292,8 @@ def _open_run_dir(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
     fingerprint = _fingerprint(settings)
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
-        if manifest.get("fingerprint") != fingerprint:
-            old = manifest.get("settings", {})
+        old = _with_config_defaults(manifest.get("settings", {}))
+        if _fingerprint(old) != fingerprint:
             changed = sorted(k for k in {*old, *settings} if old.get(k) != settings.get(k))
             raise SettingsError(
                 f"--out {out}: holds a run with other settings (changed: "

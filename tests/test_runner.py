@@ -237,3 +237,21 @@ def test_changed_settings_are_refused_not_mixed(tmp_path):
     (stranger / "notes.txt").write_text("mine")
     with pytest.raises(SettingsError, match="holds no flaxmnist manifest"):
         run_sweep(study({"learning_rate": [0.01]}), out=stranger, seeds=1, limit_train=300)
+
+
+def test_a_run_from_before_a_new_config_field_still_resumes(tmp_path):
+    spec = study({"learning_rate": [0.01]}, hidden=[8])
+    run_sweep(spec, out=tmp_path, seeds=1, limit_train=300)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    for config in manifest["settings"]["studies"][0]["configs"]:
+        del config["loss"]  # as written by a flaxmnist without the loss option
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    records = run_sweep(spec, out=tmp_path, seeds=1, limit_train=300)  # resumes, trains nothing
+    assert len(records) == 1
+    with pytest.raises(SettingsError, match="changed: studies"):
+        run_sweep(
+            study({"learning_rate": [0.01]}, hidden=[8], loss="keras1"),
+            out=tmp_path,
+            seeds=1,
+            limit_train=300,
+        )
