@@ -5,6 +5,12 @@ Keras 1 semantics by default: hidden kernels drawn from N(0, 0.05²) (Keras 1's
 inverted dropout after each hidden activation. The module returns logits; the 10-way softmax
 lives in the loss (``log_softmax`` is the stable way to compute it) and in ``predict_proba``.
 
+Kernels are stored output-major, ``(out_features, in_features)`` (``Dense`` below), not
+Flax's ``(in, out)``: the gradient of a kernel then comes out of XLA's matrix product in the
+layout the kernel is stored in, so Adam's update needs no transposed copy of it every step
+(measured in BENCHMARKS.md). The initial values are the same as ``nn.Dense``'s: drawn as
+``(in, out)`` and transposed.
+
 Dropout rates are *arrays* passed at call time, not module attributes, so that a batch of
 models with different rates can be ``jax.vmap``-ed. Flax's ``nn.Dropout`` cannot do that: it
 tests ``rate == 0`` in Python.
@@ -12,13 +18,40 @@ tests ``rate == 0`` in Python.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 KERAS1_NORMAL_STDDEV = 0.05
+
+
+class Dense(nn.Module):
+    """``x @ kernel.T + bias`` with ``kernel`` of shape ``(features, in_features)``.
+
+    Attributes:
+      features: output width.
+      kernel_init: initializer called with the ``(in_features, features)`` shape (the
+        convention of Flax's and Keras' initializers, whose fans it sets); its draw is
+        stored transposed.
+      bias_init: initializer of the ``(features,)`` bias.
+    """
+
+    features: int
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    bias_init: Callable = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param(
+            "kernel",
+            lambda key, shape: self.kernel_init(key, shape[::-1]).T,
+            (self.features, x.shape[-1]),
+        )
+        bias = self.param("bias", self.bias_init, (self.features,))
+        contract = (((x.ndim - 1,), (1,)), ((), ()))
+        return jax.lax.dot_general(x, kernel.astype(x.dtype), contract) + bias.astype(x.dtype)
 
 
 def dropout(x: jax.Array, rate: jax.Array, key: jax.Array) -> jax.Array:
@@ -43,7 +76,8 @@ class MLP(nn.Module):
     Call with ``images`` of shape ``(batch, ...)``: integer images are scaled by 1/255, then
     flattened. Pass ``dropout_rates`` (shape ``(len(hidden),)``) and
     ``deterministic=False`` with ``rngs={"dropout": key}`` to train with dropout.
-    Parameters are named ``hidden_0``, ``hidden_1``, …, ``output``.
+    Parameters are named ``hidden_0``, ``hidden_1``, …, ``output``; kernels are
+    ``(out, in)`` (see ``Dense``).
     """
 
     hidden: Sequence[int]
@@ -61,7 +95,7 @@ class MLP(nn.Module):
         if jnp.issubdtype(x.dtype, jnp.integer):
             x = x.astype(jnp.float32) / 255.0
         for i, width in enumerate(self.hidden):
-            x = nn.Dense(
+            x = Dense(
                 width,
                 kernel_init=nn.initializers.normal(KERAS1_NORMAL_STDDEV),
                 bias_init=nn.initializers.zeros,
@@ -72,7 +106,7 @@ class MLP(nn.Module):
                 if dropout_rates is None:
                     raise ValueError("deterministic=False needs dropout_rates")
                 x = dropout(x, dropout_rates[i], self.make_rng("dropout"))
-        return nn.Dense(
+        return Dense(
             self.num_classes,
             kernel_init=nn.initializers.glorot_uniform(),
             bias_init=nn.initializers.zeros,

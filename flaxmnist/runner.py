@@ -24,7 +24,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -35,11 +34,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from flaxmnist.data import DataSplits, ValidateOn, load_dataset, make_splits
 from flaxmnist.specs import Config, Study, load_studies
-from flaxmnist.train import HISTORY_KEYS, TrainSpec, make_hyperparams, make_train, stack_hyperparams
+from flaxmnist.train import (
+    HISTORY_KEYS,
+    TrainSpec,
+    make_hyperparams,
+    make_train_fns,
+    stack_hyperparams,
+)
 
 
 class SettingsError(ValueError):
@@ -56,25 +63,43 @@ class Group:
 
 @dataclass(frozen=True)
 class Chunk:
-    """One call: lanes ``(config_index, seed)`` of one study that share a ``TrainSpec``."""
+    """One compiled call: configurations × seeds of one study that share a ``TrainSpec``."""
 
     study_index: int
     spec: TrainSpec
-    lanes: tuple[tuple[int, int], ...]
+    config_indices: tuple[int, ...]
+    seeds: tuple[int, ...]
+
+    @property
+    def lanes(self) -> tuple[tuple[int, int], ...]:
+        """``(config_index, seed)`` pairs, configuration-major."""
+        return tuple((c, seed) for c in self.config_indices for seed in self.seeds)
 
 
-def train_spec_of(config: Config) -> TrainSpec:
-    """The static part of a configuration."""
+def train_spec_of(config: Config, val_is_test: bool = False) -> TrainSpec:
+    """The static part of a configuration.
+
+    Regularisers a configuration does not use are compiled out (``use_dropout`` etc.):
+    exact, and cheaper, so configurations without dropout never share a call with ones that
+    have it.
+    """
     return TrainSpec(
-        hidden=config.hidden, epochs=config.epochs, batch_size=config.batch_size, loss=config.loss
+        hidden=config.hidden,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        loss=config.loss,
+        use_dropout=any(rate != 0 for rate in config.applied_dropout()),
+        use_l2=any(coefficient != 0 for coefficient in config.l2),
+        use_weight_decay=config.weight_decay != 0,
+        val_is_test=val_is_test,
     )
 
 
-def group_configs(configs: Sequence[Config]) -> list[Group]:
+def group_configs(configs: Sequence[Config], val_is_test: bool = False) -> list[Group]:
     """Group configurations by their static settings, keeping first-seen order."""
     groups: dict[TrainSpec, list[int]] = {}
     for index, config in enumerate(configs):
-        groups.setdefault(train_spec_of(config), []).append(index)
+        groups.setdefault(train_spec_of(config, val_is_test), []).append(index)
     return [Group(spec, tuple(indices)) for spec, indices in groups.items()]
 
 
@@ -94,21 +119,43 @@ def lane_bytes(spec: TrainSpec, input_size: int = 784) -> int:
     return int(1.5 * 4 * (6 * params + step + evaluation))
 
 
-def plan_chunks(
-    studies_configs: Sequence[Sequence[Config]], seeds: int, max_lanes: int | None, budget: int
-) -> list[Chunk]:
-    """Split every study's shape groups into calls of at most ``max_lanes`` lanes.
+#: Lanes per call when neither ``max_lanes`` nor the memory budget asks for fewer. Calls of
+#: 24 lanes ran faster per lane than calls of 72 on the 2-core CPU (BENCHMARKS.md): Adam's
+#: state of fewer lanes stays in cache.
+DEFAULT_MAX_LANES = 24
 
-    Without ``max_lanes``, a call holds as many lanes as ``budget`` bytes allow
-    (``lane_bytes``), and at least one. A configuration's seeds stay next to each other.
+
+def plan_chunks(
+    studies_configs: Sequence[Sequence[Config]],
+    seeds: int,
+    max_lanes: int | None,
+    budget: int,
+    val_is_test: bool = False,
+) -> list[Chunk]:
+    """Split every study's shape groups into calls of configurations × seeds.
+
+    A call holds at most ``max_lanes`` lanes, else as many as ``budget`` bytes allow
+    (``lane_bytes``) up to ``DEFAULT_MAX_LANES``, and at least one. All seeds of a
+    configuration share a call when the size allows (then a call is whole configurations
+    × every seed); otherwise a configuration's seeds are split over calls.
     """
     chunks = []
     for study_index, configs in enumerate(studies_configs):
-        for group in group_configs(configs):
-            lanes = [(index, seed) for index in group.config_indices for seed in range(seeds)]
-            size = max_lanes or max(1, budget // lane_bytes(group.spec))
-            for start in range(0, len(lanes), size):
-                chunks.append(Chunk(study_index, group.spec, tuple(lanes[start : start + size])))
+        for group in group_configs(configs, val_is_test):
+            size = max_lanes or min(DEFAULT_MAX_LANES, budget // lane_bytes(group.spec))
+            size = max(1, size)
+            indices = group.config_indices
+            if size >= seeds:
+                per_call = size // seeds
+                for start in range(0, len(indices), per_call):
+                    chunk_indices = indices[start : start + per_call]
+                    all_seeds = tuple(range(seeds))
+                    chunks.append(Chunk(study_index, group.spec, chunk_indices, all_seeds))
+            else:
+                for index in indices:
+                    for start in range(0, seeds, size):
+                        chunk_seeds = tuple(range(start, min(seeds, start + size)))
+                        chunks.append(Chunk(study_index, group.spec, (index,), chunk_seeds))
     return chunks
 
 
@@ -118,64 +165,174 @@ def _json_float(value) -> float | None:
     return float(str(value)) if np.isfinite(value) else None
 
 
-def run_lanes(
+def _grid(fn: Callable, config_axes: tuple, seed_axes: tuple) -> Callable:
+    """vmap ``fn`` over configurations (inner) and seeds (outer): outputs are ``[seed, config]``."""
+    return jax.vmap(jax.vmap(fn, in_axes=config_axes), in_axes=seed_axes)
+
+
+def lane_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh named ``"configs"`` over ``devices`` (default: every local device)."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    return Mesh(np.array(devices), ("configs",))
+
+
+@dataclass
+class GridRun:
+    """What ``run_grid`` measured: seconds spent compiling and training."""
+
+    compile_seconds: float = 0.0
+    train_seconds: float = 0.0
+
+
+_COMPILED: dict[Any, tuple[Any, Any]] = {}
+
+
+def compile_grid(spec: TrainSpec, mesh: Mesh, hparams, keys, data: DataSplits):
+    """Compile (or reuse) ``(init, run_epoch)`` over a ``[seed, config]`` grid for these shapes.
+
+    Calls of the same shapes in one process share the executables; across processes the
+    persistent compilation cache (``enable_compilation_cache``) does.
+    """
+    signature = tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves((hparams, keys, data)))
+    cache_key = (spec, mesh, signature)
+    if cache_key not in _COMPILED:
+        state_sharding = NamedSharding(mesh, P(None, "configs"))
+        init, run_epoch = make_train_fns(spec)
+        grid_init = jax.jit(
+            _grid(init, (0, None, None), (None, 0, None)), out_shardings=state_sharding
+        )
+        grid_epoch = jax.jit(
+            _grid(run_epoch, (0, 0, None, None, None), (0, None, 0, None, None)),
+            out_shardings=(state_sharding, state_sharding),
+            donate_argnums=0,  # the old state's buffers hold the new one
+        )
+        state_shape = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=state_sharding),
+            jax.eval_shape(grid_init, hparams, keys, data),
+        )
+        epoch_index = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, P()))
+        _COMPILED[cache_key] = (
+            grid_init.lower(hparams, keys, data).compile(),
+            grid_epoch.lower(state_shape, hparams, keys, data, epoch_index).compile(),
+        )
+    return _COMPILED[cache_key]
+
+
+def enable_compilation_cache(directory: str | Path | None) -> Path | None:
+    """Keep compiled programs in ``directory`` (JAX's persistent compilation cache).
+
+    A later run of the same shapes, in any process, loads them instead of compiling.
+    ``None`` leaves JAX's setting alone. Returns the directory.
+    """
+    if directory is None:
+        return None
+    directory = Path(directory).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    # Cache every program, however quick to compile: a study has few and they are small.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
+
+
+def default_compilation_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/flaxmnist/jax`` (``~/.cache/flaxmnist/jax`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "flaxmnist" / "jax"
+
+
+def run_grid(
     spec: TrainSpec,
     configs: Sequence[Config],
-    lanes: Sequence[tuple[int, int]],
+    config_indices: Sequence[int],
+    seeds: Sequence[int],
     data: DataSplits,
-    on_epoch: Callable[[Any, Any], None] | None = None,
+    *,
+    mesh: Mesh | None = None,
     on_compiled: Callable[[float], None] | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+    timing: GridRun | None = None,
 ) -> list[dict[str, Any]]:
-    """Train ``lanes`` (``(config_index, seed)`` pairs sharing ``spec``) in one vmapped call.
+    """Train configurations × seeds (sharing ``spec``) as one vmapped, sharded program.
 
     Seed ``i`` uses the key ``jax.random.key(i)`` whatever the configuration (paired seeds).
-    Returns one partial record per lane, in the order given: ``config_index``, ``seed``,
+    The configuration axis is sharded over ``mesh`` (default: every local device), padded
+    to a multiple of the device count with copies of the last configuration, whose results
+    are discarded. The host loops over epochs, calling ``on_epoch(epoch_index, best
+    validation accuracy so far)`` after each.
+
+    Returns one partial record per lane, configuration-major: ``config_index``, ``seed``,
     ``history``, ``val_accuracy``, ``test_accuracy``, ``diverged``, ``at_chance``.
     """
-    hparams = []
-    for index, _ in lanes:
-        config = configs[index]
-        hparams.append(
+    mesh = lane_mesh() if mesh is None else mesh
+    num_devices = mesh.devices.size
+    padded = list(config_indices)
+    padded += [padded[-1]] * (-len(padded) % num_devices)
+    hparams = stack_hyperparams(
+        [
             make_hyperparams(
                 spec,
-                learning_rate=config.learning_rate,
-                l2=config.l2,
-                weight_decay=config.weight_decay,
-                dropout=config.applied_dropout(),
+                learning_rate=configs[index].learning_rate,
+                l2=configs[index].l2,
+                weight_decay=configs[index].weight_decay,
+                dropout=configs[index].applied_dropout(),
             )
-        )
-    stacked = stack_hyperparams(hparams)
-    stacked_keys = jnp.stack([jax.random.key(seed) for _, seed in lanes])
+            for index in padded
+        ]
+    )
+    by_config = NamedSharding(mesh, P("configs"))
+    replicated = NamedSharding(mesh, P())
+    hparams = jax.device_put(hparams, by_config)
+    keys = jax.device_put(jnp.stack([jax.random.key(seed) for seed in seeds]), replicated)
+    data = jax.device_put(data, replicated)
 
-    train = make_train(spec, on_epoch=on_epoch)
-    batched = jax.jit(jax.vmap(train, in_axes=(0, 0, None)))
     start = time.perf_counter()
-    compiled = batched.lower(stacked, stacked_keys, data).compile()
+    init_compiled, epoch_compiled = compile_grid(spec, mesh, hparams, keys, data)
+    compile_seconds = time.perf_counter() - start
     if on_compiled is not None:
-        on_compiled(time.perf_counter() - start)
-    _, history = compiled(stacked, stacked_keys, data)
-    history = jax.device_get(history)
+        on_compiled(compile_seconds)
+
+    start = time.perf_counter()
+    state = init_compiled(hparams, keys, data)
+    epochs = []
+    best = float("nan")
+    for epoch in range(spec.epochs):
+        epoch_index = jax.device_put(jnp.int32(epoch), replicated)
+        state, metrics = epoch_compiled(state, hparams, keys, data, epoch_index)
+        metrics = jax.device_get(metrics)  # [seed, config] per metric; waits for the epoch
+        epochs.append(metrics)
+        accuracy = float(np.nanmax(metrics["val_accuracy"][:, : len(config_indices)]))
+        best = accuracy if not accuracy <= best else best
+        if on_epoch is not None:
+            on_epoch(epoch, best)
+    if timing is not None:
+        timing.compile_seconds += compile_seconds
+        timing.train_seconds += time.perf_counter() - start
+    history = {key: np.stack([m[key] for m in epochs], axis=-1) for key in epochs[0]}
+
     val_labels = np.asarray(data.val_labels)
     # In float32, as train computes accuracies: a lane that predicts the majority class for
     # every image then compares equal, not one rounding step above.
     chance_accuracy = np.float32(np.bincount(val_labels).max()) / np.float32(len(val_labels))
-
     records = []
-    for lane, (index, seed) in enumerate(lanes):
-        lane_history = {key: [_json_float(v) for v in history[key][lane]] for key in HISTORY_KEYS}
-        diverged = bool(np.any(history["nonfinite"][lane]))
-        records.append(
-            {
-                "config_index": index,
-                "seed": seed,
-                "history": lane_history,
-                "val_accuracy": lane_history["val_accuracy"][-1],
-                "test_accuracy": lane_history["test_accuracy"][-1],
-                "diverged": diverged,
-                "at_chance": not diverged
-                and bool(history["val_accuracy"][lane][-1] <= chance_accuracy),
+    for column, index in enumerate(config_indices):
+        for row, seed in enumerate(seeds):
+            lane_history = {
+                key: [_json_float(v) for v in history[key][row, column]] for key in HISTORY_KEYS
             }
-        )
+            diverged = bool(np.any(history["nonfinite"][row, column]))
+            records.append(
+                {
+                    "config_index": index,
+                    "seed": seed,
+                    "history": lane_history,
+                    "val_accuracy": lane_history["val_accuracy"][-1],
+                    "test_accuracy": lane_history["test_accuracy"][-1],
+                    "diverged": diverged,
+                    "at_chance": not diverged
+                    and bool(history["val_accuracy"][row, column][-1] <= chance_accuracy),
+                }
+            )
     return records
 
 
@@ -222,17 +379,11 @@ def default_out_dir(study_name: str) -> Path:
 
 
 class _Progress:
-    """Progress of one group on stderr: a line when compiled, then a bar over epochs.
+    """Progress of one call on stderr: a line when compiled, then a bar over epochs."""
 
-    ``train`` calls back once per lane and epoch; a bar step is ``lanes`` calls.
-    """
-
-    def __init__(self, label: str, epochs: int, lanes: int, enabled: bool):
-        self.label, self.epochs, self.lanes, self.enabled = label, epochs, lanes, enabled
+    def __init__(self, label: str, epochs: int, enabled: bool):
+        self.label, self.epochs, self.enabled = label, epochs, enabled
         self.bar = None
-        self.calls = 0
-        self.best = float("nan")
-        self.lock = threading.Lock()
 
     def compiled(self, seconds: float) -> None:
         if self.enabled:
@@ -241,16 +392,10 @@ class _Progress:
                 total=self.epochs, desc=self.label, unit="epoch", file=sys.stderr, leave=True
             )
 
-    def epoch(self, _epoch_index, val_accuracy) -> None:
-        # Called from XLA's host-callback thread.
-        with self.lock:
-            self.calls += 1
-            accuracy = float(val_accuracy)
-            if not accuracy <= self.best:  # also replaces the initial NaN
-                self.best = accuracy
-            if self.bar is not None and self.calls % self.lanes == 0:
-                self.bar.set_postfix_str(f"best val {100 * self.best:.2f}%", refresh=False)
-                self.bar.update(1)
+    def epoch(self, _epoch_index: int, best_val_accuracy: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"best val {100 * best_val_accuracy:.2f}%", refresh=False)
+            self.bar.update(1)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -402,28 +547,48 @@ def run_sweep(
         for record in _open_run_dir(out, settings):
             done[(names.index(record["study"]), record["config_index"], record["seed"])] = record
 
-    data = jax.device_put(splits)  # once, as uint8
-    chunks = plan_chunks(studies_configs, seeds, max_lanes, memory_budget)
+    mesh = lane_mesh()
+    data = jax.device_put(splits, NamedSharding(mesh, P()))  # once, as uint8, on every device
+    chunks = plan_chunks(
+        studies_configs, seeds, max_lanes, memory_budget, val_is_test=validate_on == "test"
+    )
+    timing = GridRun()
     start = time.perf_counter()
     for number, chunk in enumerate(chunks, 1):
         study_, configs = studies[chunk.study_index], studies_configs[chunk.study_index]
-        lanes = [lane for lane in chunk.lanes if (chunk.study_index, *lane) not in done]
+        missing = [lane for lane in chunk.lanes if (chunk.study_index, *lane) not in done]
         widths = "-".join(str(w) for w in (784, *chunk.spec.hidden, 10))
         label = f"{study_.name} {number}/{len(chunks)} [{widths}, {len(chunk.lanes)} lanes]"
-        if not lanes:
+        if not missing:
             if not quiet:
                 print(f"{label}: done in an earlier run, skipped", file=sys.stderr)
             continue
-        progress = _Progress(label, chunk.spec.epochs, len(lanes), enabled=not quiet)
+        # Rerun the (few) configurations with a missing seed, with all the chunk's seeds; keep
+        # the records an earlier run wrote.
+        config_indices = sorted({index for index, _ in missing})
+        progress = _Progress(label, chunk.spec.epochs, enabled=not quiet)
         if not quiet:
             print(f"{label}: compiling...", file=sys.stderr, flush=True)
         try:
-            records = run_lanes(chunk.spec, configs, lanes, data, progress.epoch, progress.compiled)
+            records = run_grid(
+                chunk.spec,
+                configs,
+                config_indices,
+                chunk.seeds,
+                data,
+                mesh=mesh,
+                on_compiled=progress.compiled,
+                on_epoch=progress.epoch,
+                timing=timing,
+            )
         finally:
             progress.close()
         for record in records:
+            key = (chunk.study_index, record["config_index"], record["seed"])
+            if key in done:
+                continue
             config = configs[record["config_index"]]
-            done[(chunk.study_index, record["config_index"], record["seed"])] = {
+            done[key] = {
                 "study": study_.name,
                 "config": {**config.to_dict(), **data_settings},
                 **record,
@@ -434,7 +599,8 @@ def run_sweep(
         total = sum(len(configs) for configs in studies_configs)
         print(
             f"{', '.join(s.name for s in studies)}: {total} configs x {seeds} seeds in "
-            f"{time.perf_counter() - start:.1f}s",
+            f"{time.perf_counter() - start:.1f}s ({timing.compile_seconds:.1f}s compiling, "
+            f"{timing.train_seconds:.1f}s training, {mesh.devices.size} device(s))",
             file=sys.stderr,
         )
     return [done[key] for key in sorted(done)]

@@ -9,14 +9,26 @@ damaged (or an unexpected error, with its traceback), 2 bad arguments, spec, set
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
+
 from flaxmnist.data import DataError
 from flaxmnist.report import format_table, write_report
-from flaxmnist.runner import SettingsError, default_out_dir, run_sweep
+from flaxmnist.runner import (
+    SettingsError,
+    default_compilation_cache_dir,
+    default_out_dir,
+    enable_compilation_cache,
+    run_sweep,
+)
 from flaxmnist.specs import SpecError, builtin_studies, load_studies
+
+#: JAX devices a CPU-only machine is split into (``--cpu-devices``); measured in BENCHMARKS.md.
+DEFAULT_CPU_DEVICES = 1
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -99,8 +111,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most N lanes (config x seed) per compiled call (default: as many as an "
         "8 GiB memory estimate allows)",
     )
+    parser.add_argument(
+        "--cpu-devices",
+        type=_positive_int,
+        metavar="N",
+        help="on a CPU-only machine, split it into N JAX devices and shard the lanes over "
+        f"them (default: {DEFAULT_CPU_DEVICES}, the fastest measured on a 2-core machine; "
+        "see BENCHMARKS.md). Ignored when an accelerator is present",
+    )
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--compile-cache",
+        type=Path,
+        metavar="DIR",
+        help="keep compiled programs in DIR, so a rerun compiles nothing (default: "
+        "$FLAXMNIST_COMPILE_CACHE, else $XDG_CACHE_HOME/flaxmnist/jax or "
+        "~/.cache/flaxmnist/jax)",
+    )
+    cache.add_argument(
+        "--no-compile-cache", action="store_true", help="compile from scratch, store nothing"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
+
+
+def _set_cpu_devices(requested: int | None) -> str | None:
+    """Split the CPU into JAX devices, before JAX initialises; an error message or ``None``.
+
+    Without ``--cpu-devices``, a device count the user forced through ``XLA_FLAGS`` is kept.
+    When JAX already runs (``main`` called from a Python session that used JAX), its
+    devices stay as they are; that is an error only if ``--cpu-devices`` asked for others.
+    """
+    if requested is None and "xla_force_host_platform_device_count" in os.environ.get(
+        "XLA_FLAGS", ""
+    ):
+        return None
+    count = requested or DEFAULT_CPU_DEVICES
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:
+        have = len(jax.devices("cpu"))
+        if requested is not None and have != requested:
+            return (
+                f"--cpu-devices {requested}: JAX is already initialised with {have} CPU "
+                "device(s) in this process; run the command in a new process"
+            )
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +170,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     out = args.out if args.out is not None else default_out_dir(Path(args.study).stem)
+    problem = _set_cpu_devices(args.cpu_devices)
+    if problem:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+        return 2
+    if not args.no_compile_cache:
+        cache_dir = (
+            args.compile_cache
+            or os.environ.get("FLAXMNIST_COMPILE_CACHE")
+            or default_compilation_cache_dir()
+        )
+        try:
+            enable_compilation_cache(cache_dir)
+        except OSError as err:
+            print(f"{prog}: error: --compile-cache {cache_dir}: {err.strerror}", file=sys.stderr)
+            return 2
     try:
         records = run_sweep(
             studies,

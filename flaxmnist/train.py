@@ -10,6 +10,13 @@ compile, one call, one lane per configuration and seed.
 The data is an argument, not a closure: a jitted function that closes over arrays bakes them
 into the program as constants (47 MB of MNIST, seconds of compile time).
 
+``train`` is built from two smaller pure functions, ``make_train_fns(spec) -> (init,
+run_epoch)``, which the runner calls from a host loop over epochs (progress, and a program
+the persistent compilation cache can store). The key only depends on the seed, so lanes
+that share a seed share their init, shuffle and dropout draws: the runner vmaps configurations
+inside seeds (``in_axes=None`` for the key), and XLA then gathers and converts each minibatch
+once per seed and multiplies it by all configurations' kernels in one wide matrix product.
+
 Inside ``train``: parameters are initialised from the key; every epoch reshuffles the
 training set with a key folded from the epoch number; ``lax.scan`` runs the minibatch steps;
 Adam comes from ``optax.inject_hyperparams`` so its learning rate is an array; dropout draws
@@ -70,6 +77,11 @@ class TrainSpec:
       num_classes: width of the output layer.
       loss: ``"cross_entropy"`` (exact) or ``"keras1"`` (Keras 1's clipped probabilities);
         see ``cross_entropy``.
+      use_dropout, use_l2, use_weight_decay: ``False`` compiles a program without that
+        regulariser (no dropout masks drawn, no penalty, plain Adam). Exact for lanes whose
+        rate or coefficient is 0, which then train bit for bit as with ``True``; cheaper.
+      val_is_test: the validation split *is* the test set (``--validate-on test``): it is
+        evaluated once per epoch and reported as both.
     """
 
     hidden: tuple[int, ...] = (300,)
@@ -78,6 +90,10 @@ class TrainSpec:
     eval_batch_size: int = 1000
     num_classes: int = 10
     loss: str = "cross_entropy"
+    use_dropout: bool = True
+    use_l2: bool = True
+    use_weight_decay: bool = True
+    val_is_test: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
@@ -140,8 +156,17 @@ def _is_kernel(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
 
 
-def make_optimizer(hparams: Hyperparams) -> optax.GradientTransformation:
-    """Adam (Keras 1 constants) with decoupled weight decay on kernels, lr as an array."""
+def make_optimizer(
+    hparams: Hyperparams, use_weight_decay: bool = True
+) -> optax.GradientTransformation:
+    """Adam (Keras 1 constants) with decoupled weight decay on kernels, lr as an array.
+
+    ``use_weight_decay=False`` gives plain Adam, which is what AdamW does with a decay of 0.
+    """
+    if not use_weight_decay:
+        return optax.inject_hyperparams(optax.adam)(
+            learning_rate=hparams.learning_rate, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS
+        )
     # ``mask`` is a function; without static_args inject_hyperparams would call it as a schedule.
     return optax.inject_hyperparams(optax.adamw, static_args="mask")(
         learning_rate=hparams.learning_rate,
@@ -184,7 +209,13 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, loss: str = "cross_entro
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
-def make_loss(model: MLP, num_hidden: int, loss: str = "cross_entropy"):
+def make_loss(
+    model: MLP,
+    num_hidden: int,
+    loss: str = "cross_entropy",
+    use_dropout: bool = True,
+    use_l2: bool = True,
+):
     """``loss(params, hparams, images, labels, weights, dropout_key)``, training mode.
 
     Returns ``(loss, (data_loss, correct))``: ``loss`` is the weighted mean cross-entropy
@@ -193,13 +224,16 @@ def make_loss(model: MLP, num_hidden: int, loss: str = "cross_entropy"):
     """
 
     def loss_fn(params, hparams, images, labels, weights, dropout_key):
-        logits = model.apply(
-            params, images, hparams.dropout, deterministic=False, rngs={"dropout": dropout_key}
-        )
+        if use_dropout:
+            logits = model.apply(
+                params, images, hparams.dropout, deterministic=False, rngs={"dropout": dropout_key}
+            )
+        else:
+            logits = model.apply(params, images)
         per_example = cross_entropy(logits, labels, loss)
         real = weights > 0  # `where`, not a product: 0 * inf would be NaN
         data_loss = jnp.sum(jnp.where(real, weights * per_example, 0.0)) / jnp.sum(weights)
-        total = data_loss + l2_penalty(params, hparams.l2, num_hidden)
+        total = data_loss + l2_penalty(params, hparams.l2, num_hidden) if use_l2 else data_loss
         correct = jnp.sum(jnp.where(real, jnp.argmax(logits, -1) == labels, False))
         return total, (data_loss, correct)
 
@@ -243,16 +277,106 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
+class TrainState(NamedTuple):
+    """What one lane carries from epoch to epoch: its parameters and Adam's state."""
+
+    params: Any
+    opt_state: Any
+
+
+def make_train_fns(spec: TrainSpec) -> tuple[Callable, Callable]:
+    """Build the two pure pieces of training for ``spec``: ``(init, run_epoch)``.
+
+    - ``init(hparams, key, data) -> TrainState``: parameters from the key's init draw.
+    - ``run_epoch(state, hparams, key, data, epoch_index) -> (state, metrics)``: one pass
+      over the training split (shuffled with a key folded from ``epoch_index``), then the
+      evaluation; ``metrics`` maps each of ``HISTORY_KEYS`` and ``nonfinite`` to a scalar.
+
+    ``key`` is the lane's PRNG key (``jax.random.key(seed)``), split the same way in both;
+    ``data`` a ``DataSplits`` of device arrays. ``make_train`` chains them into one function.
+    """
+    model = MLP(hidden=spec.hidden, num_classes=spec.num_classes)
+    num_hidden = len(spec.hidden)
+    loss_fn = make_loss(model, num_hidden, spec.loss, spec.use_dropout, spec.use_l2)
+    loss_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+    evaluate = make_evaluate(model, spec.eval_batch_size, spec.loss)
+
+    def split_key(key):
+        init_key, shuffle_key, dropout_key = jax.random.split(key, 3)
+        return init_key, shuffle_key, dropout_key
+
+    def init(hparams: Hyperparams, key: jax.Array, data: DataSplits) -> TrainState:
+        num_train = data.train_images.shape[0]
+        if spec.batch_size > num_train:
+            raise ValueError(
+                f"batch_size {spec.batch_size} is larger than the training set ({num_train})"
+            )
+        params = model.init(split_key(key)[0], data.train_images[:1])
+        opt_state = make_optimizer(hparams, spec.use_weight_decay).init(params)
+        return TrainState(params, opt_state)
+
+    def run_epoch(state: TrainState, hparams: Hyperparams, key, data: DataSplits, epoch_index):
+        num_train = data.train_images.shape[0]
+        num_batches = math.ceil(num_train / spec.batch_size)
+        pad = num_batches * spec.batch_size - num_train
+        _, shuffle_key, dropout_key = split_key(key)
+        optimizer = make_optimizer(hparams, spec.use_weight_decay)
+        example_weights = (jnp.arange(num_batches * spec.batch_size) < num_train).astype(
+            jnp.float32
+        )
+        batch_weights = example_weights.reshape(num_batches, spec.batch_size)
+
+        def step(state, batch):
+            indices, weights, step_key = batch
+            images = data.train_images[indices]
+            labels = data.train_labels[indices]
+            (loss, (_, correct)), grads = loss_and_grad(
+                state.params, hparams, images, labels, weights, step_key
+            )
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            return TrainState(optax.apply_updates(state.params, updates), opt_state), (
+                loss,
+                correct,
+            )
+
+        perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch_index), num_train)
+        indices = jnp.concatenate([perm, perm[:pad]]).reshape(num_batches, spec.batch_size)
+        step_keys = jax.random.split(jax.random.fold_in(dropout_key, epoch_index), num_batches)
+        state, (losses, corrects) = jax.lax.scan(step, state, (indices, batch_weights, step_keys))
+        batch_counts = jnp.sum(batch_weights, axis=1)
+        params = state.params
+        val_loss, val_accuracy = evaluate(params, data.val_images, data.val_labels)
+        if spec.val_is_test:
+            test_loss, test_accuracy = val_loss, val_accuracy
+        else:
+            test_loss, test_accuracy = evaluate(params, data.test_images, data.test_labels)
+        if spec.use_l2:
+            # Like Keras, the reported losses include the L2 penalty; accuracies do not care.
+            penalty = l2_penalty(params, hparams.l2, num_hidden)
+            val_loss, test_loss = val_loss + penalty, test_loss + penalty
+        metrics = {
+            "train_loss": jnp.sum(losses * batch_counts) / num_train,
+            "train_accuracy": jnp.sum(corrects) / num_train,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "nonfinite": ~(
+                jnp.all(jnp.isfinite(losses))
+                & _all_finite(params)
+                & jnp.isfinite(val_loss)
+                & jnp.isfinite(test_loss)
+            ),
+        }
+        return state, metrics
+
+    return init, run_epoch
+
+
 def make_train(
-    spec: TrainSpec, on_epoch: Callable[[Any, Any], None] | None = None
+    spec: TrainSpec,
 ) -> Callable[[Hyperparams, jax.Array, DataSplits], tuple[dict, dict]]:
     """Build the pure training function for ``spec``.
-
-    Args:
-      spec: static settings (shapes).
-      on_epoch: optional host callback ``on_epoch(epoch_index, val_accuracy)``, called as
-        each epoch ends (0-based index), for progress reporting. Under ``vmap`` it is called
-        once per lane and epoch, each call with that lane's accuracy.
 
     Returns:
       ``train(hparams, key, data) -> (params, history)``: pure and jit-able. ``key`` is a
@@ -261,76 +385,13 @@ def make_train(
       ``nonfinite``: whether, in that epoch, a training loss, a parameter or the validation
       or test loss became NaN or infinite.
     """
-    model = MLP(hidden=spec.hidden, num_classes=spec.num_classes)
-    num_hidden = len(spec.hidden)
-    loss_and_grad = jax.value_and_grad(make_loss(model, num_hidden, spec.loss), has_aux=True)
-    evaluate = make_evaluate(model, spec.eval_batch_size, spec.loss)
+    init, run_epoch = make_train_fns(spec)
 
     def train(hparams: Hyperparams, key: jax.Array, data: DataSplits):
-        num_train = data.train_images.shape[0]
-        if spec.batch_size > num_train:
-            raise ValueError(
-                f"batch_size {spec.batch_size} is larger than the training set ({num_train})"
-            )
-        num_batches = math.ceil(num_train / spec.batch_size)
-        pad = num_batches * spec.batch_size - num_train
-        init_key, shuffle_key, dropout_key = jax.random.split(key, 3)
+        def epoch(state, epoch_index):
+            return run_epoch(state, hparams, key, data, epoch_index)
 
-        params = model.init(init_key, data.train_images[:1])
-        optimizer = make_optimizer(hparams)
-        opt_state = optimizer.init(params)
-        example_weights = (jnp.arange(num_batches * spec.batch_size) < num_train).astype(
-            jnp.float32
-        )
-        batch_weights = example_weights.reshape(num_batches, spec.batch_size)
-
-        def step(carry, batch):
-            params, opt_state = carry
-            indices, weights, step_key = batch
-            images = data.train_images[indices]
-            labels = data.train_labels[indices]
-            (loss, (_, correct)), grads = loss_and_grad(
-                params, hparams, images, labels, weights, step_key
-            )
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            return (params, opt_state), (loss, correct)
-
-        def epoch(carry, epoch_index):
-            perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch_index), num_train)
-            indices = jnp.concatenate([perm, perm[:pad]]).reshape(num_batches, spec.batch_size)
-            step_keys = jax.random.split(jax.random.fold_in(dropout_key, epoch_index), num_batches)
-            carry, (losses, corrects) = jax.lax.scan(
-                step, carry, (indices, batch_weights, step_keys)
-            )
-            batch_counts = jnp.sum(batch_weights, axis=1)
-            params = carry[0]
-            # Like Keras, the reported losses include the L2 penalty; accuracies do not care.
-            penalty = l2_penalty(params, hparams.l2, num_hidden)
-            val_loss, val_accuracy = evaluate(params, data.val_images, data.val_labels)
-            test_loss, test_accuracy = evaluate(params, data.test_images, data.test_labels)
-            val_loss, test_loss = val_loss + penalty, test_loss + penalty
-            metrics = {
-                "train_loss": jnp.sum(losses * batch_counts) / num_train,
-                "train_accuracy": jnp.sum(corrects) / num_train,
-                "val_loss": val_loss,
-                "val_accuracy": val_accuracy,
-                "test_loss": test_loss,
-                "test_accuracy": test_accuracy,
-                "nonfinite": ~(
-                    jnp.all(jnp.isfinite(losses))
-                    & _all_finite(params)
-                    & jnp.isfinite(val_loss)
-                    & jnp.isfinite(test_loss)
-                ),
-            }
-            if on_epoch is not None:
-                # Passing a metric makes the callback wait for the epoch's results; without
-                # a data dependence XLA may run it as the epoch starts.
-                jax.debug.callback(on_epoch, epoch_index, val_accuracy)
-            return carry, metrics
-
-        (params, _), history = jax.lax.scan(epoch, (params, opt_state), jnp.arange(spec.epochs))
-        return params, history
+        state, history = jax.lax.scan(epoch, init(hparams, key, data), jnp.arange(spec.epochs))
+        return state.params, history
 
     return train

@@ -1,8 +1,14 @@
 """Shared fixtures: the shipped MNIST, loaded once, and small splits of it."""
 
+import os
+import tempfile
+
 import pytest
 
 from flaxmnist.data import DataSplits, load_mnist, make_splits
+
+# CLI tests enable the persistent compilation cache: keep it out of the user's home.
+os.environ.setdefault("FLAXMNIST_COMPILE_CACHE", tempfile.mkdtemp(prefix="flaxmnist-cache-"))
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxmnist.models import MLP, dropout, param_count
+from flaxmnist.models import MLP, dropout, layer_names, param_count
 
 
 def numpy_forward(params, images):
@@ -11,7 +11,8 @@ def numpy_forward(params, images):
     layers = params["params"]
     names = sorted(k for k in layers if k.startswith("hidden_")) + ["output"]
     for name in names:
-        x = x @ np.asarray(layers[name]["kernel"], np.float64) + np.asarray(layers[name]["bias"])
+        kernel = np.asarray(layers[name]["kernel"], np.float64)  # (out, in)
+        x = x @ kernel.T + np.asarray(layers[name]["bias"])
         if name != "output":
             x = np.maximum(x, 0)
     x = x - x.max(axis=1, keepdims=True)
@@ -29,6 +30,11 @@ def test_forward_matches_numpy_and_param_count(mnist, hidden):
     np.testing.assert_allclose(probs, numpy_forward(params, images), atol=2e-6)
     count = sum(p.size for p in jax.tree.leaves(params))
     assert count == param_count(784, hidden)
+    widths = [784, *hidden, 10]
+    for name, fan_in, fan_out in zip(
+        layer_names(len(hidden)), widths[:-1], widths[1:], strict=True
+    ):
+        assert params["params"][name]["kernel"].shape == (fan_out, fan_in)
     assert param_count(784, (300,)) == 784 * 300 + 300 + 300 * 10 + 10
 
 

@@ -1,6 +1,9 @@
 import gzip
 import json
+import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -130,15 +133,26 @@ def test_write_jsonl_atomic_refuses_nan_and_keeps_the_old_file(tmp_path):
 def test_chunks_respect_max_lanes_and_the_memory_budget():
     configs = load_study("lr").configs
     chunks = plan_chunks([configs], seeds=3, max_lanes=10, budget=0)
-    assert [len(c.lanes) for c in chunks] == [10] * 7 + [2]
+    assert [len(c.lanes) for c in chunks] == [9] * 8  # whole configurations x 3 seeds
+    assert all(c.seeds == (0, 1, 2) for c in chunks)
     assert [lane for c in chunks for lane in c.lanes] == [
         (i, s) for i in range(24) for s in range(3)
+    ]
+    # Fewer lanes than seeds: a configuration's seeds are split over calls.
+    chunks = plan_chunks([configs[:2]], seeds=3, max_lanes=2, budget=0)
+    assert [(c.config_indices, c.seeds) for c in chunks] == [
+        ((0,), (0, 1)),
+        ((0,), (2,)),
+        ((1,), (0, 1)),
+        ((1,), (2,)),
     ]
     spec = TrainSpec(hidden=(300,))
     per_lane = lane_bytes(spec)
     assert 5e6 < per_lane < 50e6  # 238,510 parameters: megabytes, not bytes or gigabytes
     chunks = plan_chunks([configs], seeds=3, max_lanes=None, budget=int(20.5 * per_lane))
-    assert {len(c.lanes) for c in chunks} == {20, 12}
+    assert {len(c.lanes) for c in chunks} == {18}  # 20 lanes fit: 6 configurations x 3 seeds
+    chunks = plan_chunks([configs], seeds=3, max_lanes=None, budget=2**40)
+    assert {len(c.lanes) for c in chunks} == {runner.DEFAULT_MAX_LANES}
     assert lane_bytes(TrainSpec(hidden=(2000,))) > 4 * per_lane  # grows with the width
 
 
@@ -146,7 +160,11 @@ def test_named_studies_group_by_shape():
     assert len(group_configs(load_study("hidden").configs)) == 6  # one compile per width
     l2 = group_configs(load_study("l2").configs)
     assert [g.config_indices for g in l2] == [(0, 1), (2,)]  # 10 and 30 epochs
-    assert len(group_configs(load_study("three-layer").configs)) == 4
+    # 4 shapes; the configurations without any dropout compile without dropout masks.
+    three_layer = group_configs(load_study("three-layer").configs)
+    assert len(three_layer) == 8
+    assert sum(not g.spec.use_dropout for g in three_layer) == 4
+    assert all(len(g.config_indices) == 1 for g in three_layer if not g.spec.use_dropout)
 
 
 def test_paired_seeds_and_keras1_dropout_and_epoch_prefixes():
@@ -186,16 +204,16 @@ def test_resume_after_a_kill_trains_only_what_is_missing(tmp_path, monkeypatch):
     run_sweep(two_groups, out=reference, **settings)
 
     calls = []
-    real_run_lanes = runner.run_lanes
+    real_run_grid = runner.run_grid
 
     def killed_after_first_call(*args, **kwargs):
         if calls:
             raise KeyboardInterrupt  # as Ctrl-C during the second group
         calls.append(args[2])
-        return real_run_lanes(*args, **kwargs)
+        return real_run_grid(*args, **kwargs)
 
     resumed = tmp_path / "resumed"
-    monkeypatch.setattr(runner, "run_lanes", killed_after_first_call)
+    monkeypatch.setattr(runner, "run_grid", killed_after_first_call)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(two_groups, out=resumed, **settings)
     partial = (resumed / "results.jsonl").read_text().splitlines()
@@ -204,12 +222,12 @@ def test_resume_after_a_kill_trains_only_what_is_missing(tmp_path, monkeypatch):
     trained = []
 
     def counting(*args, **kwargs):
-        trained.append(list(args[2]))
-        return real_run_lanes(*args, **kwargs)
+        trained.append((list(args[2]), tuple(args[3])))
+        return real_run_grid(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "run_lanes", counting)
+    monkeypatch.setattr(runner, "run_grid", counting)
     records = run_sweep(two_groups, out=resumed, **settings)
-    assert trained == [[(2, 0), (2, 1), (3, 0), (3, 1)]]  # only the second group
+    assert trained == [([2, 3], (0, 1))]  # only the second group: 2 configs x 2 seeds
     assert len(records) == 8
     assert (resumed / "results.jsonl").read_bytes() == (reference / "results.jsonl").read_bytes()
     assert (resumed / "manifest.json").read_bytes() == (reference / "manifest.json").read_bytes()
@@ -255,3 +273,47 @@ def test_a_run_from_before_a_new_config_field_still_resumes(tmp_path):
             seeds=1,
             limit_train=300,
         )
+
+
+def test_sharded_over_two_cpu_devices_equals_one_device(tmp_path):
+    """3 configurations on 2 devices: padded to 4, the padding discarded, same numbers."""
+    spec = tmp_path / "t.toml"
+    spec.write_text(
+        'description = "sharding"\n[base]\nhidden = [16]\nepochs = 2\n'
+        "[grid]\nlearning_rate = [0.01, 0.003, 0.001]\n"
+    )
+    results = {}
+    for devices in (1, 2):
+        out = tmp_path / f"devices-{devices}"
+        command = [sys.executable, "-m", "flaxmnist.sweep", str(spec), "--seeds", "2"]
+        command += ["--limit-train", "600", "--out", str(out), "--quiet", "--no-compile-cache"]
+        command += ["--cpu-devices", str(devices)]
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
+        results[devices] = [json.loads(line) for line in (out / "results.jsonl").open()]
+    one, two = results[1], results[2]
+    assert [(r["config_index"], r["seed"]) for r in two] == [
+        (i, s) for i in range(3) for s in (0, 1)
+    ]
+    for a, b in zip(one, two, strict=True):
+        for key, values in a["history"].items():
+            # Per-device matrix products block differently: equal up to float32 rounding.
+            assert b["history"][key] == pytest.approx(values, rel=1e-4, abs=1e-6), key
+
+
+def test_a_rerun_compiles_nothing_new(tmp_path):
+    spec = study({"learning_rate": [0.01, 0.001]}, hidden=[8])
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "flaxmnist.sweep", "SPEC", "--seeds", "1"]
+    command += ["--limit-train", "300", "--quiet", "--compile-cache", str(cache)]
+    spec_file = tmp_path / "t.toml"
+    spec_file.write_text(
+        "[base]\nhidden = [8]\nepochs = 1\n[grid]\nlearning_rate = [0.01, 0.001]\n"
+    )
+    command[3] = str(spec_file)
+    del spec
+    subprocess.run([*command, "--out", str(tmp_path / "a")], check=True, capture_output=True)
+    first = sorted(p.name for p in cache.iterdir())
+    assert any(name.startswith("jit_run_epoch") for name in first)
+    subprocess.run([*command, "--out", str(tmp_path / "b")], check=True, capture_output=True)
+    assert sorted(p.name for p in cache.iterdir()) == first

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +15,7 @@ from flaxmnist.train import (
     make_loss,
     make_optimizer,
     make_train,
+    make_train_fns,
     stack_hyperparams,
 )
 
@@ -183,15 +186,51 @@ def test_one_epoch_on_5000_images_beats_85_percent(mnist):
     assert float(history["val_accuracy"][0]) > 0.85
 
 
-def test_progress_callback_runs_once_per_lane_and_epoch(small_splits):
-    calls = []
+def test_train_is_init_then_run_epoch_per_epoch(small_splits):
     spec = TrainSpec(hidden=(8,), epochs=3, batch_size=250)
-    train = jax.vmap(
-        make_train(spec, on_epoch=lambda e, acc: calls.append(int(e))), in_axes=(0, 0, None)
+    hp, key = make_hyperparams(spec, 1e-2, dropout=0.2), jax.random.key(4)
+    params, history = jax.jit(make_train(spec))(hp, key, small_splits)
+    init, run_epoch = make_train_fns(spec)
+    state = jax.jit(init)(hp, key, small_splits)
+    epoch_fn = jax.jit(run_epoch)
+    for epoch in range(3):
+        state, metrics = epoch_fn(state, hp, key, small_splits, jnp.int32(epoch))
+        for name in HISTORY_KEYS:
+            assert float(metrics[name]) == pytest.approx(float(history[name][epoch]), rel=1e-5)
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_unused_regularisers_compile_out_without_changing_results(small_splits):
+    """use_dropout/use_l2/use_weight_decay = False is the same run as rates of 0."""
+    full = TrainSpec(hidden=(16,), epochs=2, batch_size=250)
+    lean = dataclasses.replace(full, use_dropout=False, use_l2=False, use_weight_decay=False)
+    hp = make_hyperparams(full, 3e-3)  # every rate and coefficient 0
+    key = jax.random.key(2)
+    params_full, history_full = jax.jit(make_train(full))(hp, key, small_splits)
+    params_lean, history_lean = jax.jit(make_train(lean))(hp, key, small_splits)
+    for name in HISTORY_KEYS:
+        np.testing.assert_allclose(history_lean[name], history_full[name], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(params_lean), jax.tree.leaves(params_full), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # And the full program does use them when asked.
+    _, with_dropout = jax.jit(make_train(full))(
+        make_hyperparams(full, 3e-3, dropout=0.5), key, small_splits
     )
-    hp = stack_hyperparams([make_hyperparams(spec, 1e-3)] * 2)
-    jax.block_until_ready(jax.jit(train)(hp, jnp.stack([jax.random.key(0)] * 2), small_splits))
-    assert sorted(calls) == [0, 0, 1, 1, 2, 2]
+    assert not np.allclose(with_dropout["train_loss"], history_full["train_loss"])
+
+
+def test_val_is_test_reports_the_one_evaluation_twice(small_splits):
+    data = small_splits._replace(
+        val_images=small_splits.test_images, val_labels=small_splits.test_labels
+    )
+    spec = TrainSpec(hidden=(8,), epochs=1, batch_size=250)
+    hp, key = make_hyperparams(spec, 1e-2), jax.random.key(0)
+    _, both = jax.jit(make_train(spec))(hp, key, data)
+    _, once = jax.jit(make_train(dataclasses.replace(spec, val_is_test=True)))(hp, key, data)
+    for name in HISTORY_KEYS:
+        np.testing.assert_allclose(once[name], both[name], rtol=1e-6)
+    assert float(once["test_accuracy"][0]) == float(once["val_accuracy"][0])
 
 
 def test_keras1_loss_clips_probabilities_and_their_gradient():
