@@ -28,7 +28,7 @@ from flaxmnist.runner import (
 from flaxmnist.specs import SpecError, builtin_studies, load_studies
 
 #: JAX devices a CPU-only machine is split into (``--cpu-devices``); measured in BENCHMARKS.md.
-DEFAULT_CPU_DEVICES = 1
+DEFAULT_CPU_DEVICES = 2
 
 
 class _ArgumentParser(argparse.ArgumentParser):
