@@ -1,4 +1,7 @@
-"""Developer tasks: ``nox`` runs the sessions CI runs: ``tests``, ``lint`` and ``tfds``."""
+"""Developer tasks: ``nox`` runs the sessions CI runs: ``tests``, ``lint`` and ``tfds``.
+
+``nox -s bench`` runs the speed benchmark (BENCHMARKS.md).
+"""
 
 import nox
 
@@ -32,3 +35,14 @@ def tfds(session: nox.Session) -> None:
     session.install(".[dev,tfds]")
     session.install("--no-deps", "--force-reinstall", ".")
     session.run("pytest", "tests/test_tfds.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The speed benchmark beside Keras 3 and PyTorch (not run by CI; minutes of CPU).
+
+    ``nox -s bench -- --repeats 3`` passes options on to ``benchmarks/bench.py``.
+    """
+    session.install(".[bench]")
+    session.install("--no-deps", "--force-reinstall", ".")
+    session.run("python", "benchmarks/bench.py", *session.posargs)

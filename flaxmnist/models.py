@@ -61,7 +61,8 @@ def dropout(x: jax.Array, rate: jax.Array, key: jax.Array) -> jax.Array:
     ``rate = 0`` returns ``x`` exactly; ``rate = 1`` returns zeros (never NaN).
     """
     keep_prob = 1.0 - rate
-    keep = jax.random.uniform(key, x.shape, dtype=x.dtype) >= rate
+    # Float32 draws whatever x's dtype: bfloat16's 8-bit mantissa would quantise the rate.
+    keep = jax.random.uniform(key, x.shape) >= rate
     scale = 1.0 / jnp.maximum(keep_prob, jnp.finfo(x.dtype).tiny)
     return jnp.where(keep, x * scale, jnp.zeros_like(x))
 
@@ -72,6 +73,9 @@ class MLP(nn.Module):
     Attributes:
       hidden: widths of the hidden layers (any number, including none).
       num_classes: width of the output layer.
+      compute_dtype: ``"float32"`` or ``"bfloat16"``: the dtype of the activations and of the
+        matrix products (kernels are cast to it per call; parameters stay float32, and the
+        logits come back as float32).
 
     Call with ``images`` of shape ``(batch, ...)``: integer images are scaled by 1/255, then
     flattened. Pass ``dropout_rates`` (shape ``(len(hidden),)``) and
@@ -82,6 +86,7 @@ class MLP(nn.Module):
 
     hidden: Sequence[int]
     num_classes: int = 10
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(
@@ -94,6 +99,7 @@ class MLP(nn.Module):
         x = images.reshape(images.shape[0], -1)
         if jnp.issubdtype(x.dtype, jnp.integer):
             x = x.astype(jnp.float32) / 255.0
+        x = x.astype(self.compute_dtype)
         for i, width in enumerate(self.hidden):
             x = Dense(
                 width,
@@ -106,12 +112,13 @@ class MLP(nn.Module):
                 if dropout_rates is None:
                     raise ValueError("deterministic=False needs dropout_rates")
                 x = dropout(x, dropout_rates[i], self.make_rng("dropout"))
-        return Dense(
+        logits = Dense(
             self.num_classes,
             kernel_init=nn.initializers.glorot_uniform(),
             bias_init=nn.initializers.zeros,
             name="output",
         )(x)
+        return logits.astype(jnp.float32)
 
 
 def layer_names(num_hidden: int) -> tuple[str, ...]:

@@ -36,11 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from tqdm.auto import tqdm
 
 from flaxmnist.data import DataSplits, ValidateOn, load_dataset, make_splits
 from flaxmnist.specs import Config, Study, load_studies
 from flaxmnist.train import (
+    COMPUTE_DTYPES,
     HISTORY_KEYS,
     TrainSpec,
     make_hyperparams,
@@ -119,9 +119,9 @@ def lane_bytes(spec: TrainSpec, input_size: int = 784) -> int:
     return int(1.5 * 4 * (6 * params + step + evaluation))
 
 
-#: Lanes per call when neither ``max_lanes`` nor the memory budget asks for fewer. Calls of
-#: 24 lanes ran faster per lane than calls of 72 on the 2-core CPU (BENCHMARKS.md): Adam's
-#: state of fewer lanes stays in cache.
+#: On a CPU, lanes per call when neither ``max_lanes`` nor the memory budget asks for fewer.
+#: Calls of 24 lanes ran faster per lane than calls of 72 on the 2-core CPU (BENCHMARKS.md):
+#: the state of fewer lanes stays in cache. Accelerators get no such cap.
 DEFAULT_MAX_LANES = 24
 
 
@@ -131,18 +131,21 @@ def plan_chunks(
     max_lanes: int | None,
     budget: int,
     val_is_test: bool = False,
+    lane_cap: int | None = DEFAULT_MAX_LANES,
 ) -> list[Chunk]:
     """Split every study's shape groups into calls of configurations × seeds.
 
     A call holds at most ``max_lanes`` lanes, else as many as ``budget`` bytes allow
-    (``lane_bytes``) up to ``DEFAULT_MAX_LANES``, and at least one. All seeds of a
+    (``lane_bytes``) up to ``lane_cap`` (``None``: no cap), and at least one. All seeds of a
     configuration share a call when the size allows (then a call is whole configurations
     × every seed); otherwise a configuration's seeds are split over calls.
     """
     chunks = []
     for study_index, configs in enumerate(studies_configs):
         for group in group_configs(configs, val_is_test):
-            size = max_lanes or min(DEFAULT_MAX_LANES, budget // lane_bytes(group.spec))
+            size = max_lanes or budget // lane_bytes(group.spec)
+            if not max_lanes and lane_cap is not None:
+                size = min(size, lane_cap)
             size = max(1, size)
             indices = group.config_indices
             if size >= seeds:
@@ -258,13 +261,16 @@ def run_grid(
     Seed ``i`` uses the key ``jax.random.key(i)`` whatever the configuration (paired seeds).
     The configuration axis is sharded over ``mesh`` (default: every local device), padded
     to a multiple of the device count with copies of the last configuration, whose results
-    are discarded. The host loops over epochs, calling ``on_epoch(epoch_index, best
-    validation accuracy so far)`` after each.
+    are discarded; with fewer configurations than devices, only that many devices are used.
+    The host loops over epochs, calling ``on_epoch(epoch_index, best validation accuracy
+    so far)`` after each.
 
     Returns one partial record per lane, configuration-major: ``config_index``, ``seed``,
     ``history``, ``val_accuracy``, ``test_accuracy``, ``diverged``, ``at_chance``.
     """
     mesh = lane_mesh() if mesh is None else mesh
+    if len(config_indices) < mesh.devices.size:  # fewer configurations than devices
+        mesh = lane_mesh(mesh.devices.flat[: len(config_indices)])
     num_devices = mesh.devices.size
     padded = list(config_indices)
     padded += [padded[-1]] * (-len(padded) % num_devices)
@@ -387,6 +393,8 @@ class _Progress:
 
     def compiled(self, seconds: float) -> None:
         if self.enabled:
+            from tqdm.auto import tqdm  # only for progress: the GPU benchmark runs without it
+
             print(f"{self.label}: compiled in {seconds:.1f}s", file=sys.stderr, flush=True)
             self.bar = tqdm(
                 total=self.epochs, desc=self.label, unit="epoch", file=sys.stderr, leave=True
@@ -464,6 +472,8 @@ def run_sweep(
     quiet: bool = True,
     max_lanes: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    timing: GridRun | None = None,
+    dtype: str = "float32",
 ) -> list[dict[str, Any]]:
     """Run a study (or several) and return one record per (study, configuration, seed).
 
@@ -486,6 +496,9 @@ def run_sweep(
       max_lanes: at most this many lanes per call (default: as many as ``memory_budget``
         allows by ``lane_bytes``).
       memory_budget: bytes of device memory one call's lanes may use.
+      timing: if given, seconds spent compiling and training are added to it.
+      dtype: ``"float32"`` or ``"bfloat16"``: the dtype of activations and matrix products
+        (``TrainSpec.compute_dtype``); recorded in the settings and records when not float32.
 
     Returns:
       Records with ``study``, ``config`` (every hyperparameter, resolved, plus the data
@@ -507,6 +520,8 @@ def run_sweep(
         raise SettingsError(f"epochs must be >= 1, got {epochs}")
     if max_lanes is not None and max_lanes < 1:
         raise SettingsError(f"max_lanes must be >= 1, got {max_lanes}")
+    if dtype not in COMPUTE_DTYPES:
+        raise SettingsError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {dtype!r}")
     studies_configs = [
         [c if epochs is None else replace(c, epochs=epochs) for c in s.configs] for s in studies
     ]
@@ -529,6 +544,8 @@ def run_sweep(
         "validate_on": validate_on,
         "train_size": train_size,
     }
+    if dtype != "float32":  # absent at the default, so that older run directories resume
+        data_settings["dtype"] = dtype
 
     done: dict[tuple[int, int, int], dict[str, Any]] = {}
     if out is not None:
@@ -550,9 +567,15 @@ def run_sweep(
     mesh = lane_mesh()
     data = jax.device_put(splits, NamedSharding(mesh, P()))  # once, as uint8, on every device
     chunks = plan_chunks(
-        studies_configs, seeds, max_lanes, memory_budget, val_is_test=validate_on == "test"
+        studies_configs,
+        seeds,
+        max_lanes,
+        memory_budget,
+        val_is_test=validate_on == "test",
+        lane_cap=DEFAULT_MAX_LANES if mesh.devices.flat[0].platform == "cpu" else None,
     )
-    timing = GridRun()
+    chunks = [replace(c, spec=replace(c.spec, compute_dtype=dtype)) for c in chunks]
+    timing = GridRun() if timing is None else timing
     start = time.perf_counter()
     for number, chunk in enumerate(chunks, 1):
         study_, configs = studies[chunk.study_index], studies_configs[chunk.study_index]

@@ -109,7 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         help="at most N lanes (config x seed) per compiled call (default: as many as an "
-        "8 GiB memory estimate allows)",
+        "8 GiB memory estimate allows, and on a CPU at most 24, the fastest measured)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="dtype of activations and matrix products; parameters, Adam and the loss stay "
+        "float32 (default: float32; bfloat16 lost on this project's CPU, see BENCHMARKS.md)",
     )
     parser.add_argument(
         "--cpu-devices",
@@ -197,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out=out,
             quiet=args.quiet,
             max_lanes=args.max_lanes,
+            dtype=args.dtype,
         )
     except (SettingsError, SpecError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)

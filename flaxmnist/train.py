@@ -55,6 +55,8 @@ from flaxmnist.models import MLP, layer_names
 #: Adam's constants as in Keras 1 (``keras.optimizers.Adam`` defaults).
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
 HISTORY_KEYS = (
     "train_loss",
     "train_accuracy",
@@ -82,6 +84,8 @@ class TrainSpec:
         rate or coefficient is 0, which then train bit for bit as with ``True``; cheaper.
       val_is_test: the validation split *is* the test set (``--validate-on test``): it is
         evaluated once per epoch and reported as both.
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` for activations and matrix products
+        (``MLP.compute_dtype``); parameters, Adam and the loss stay float32.
     """
 
     hidden: tuple[int, ...] = (300,)
@@ -94,6 +98,7 @@ class TrainSpec:
     use_l2: bool = True
     use_weight_decay: bool = True
     val_is_test: bool = False
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
@@ -105,6 +110,10 @@ class TrainSpec:
             raise ValueError("batch sizes must be >= 1")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(
+                f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}"
+            )
 
     @property
     def num_layers(self) -> int:
@@ -295,7 +304,7 @@ def make_train_fns(spec: TrainSpec) -> tuple[Callable, Callable]:
     ``key`` is the lane's PRNG key (``jax.random.key(seed)``), split the same way in both;
     ``data`` a ``DataSplits`` of device arrays. ``make_train`` chains them into one function.
     """
-    model = MLP(hidden=spec.hidden, num_classes=spec.num_classes)
+    model = MLP(hidden=spec.hidden, num_classes=spec.num_classes, compute_dtype=spec.compute_dtype)
     num_hidden = len(spec.hidden)
     loss_fn = make_loss(model, num_hidden, spec.loss, spec.use_dropout, spec.use_l2)
     loss_and_grad = jax.value_and_grad(loss_fn, has_aux=True)

@@ -87,3 +87,15 @@ def test_vmapped_rates_keep_one_minus_rate_of_units():
     # Inverted dropout: kept units are scaled so that the mean is preserved.
     means = np.asarray(out.mean(axis=(1, 2)))
     np.testing.assert_allclose(means[:4], 1.0, atol=0.02)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_logits(mnist):
+    images = mnist.test_images[:64]
+    params = MLP(hidden=(64,)).init(jax.random.key(0), images)
+    low = MLP(hidden=(64,), compute_dtype="bfloat16")
+    assert jax.tree.leaves(low.init(jax.random.key(0), images))[0].dtype == jnp.float32
+    logits = low.apply(params, images)
+    assert logits.dtype == jnp.float32
+    exact = MLP(hidden=(64,)).apply(params, images)
+    np.testing.assert_allclose(logits, exact, atol=0.05)  # bfloat16: 8 bits of mantissa
+    assert not np.array_equal(logits, exact)

@@ -250,3 +250,18 @@ def test_keras1_loss_clips_probabilities_and_their_gradient():
     assert np.all(jax.grad(lambda z: cross_entropy(z, labels).sum())(wrong)[0] != 0)
     with pytest.raises(ValueError, match="loss must be one of"):
         TrainSpec(loss="hinge")
+
+
+def test_bfloat16_training_learns_like_float32(small_splits):
+    spec = TrainSpec(hidden=(32,), epochs=3, batch_size=100)
+    low = dataclasses.replace(spec, compute_dtype="bfloat16")
+    hp, key = make_hyperparams(spec, 3e-3), jax.random.key(0)
+    params, exact = jax.jit(make_train(spec))(hp, key, small_splits)
+    low_params, rounded = jax.jit(make_train(low))(hp, key, small_splits)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(low_params))
+    assert float(rounded["val_accuracy"][-1]) == pytest.approx(
+        float(exact["val_accuracy"][-1]), abs=0.03
+    )
+    assert float(rounded["val_accuracy"][-1]) > 0.7  # it learns: chance is 0.1
+    with pytest.raises(ValueError, match="compute_dtype"):
+        TrainSpec(compute_dtype="float16")

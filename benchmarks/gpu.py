@@ -1,0 +1,138 @@
+"""The whole notebook on one GPU: every study, all lanes at once, beside a PyTorch loop.
+
+    PYTHONPATH=. python benchmarks/gpu.py [--seeds 3] [--quick]
+
+(``benchmarks/gpu.sh`` runs it from the source tree on a machine with jax, flax, optax and
+torch preinstalled and no network.) For each study of ``all`` it runs ``run_sweep`` with
+every shape group in one call (no lane cap; ``--validate-on test``, the notebook's
+protocol, so one 10,000-image evaluation per epoch) and prints the wall time (compile
+included), the compile time, the matrix-product FLOPs and the achieved TFLOP/s. Then it
+times a plain PyTorch loop of one configuration (784-300-10, Adam, batch 200) on the same
+device and prints how long that loop would take for the whole grid, config-epoch by
+config-epoch, and the ratio.
+
+``--quick`` runs everything on 2,000 training images for one epoch: a check that the
+script works (on any machine), not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import jax  # noqa: E402
+
+from flaxmnist.runner import GridRun, run_sweep  # noqa: E402
+from flaxmnist.specs import load_studies  # noqa: E402
+
+TEST_IMAGES = 10_000
+
+
+def config_flops(hidden, epochs: int, train_images: int, eval_images: int = TEST_IMAGES) -> int:
+    """Matrix-product FLOPs of one configuration's run (no gradient for the images)."""
+    widths = [784, *hidden, 10]
+    layers = list(zip(widths, widths[1:], strict=False))
+    forward = sum(2 * a * b for a, b in layers)
+    backward = forward + sum(2 * a * b for a, b in layers[1:])
+    return epochs * (train_images * (forward + backward) + eval_images * forward)
+
+
+def torch_seconds_per_config_epoch(train_images: int, epochs: int) -> tuple[float, str]:
+    import numpy as np
+    import torch
+
+    from flaxmnist.data import load_mnist
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    mnist = load_mnist()
+    x = torch.from_numpy(
+        mnist.train_images[:train_images].reshape(-1, 784).astype(np.float32) / 255
+    ).to(device)
+    y = torch.from_numpy(mnist.train_labels[:train_images].astype(np.int64)).to(device)
+    x_test = torch.from_numpy(mnist.test_images.reshape(-1, 784).astype(np.float32) / 255)
+    x_test, y_test = x_test.to(device), torch.from_numpy(mnist.test_labels.astype(np.int64))
+    y_test = y_test.to(device)
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 10)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    loss_fn = nn.CrossEntropyLoss()
+    times = []
+    for _ in range(epochs + 1):  # the first epoch warms up (CUDA context, kernels)
+        start = time.perf_counter()
+        for batch in torch.randperm(len(x), device=device).split(200):
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+        with torch.no_grad():
+            (model(x_test).argmax(1) == y_test).float().mean().item()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:]), device
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="a smoke test, not a measurement")
+    args = parser.parse_args(argv)
+    limit_train = 2000 if args.quick else None
+    epochs = 1 if args.quick else None
+    train_images = limit_train or 60_000
+    devices = jax.devices()
+    print(f"jax {jax.__version__} on {len(devices)} x {devices[0].device_kind}", flush=True)
+
+    total_seconds = total_flops = total_config_epochs = 0
+    print("| study | lanes | config-epochs | wall s (compile incl.) | compile s | TFLOP/s |")
+    print("|---|---|---|---|---|---|")
+    for study in load_studies("all"):
+        timing = GridRun()
+        start = time.perf_counter()
+        records = run_sweep(
+            study,
+            epochs=epochs,
+            seeds=args.seeds,
+            limit_train=limit_train,
+            validate_on="test",
+            max_lanes=10**9,  # every shape group in one call
+            memory_budget=2**62,
+            timing=timing,
+        )
+        wall = time.perf_counter() - start
+        flops = sum(
+            config_flops(r["config"]["hidden"], len(r["history"]["val_accuracy"]), train_images)
+            for r in records
+        )
+        config_epochs = sum(len(r["history"]["val_accuracy"]) for r in records)
+        total_seconds += wall
+        total_flops += flops
+        total_config_epochs += config_epochs
+        print(
+            f"| {study.name} | {len(records)} | {config_epochs} | {wall:.2f} "
+            f"| {timing.compile_seconds:.2f} | {flops / wall / 1e12:.2f} |",
+            flush=True,
+        )
+    print(
+        f"| **all** | | {total_config_epochs} | **{total_seconds:.2f}** | | "
+        f"{total_flops / total_seconds / 1e12:.2f} |"
+    )
+
+    seconds, device = torch_seconds_per_config_epoch(train_images, epochs=1 if args.quick else 3)
+    loop_total = seconds * total_config_epochs
+    speedup = loop_total / total_seconds
+    print(
+        f"\nPyTorch loop on {device} (784-300-10, one config): {seconds:.3f} s per "
+        f"config-epoch; the whole grid that way: {loop_total:.0f} s; flaxmnist is "
+        f"{speedup:.1f}x faster (the loop is timed on the 784-300-10 model; wider models "
+        "would take it longer)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
