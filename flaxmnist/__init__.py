@@ -18,9 +18,17 @@ The public surface, for notebooks and your own loops::
 from flaxmnist.data import DataError, DataSplits, MnistArrays, load_mnist, make_splits
 from flaxmnist.models import MLP, dropout, param_count
 from flaxmnist.report import format_table, summarize
-from flaxmnist.runner import SettingsError, run_sweep
+from flaxmnist.runner import GridRun, SettingsError, enable_compilation_cache, run_sweep
 from flaxmnist.specs import Config, SpecError, Study, load_studies, load_study
-from flaxmnist.train import Hyperparams, TrainSpec, make_hyperparams, make_train, stack_hyperparams
+from flaxmnist.train import (
+    Hyperparams,
+    TrainSpec,
+    TrainState,
+    make_hyperparams,
+    make_train,
+    make_train_fns,
+    stack_hyperparams,
+)
 
 __version__ = "0.1.0"
 
@@ -29,13 +37,16 @@ __all__ = [
     "Config",
     "DataError",
     "DataSplits",
+    "GridRun",
     "Hyperparams",
     "MnistArrays",
     "SettingsError",
     "SpecError",
     "Study",
     "TrainSpec",
+    "TrainState",
     "dropout",
+    "enable_compilation_cache",
     "format_table",
     "load_mnist",
     "load_studies",
@@ -43,6 +54,7 @@ __all__ = [
     "make_hyperparams",
     "make_splits",
     "make_train",
+    "make_train_fns",
     "param_count",
     "run_sweep",
     "stack_hyperparams",

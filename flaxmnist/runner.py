@@ -1,11 +1,15 @@
-"""Run a study: group configurations by shape, train each group as one vmapped call.
+"""Run a study: group configurations by shape, train each group as vmapped, sharded calls.
 
-Configurations that share every static setting (layer widths, epochs, batch size) form a
-group; a group's configurations × seeds are the *lanes* of one
-``jax.jit(jax.vmap(train))`` call: one compile and one call per group. Seeds are paired:
-seed ``i`` uses the key ``jax.random.key(i)`` in every configuration, so two configurations
-differ by their hyperparameters only (same initial weights where shapes agree, same shuffles,
-same dropout keys).
+Configurations that share every static setting (layer widths, epochs, batch size, the
+regularisers in use) form a group: one compiled program. A call trains a grid of the
+group's configurations × seeds, the *lanes*: ``init`` and ``run_epoch`` of
+``make_train_fns`` vmapped over configurations (inner, the key unbatched) and seeds (outer),
+jitted with the configuration axis sharded over every local device, and the host looping
+over epochs. Seeds are paired: seed ``i`` uses the key ``jax.random.key(i)`` in every
+configuration, so two configurations differ by their hyperparameters only (same initial
+weights where shapes agree, same shuffles, same dropout keys), and the configurations of a
+seed share each minibatch, which the inner vmap exploits: one gather and one wide matrix
+product per seed instead of one per lane.
 
 Lanes are independent: a lane whose loss goes non-finite carries NaNs in its own slice of
 the batch only; it is reported as ``diverged`` with the accuracy its parameters really give,
@@ -174,9 +178,14 @@ def _grid(fn: Callable, config_axes: tuple, seed_axes: tuple) -> Callable:
 
 
 def lane_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh named ``"configs"`` over ``devices`` (default: every local device)."""
+    """A 1-D mesh named ``"lanes"`` over ``devices`` (default: every local device)."""
     devices = list(jax.local_devices() if devices is None else devices)
-    return Mesh(np.array(devices), ("configs",))
+    return Mesh(np.array(devices), ("lanes",))
+
+
+def _state_spec(shard_seeds: bool) -> P:
+    """How a ``[seed, config, ...]`` array is split over the mesh."""
+    return P("lanes", None) if shard_seeds else P(None, "lanes")
 
 
 @dataclass
@@ -190,16 +199,19 @@ class GridRun:
 _COMPILED: dict[Any, tuple[Any, Any]] = {}
 
 
-def compile_grid(spec: TrainSpec, mesh: Mesh, hparams, keys, data: DataSplits):
+def compile_grid(
+    spec: TrainSpec, mesh: Mesh, hparams, keys, data: DataSplits, shard_seeds: bool = False
+):
     """Compile (or reuse) ``(init, run_epoch)`` over a ``[seed, config]`` grid for these shapes.
 
+    The grid is split over ``mesh`` along configurations, or along seeds if ``shard_seeds``.
     Calls of the same shapes in one process share the executables; across processes the
     persistent compilation cache (``enable_compilation_cache``) does.
     """
     signature = tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves((hparams, keys, data)))
-    cache_key = (spec, mesh, signature)
+    cache_key = (spec, mesh, signature, shard_seeds)
     if cache_key not in _COMPILED:
-        state_sharding = NamedSharding(mesh, P(None, "configs"))
+        state_sharding = NamedSharding(mesh, _state_spec(shard_seeds))
         init, run_epoch = make_train_fns(spec)
         grid_init = jax.jit(
             _grid(init, (0, None, None), (None, 0, None)), out_shardings=state_sharding
@@ -261,7 +273,8 @@ def run_grid(
     Seed ``i`` uses the key ``jax.random.key(i)`` whatever the configuration (paired seeds).
     The configuration axis is sharded over ``mesh`` (default: every local device), padded
     to a multiple of the device count with copies of the last configuration, whose results
-    are discarded; with fewer configurations than devices, only that many devices are used.
+    are discarded. With fewer configurations than devices the seed axis is sharded instead
+    (padded likewise), or, with fewer seeds too, the larger axis over fewer devices.
     The host loops over epochs, calling ``on_epoch(epoch_index, best validation accuracy
     so far)`` after each.
 
@@ -269,11 +282,18 @@ def run_grid(
     ``history``, ``val_accuracy``, ``test_accuracy``, ``diverged``, ``at_chance``.
     """
     mesh = lane_mesh() if mesh is None else mesh
-    if len(config_indices) < mesh.devices.size:  # fewer configurations than devices
-        mesh = lane_mesh(mesh.devices.flat[: len(config_indices)])
     num_devices = mesh.devices.size
+    shard_seeds = len(config_indices) < num_devices and len(seeds) > len(config_indices)
+    sharded = len(seeds) if shard_seeds else len(config_indices)
+    if sharded < num_devices:
+        mesh = lane_mesh(mesh.devices.flat[:sharded])
+        num_devices = sharded
     padded = list(config_indices)
-    padded += [padded[-1]] * (-len(padded) % num_devices)
+    padded_seeds = list(seeds)
+    if shard_seeds:
+        padded_seeds += [padded_seeds[-1]] * (-len(padded_seeds) % num_devices)
+    else:
+        padded += [padded[-1]] * (-len(padded) % num_devices)
     hparams = stack_hyperparams(
         [
             make_hyperparams(
@@ -286,14 +306,15 @@ def run_grid(
             for index in padded
         ]
     )
-    by_config = NamedSharding(mesh, P("configs"))
+    by_lane = NamedSharding(mesh, P("lanes"))
     replicated = NamedSharding(mesh, P())
-    hparams = jax.device_put(hparams, by_config)
-    keys = jax.device_put(jnp.stack([jax.random.key(seed) for seed in seeds]), replicated)
+    hparams = jax.device_put(hparams, replicated if shard_seeds else by_lane)
+    keys = jnp.stack([jax.random.key(seed) for seed in padded_seeds])
+    keys = jax.device_put(keys, by_lane if shard_seeds else replicated)
     data = jax.device_put(data, replicated)
 
     start = time.perf_counter()
-    init_compiled, epoch_compiled = compile_grid(spec, mesh, hparams, keys, data)
+    init_compiled, epoch_compiled = compile_grid(spec, mesh, hparams, keys, data, shard_seeds)
     compile_seconds = time.perf_counter() - start
     if on_compiled is not None:
         on_compiled(compile_seconds)
@@ -307,7 +328,8 @@ def run_grid(
         state, metrics = epoch_compiled(state, hparams, keys, data, epoch_index)
         metrics = jax.device_get(metrics)  # [seed, config] per metric; waits for the epoch
         epochs.append(metrics)
-        accuracy = float(np.nanmax(metrics["val_accuracy"][:, : len(config_indices)]))
+        real = metrics["val_accuracy"][: len(seeds), : len(config_indices)]
+        accuracy = float(np.nanmax(real))
         best = accuracy if not accuracy <= best else best
         if on_epoch is not None:
             on_epoch(epoch, best)

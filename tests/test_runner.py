@@ -276,29 +276,34 @@ def test_a_run_from_before_a_new_config_field_still_resumes(tmp_path):
 
 
 def test_sharded_over_two_cpu_devices_equals_one_device(tmp_path):
-    """3 configurations on 2 devices: padded to 4, the padding discarded, same numbers."""
+    """On 2 devices: 3 configurations x 3 seeds shard the configurations (padded to 4); a
+    lone configuration shards its 3 seeds (padded to 4). The padding is discarded and the
+    numbers equal one device's."""
     spec = tmp_path / "t.toml"
     spec.write_text(
         'description = "sharding"\n[base]\nhidden = [16]\nepochs = 2\n'
-        "[grid]\nlearning_rate = [0.01, 0.003, 0.001]\n"
+        "[[configs]]\nlearning_rate = 0.01\n[[configs]]\nlearning_rate = 0.003\n"
+        "[[configs]]\nlearning_rate = 0.001\n[[configs]]\nhidden = [8]\n"
     )
     results = {}
     for devices in (1, 2):
         out = tmp_path / f"devices-{devices}"
-        command = [sys.executable, "-m", "flaxmnist.sweep", str(spec), "--seeds", "2"]
+        command = [sys.executable, "-m", "flaxmnist.sweep", str(spec), "--seeds", "3"]
         command += ["--limit-train", "600", "--out", str(out), "--quiet", "--no-compile-cache"]
         command += ["--cpu-devices", str(devices)]
         env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
         subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
         results[devices] = [json.loads(line) for line in (out / "results.jsonl").open()]
     one, two = results[1], results[2]
-    assert [(r["config_index"], r["seed"]) for r in two] == [
-        (i, s) for i in range(3) for s in (0, 1)
-    ]
+    lanes = [(r["config_index"], r["seed"]) for r in two]
+    assert lanes == [(i, s) for i in range(4) for s in range(3)]
+    # Per-device matrix products block differently: equal up to float32 rounding, which may
+    # flip the argmax of one near-tied image: accuracies may differ by one image at most.
+    one_image = {"train_accuracy": 1 / 600, "val_accuracy": 1e-4, "test_accuracy": 1e-4}
     for a, b in zip(one, two, strict=True):
         for key, values in a["history"].items():
-            # Per-device matrix products block differently: equal up to float32 rounding.
-            assert b["history"][key] == pytest.approx(values, rel=1e-4, abs=1e-6), key
+            tolerance = one_image.get(key, 0) + 1e-6
+            assert b["history"][key] == pytest.approx(values, rel=1e-4, abs=tolerance), key
 
 
 def test_a_rerun_compiles_nothing_new(tmp_path):
