@@ -99,12 +99,32 @@ def train_spec_of(config: Config, val_is_test: bool = False) -> TrainSpec:
     )
 
 
-def group_configs(configs: Sequence[Config], val_is_test: bool = False) -> list[Group]:
-    """Group configurations by their static settings, keeping first-seen order."""
+def group_configs(
+    configs: Sequence[Config], val_is_test: bool = False, split_regularisers: bool = True
+) -> list[Group]:
+    """Group configurations by their static settings, keeping first-seen order.
+
+    With ``split_regularisers=False`` configurations of one shape share a program whatever
+    regularisers they use (it then has every regulariser any of them uses): fewer compiles,
+    for accelerators, where a compile costs more than the masks and penalties it saves.
+    """
     groups: dict[TrainSpec, list[int]] = {}
     for index, config in enumerate(configs):
-        groups.setdefault(train_spec_of(config, val_is_test), []).append(index)
-    return [Group(spec, tuple(indices)) for spec, indices in groups.items()]
+        spec = train_spec_of(config, val_is_test)
+        if not split_regularisers:
+            spec = replace(spec, use_dropout=False, use_l2=False, use_weight_decay=False)
+        groups.setdefault(spec, []).append(index)
+    result = []
+    for spec, indices in groups.items():
+        members = [train_spec_of(configs[i], val_is_test) for i in indices]
+        spec = replace(
+            spec,
+            use_dropout=any(m.use_dropout for m in members),
+            use_l2=any(m.use_l2 for m in members),
+            use_weight_decay=any(m.use_weight_decay for m in members),
+        )
+        result.append(Group(spec, tuple(indices)))
+    return result
 
 
 def lane_bytes(spec: TrainSpec, input_size: int = 784) -> int:
@@ -136,17 +156,19 @@ def plan_chunks(
     budget: int,
     val_is_test: bool = False,
     lane_cap: int | None = DEFAULT_MAX_LANES,
+    split_regularisers: bool = True,
 ) -> list[Chunk]:
     """Split every study's shape groups into calls of configurations × seeds.
 
     A call holds at most ``max_lanes`` lanes, else as many as ``budget`` bytes allow
-    (``lane_bytes``) up to ``lane_cap`` (``None``: no cap), and at least one. All seeds of a
+    (``lane_bytes``) up to ``lane_cap`` (``None``: no cap), and at least one. Groups are
+    ``group_configs(configs, val_is_test, split_regularisers)``. All seeds of a
     configuration share a call when the size allows (then a call is whole configurations
     × every seed); otherwise a configuration's seeds are split over calls.
     """
     chunks = []
     for study_index, configs in enumerate(studies_configs):
-        for group in group_configs(configs, val_is_test):
+        for group in group_configs(configs, val_is_test, split_regularisers):
             size = max_lanes or budget // lane_bytes(group.spec)
             if not max_lanes and lane_cap is not None:
                 size = min(size, lane_cap)
@@ -587,6 +609,7 @@ def run_sweep(
             done[(names.index(record["study"]), record["config_index"], record["seed"])] = record
 
     mesh = lane_mesh()
+    on_cpu = mesh.devices.flat[0].platform == "cpu"
     data = jax.device_put(splits, NamedSharding(mesh, P()))  # once, as uint8, on every device
     chunks = plan_chunks(
         studies_configs,
@@ -594,7 +617,10 @@ def run_sweep(
         max_lanes,
         memory_budget,
         val_is_test=validate_on == "test",
-        lane_cap=DEFAULT_MAX_LANES if mesh.devices.flat[0].platform == "cpu" else None,
+        # On a CPU: calls of at most 24 lanes, and unused regularisers compiled out (both
+        # faster, BENCHMARKS.md); on an accelerator: every lane at once, fewer compiles.
+        lane_cap=DEFAULT_MAX_LANES if on_cpu else None,
+        split_regularisers=on_cpu,
     )
     chunks = [replace(c, spec=replace(c.spec, compute_dtype=dtype)) for c in chunks]
     timing = GridRun() if timing is None else timing

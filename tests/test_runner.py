@@ -165,6 +165,12 @@ def test_named_studies_group_by_shape():
     assert len(three_layer) == 8
     assert sum(not g.spec.use_dropout for g in three_layer) == 4
     assert all(len(g.config_indices) == 1 for g in three_layer if not g.spec.use_dropout)
+    # Accelerators: one program per shape, with dropout for all (rate 0 is exact).
+    merged = group_configs(load_study("three-layer").configs, split_regularisers=False)
+    assert len(merged) == 4 and all(g.spec.use_dropout for g in merged)
+    assert sorted(i for g in merged for i in g.config_indices) == list(range(36))
+    l2_merged = group_configs(load_study("l2").configs, split_regularisers=False)
+    assert [g.spec.use_l2 for g in l2_merged] == [False, True]  # 10 and 30 epochs still apart
 
 
 def test_paired_seeds_and_keras1_dropout_and_epoch_prefixes():
