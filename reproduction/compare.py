@@ -64,15 +64,25 @@ def study_section(name: str, notebook: dict, test_run: dict, holdout_run: dict |
     keys = varied_keys(records)
     seeds = len(next(iter(by_config.values())))
     total = len(by_config)
+    honest: dict[int, list[dict]] = {}
+    for record in (holdout_run or {}).get(name, []):
+        honest.setdefault(record["config_index"], []).append(record)
     lines += [
         f"{total} configurations × {seeds} seeds. Test-set accuracy %, flaxmnist as mean ± "
         "sample std over seeds, at the epoch of the notebook's figure. Δ = flaxmnist − "
         "notebook in points; z = Δ over the noise of a one-run-vs-mean difference, "
         "s·√(1 + 1/seeds), with s the config's seed std floored at the study's median; "
-        "|z| > 3 is beyond seed noise.",
+        "|z| > 3 is beyond seed noise."
+        + (
+            " The last two columns are the holdout protocol (trained on 50,000 images): "
+            "holdout and test accuracy at the same epoch."
+            if honest
+            else ""
+        ),
         "",
-        "| # | configuration | epoch | notebook (1 run) | flaxmnist | Δ | z |",
-        "|---|---|---|---|---|---|---|",
+        "| # | configuration | epoch | notebook (1 run) | flaxmnist, test protocol | Δ | z |"
+        + (" holdout protocol: holdout | holdout protocol: test |" if honest else ""),
+        "|---|---|---|---|---|---|---|" + ("---|---|" if honest else ""),
     ]
     stds = [at_epoch(g, len(g[0]["history"]["test_accuracy"]))[1] for g in by_config.values()]
     floor = float(np.nanmedian(stds)) if seeds > 1 else float("nan")
@@ -96,10 +106,19 @@ def study_section(name: str, notebook: dict, test_run: dict, holdout_run: dict |
             epoch = epochs
             mean, std = at_epoch(group, epoch)
             notebook_text, delta_text, z_text = "(cut off in this copy)", "", ""
-        lines.append(
+        row = (
             f"| {position} | {label(group[0]['config'], keys)} | {epoch} | {notebook_text} | "
             f"{percent(mean, std)} | {delta_text} | {z_text} |"
         )
+        if honest and index not in honest:
+            row += " (not run yet) | |"
+        elif honest:
+            held = honest[index]
+            row += (
+                f" {percent(*at_epoch(held, epoch, 'val_accuracy'))} |"
+                f" {percent(*at_epoch(held, epoch))} |"
+            )
+        lines.append(row)
     rows = summarize(records)
     best = best_row(rows)
     lines += [
