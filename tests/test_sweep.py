@@ -13,8 +13,10 @@ ARGS = ["lr", "--epochs", "1", "--limit-train", "400", "--seeds", "1"]
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
+    # One CPU device, as in this test process, so that the API call below computes the same
+    # numbers; sharding over 2 devices rounds differently (tests/test_runner.py checks it).
     result = subprocess.run(
-        [sys.executable, "-m", "flaxmnist.sweep", *ARGS, "--out", str(out)],
+        [sys.executable, "-m", "flaxmnist.sweep", *ARGS, "--cpu-devices", "1", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
