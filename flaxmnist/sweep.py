@@ -190,8 +190,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             enable_compilation_cache(cache_dir)
         except OSError as err:
-            print(f"{prog}: error: --compile-cache {cache_dir}: {err.strerror}", file=sys.stderr)
-            return 2
+            if args.compile_cache is not None:  # asked for: an error
+                print(
+                    f"{prog}: error: --compile-cache {cache_dir}: {err.strerror}", file=sys.stderr
+                )
+                return 2
+            # The default place is not writable: run without the cache, say so.
+            print(
+                f"{prog}: warning: no compilation cache ({cache_dir}: {err.strerror})",
+                file=sys.stderr,
+            )
     try:
         records = run_sweep(
             studies,

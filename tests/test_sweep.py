@@ -153,3 +153,12 @@ def test_named_studies_are_found_from_any_directory(tmp_path):
     )
     assert result.returncode == 0
     assert "Named studies: all, dropout, hidden, l2, lr, three-layer." in result.stdout
+
+
+def test_an_unusable_compile_cache_is_an_error_only_when_asked_for(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = tmp_path / "run"
+    assert main(["lr", "--compile-cache", str(blocker / "cache"), "--out", str(out)]) == 2
+    assert "--compile-cache" in capsys.readouterr().err
+    assert not out.exists()
