@@ -106,7 +106,8 @@ def group_configs(
 
     With ``split_regularisers=False`` configurations of one shape share a program whatever
     regularisers they use (it then has every regulariser any of them uses): fewer compiles,
-    for accelerators, where a compile costs more than the masks and penalties it saves.
+    for accelerators (a choice not yet measured on one: fewer compiles against the cost of
+    masks and penalties at rate 0).
     """
     groups: dict[TrainSpec, list[int]] = {}
     for index, config in enumerate(configs):
@@ -144,8 +145,8 @@ def lane_bytes(spec: TrainSpec, input_size: int = 784) -> int:
 
 
 #: On a CPU, lanes per call when neither ``max_lanes`` nor the memory budget asks for fewer.
-#: Calls of 24 lanes ran faster per lane than calls of 72 on the 2-core CPU (BENCHMARKS.md):
-#: the state of fewer lanes stays in cache. Accelerators get no such cap.
+#: Calls of 24 lanes ran 1.09× faster per lane than calls of 72 on the 2-core CPU
+#: (BENCHMARKS.md). Accelerators get no such cap.
 DEFAULT_MAX_LANES = 24
 
 
@@ -618,7 +619,8 @@ def run_sweep(
         memory_budget,
         val_is_test=validate_on == "test",
         # On a CPU: calls of at most 24 lanes, and unused regularisers compiled out (both
-        # faster, BENCHMARKS.md); on an accelerator: every lane at once, fewer compiles.
+        # measured faster, BENCHMARKS.md); on an accelerator, unmeasured: every lane at once,
+        # fewer compiles.
         lane_cap=DEFAULT_MAX_LANES if on_cpu else None,
         split_regularisers=on_cpu,
     )

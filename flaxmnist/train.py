@@ -81,7 +81,8 @@ class TrainSpec:
         see ``cross_entropy``.
       use_dropout, use_l2, use_weight_decay: ``False`` compiles a program without that
         regulariser (no dropout masks drawn, no penalty, plain Adam). Exact for lanes whose
-        rate or coefficient is 0, which then train bit for bit as with ``True``; cheaper.
+        rate or coefficient is 0, which then train as with ``True`` up to float rounding
+        (another program; tested); cheaper.
       val_is_test: the validation split *is* the test set (``--validate-on test``): it is
         evaluated once per epoch and reported as both.
       compute_dtype: ``"float32"`` or ``"bfloat16"`` for activations and matrix products
