@@ -231,6 +231,9 @@ def compile_grid(
     Calls of the same shapes in one process share the executables; across processes the
     persistent compilation cache (``enable_compilation_cache``) does.
     """
+    # The epoch count is the host loop's, not the programs': groups that differ only in
+    # epochs share them.
+    spec = replace(spec, epochs=1)
     signature = tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves((hparams, keys, data)))
     cache_key = (spec, mesh, signature, shard_seeds)
     if cache_key not in _COMPILED:

@@ -328,3 +328,15 @@ def test_a_rerun_compiles_nothing_new(tmp_path):
     assert any(name.startswith("jit_run_epoch") for name in first)
     subprocess.run([*command, "--out", str(tmp_path / "b")], check=True, capture_output=True)
     assert sorted(p.name for p in cache.iterdir()) == first
+
+
+def test_groups_that_differ_only_in_epochs_share_one_compile():
+    spec = parse_spec(
+        {"base": {"hidden": [7], "epochs": 1}, "configs": [{}, {"epochs": 2}]},
+        name="t",
+        source="t.toml",
+    )
+    runner._COMPILED.clear()
+    records = run_sweep(spec, seeds=1, limit_train=300)
+    assert [len(r["history"]["val_accuracy"]) for r in records] == [1, 2]  # two calls
+    assert len(runner._COMPILED) == 1  # one program pair
