@@ -26,24 +26,17 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import jax  # noqa: E402
+from bench import config_epoch_flops  # noqa: E402
 
 from flaxmnist import runner  # noqa: E402
 from flaxmnist.runner import GridRun, enable_compilation_cache, run_sweep  # noqa: E402
 from flaxmnist.specs import load_studies  # noqa: E402
 
 TEST_IMAGES = 10_000
-
-
-def config_flops(hidden, epochs: int, train_images: int, eval_images: int = TEST_IMAGES) -> int:
-    """Matrix-product FLOPs of one configuration's run (no gradient for the images)."""
-    widths = [784, *hidden, 10]
-    layers = list(zip(widths, widths[1:], strict=False))
-    forward = sum(2 * a * b for a, b in layers)
-    backward = forward + sum(2 * a * b for a, b in layers[1:])
-    return epochs * (train_images * (forward + backward) + eval_images * forward)
 
 
 def torch_seconds_per_config_epoch(train_images: int, epochs: int) -> tuple[float, str]:
@@ -101,7 +94,8 @@ def grid(seeds: int, limit_train: int | None, epochs: int | None) -> tuple[float
         )
         wall = time.perf_counter() - start
         flops = sum(
-            config_flops(r["config"]["hidden"], len(r["history"]["val_accuracy"]), train_images)
+            len(r["history"]["val_accuracy"])
+            * config_epoch_flops((784, *r["config"]["hidden"], 10), train_images, TEST_IMAGES)
             for r in records
         )
         config_epochs = sum(len(r["history"]["val_accuracy"]) for r in records)

@@ -26,11 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from steps import build  # noqa: E402
-
-from flaxmnist import train  # noqa: E402
-from flaxmnist.data import load_mnist, make_splits  # noqa: E402
-from flaxmnist.specs import load_study  # noqa: E402
+from steps import SEEDS, build, lr_lanes  # noqa: E402
 
 STEPS_PER_EPOCH = 250
 
@@ -87,17 +83,12 @@ def main(argv=None) -> int:
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args(argv)
-    seeds = 3
-    configs = load_study("lr").configs[: args.lanes // seeds]
-    spec = train.TrainSpec(hidden=(300,), epochs=1)
-    hparams = train.stack_hyperparams(
-        [train.make_hyperparams(spec, c.learning_rate, dropout=args.dropout) for c in configs]
-    )
-    data = jax.device_put(make_splits(load_mnist()))
-    compiled, call_args = build("D", spec, data, hparams, seeds)
+    spec, hparams, data = lr_lanes(args.lanes, args.dropout)
+    compiled, call_args = build("D", spec, data, hparams, SEEDS)
     rows = per_op_times(compiled, call_args)
     total = sum(r[1] for r in rows)
-    lanes = len(configs) * seeds
+    configs_per_seed = hparams.learning_rate.shape[0]
+    lanes = configs_per_seed * SEEDS
     print(f"{lanes} lanes, one epoch: {total:.2f} s in XLA operations")
     print("| operation | ms per step | share | calls | shape and JAX op |")
     print("|---|---|---|---|---|")
@@ -106,7 +97,6 @@ def main(argv=None) -> int:
             f"| {name} | {1000 * seconds / STEPS_PER_EPOCH:.2f} | {seconds / total:.0%} "
             f"| {calls} | `{source}` |"
         )
-    configs_per_seed = len(configs)
     for label, shape in (
         ("forward, one seed", (200, 784, 300 * configs_per_seed)),
         ("kernel gradient, one seed", (300 * configs_per_seed, 200, 784)),

@@ -78,6 +78,18 @@ def build(variant: str, spec: train.TrainSpec, data, hparams, seeds: int):
 
 
 OUT_IN_DENSE = models.Dense
+SEEDS = 3
+
+
+def lr_lanes(lanes: int, dropout: float):
+    """The first ``lanes // 3`` configurations of the ``lr`` study (with ``dropout``), one
+    epoch of 784-300-10: ``(spec, hparams, data)`` for ``build``, data on the device."""
+    configs = load_study("lr").configs[: lanes // SEEDS]
+    spec = train.TrainSpec(hidden=(300,), epochs=1)
+    hparams = train.stack_hyperparams(
+        [train.make_hyperparams(spec, c.learning_rate, dropout=dropout) for c in configs]
+    )
+    return spec, hparams, jax.device_put(make_splits(load_mnist()))
 
 
 def main(argv=None) -> int:
@@ -86,16 +98,10 @@ def main(argv=None) -> int:
     parser.add_argument("--lanes", type=int, default=24, help="configs x 3 seeds (24)")
     parser.add_argument("--dropout", type=float, default=0.0, help="every lane's dropout rate")
     args = parser.parse_args(argv)
-    seeds = 3
-    configs = load_study("lr").configs[: args.lanes // seeds]
-    spec = train.TrainSpec(hidden=(300,), epochs=1)
-    hparams = train.stack_hyperparams(
-        [train.make_hyperparams(spec, c.learning_rate, dropout=args.dropout) for c in configs]
-    )
-    data = jax.device_put(make_splits(load_mnist()))
-    lanes = len(configs) * seeds
+    spec, hparams, data = lr_lanes(args.lanes, args.dropout)
+    lanes = hparams.learning_rate.shape[0] * SEEDS
     variants = ["A", "B", "C", "D"]
-    compiled = {v: build(v, spec, data, hparams, seeds) for v in variants}
+    compiled = {v: build(v, spec, data, hparams, SEEDS) for v in variants}
     times: dict[str, list[float]] = {v: [] for v in variants}
     accuracy = {}
     for _ in range(args.repeats):
