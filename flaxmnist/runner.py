@@ -109,15 +109,15 @@ def group_configs(
     for accelerators (a choice not yet measured on one: fewer compiles against the cost of
     masks and penalties at rate 0).
     """
+    specs = [train_spec_of(config, val_is_test) for config in configs]
     groups: dict[TrainSpec, list[int]] = {}
-    for index, config in enumerate(configs):
-        spec = train_spec_of(config, val_is_test)
+    for index, spec in enumerate(specs):
         if not split_regularisers:
             spec = replace(spec, use_dropout=False, use_l2=False, use_weight_decay=False)
         groups.setdefault(spec, []).append(index)
     result = []
     for spec, indices in groups.items():
-        members = [train_spec_of(configs[i], val_is_test) for i in indices]
+        members = [specs[i] for i in indices]
         spec = replace(
             spec,
             use_dropout=any(m.use_dropout for m in members),
