@@ -15,8 +15,7 @@ Lanes are independent: a lane whose loss goes non-finite carries NaNs in its own
 the batch only; it is reported as ``diverged`` with the accuracy its parameters really give,
 and the other lanes are unaffected (tests check this). A lane that stays finite but ends no
 more accurate on the validation split than always guessing that split's most common class is
-reported as ``at_chance`` (lr = 1 does this: Adam's first steps at that size kill the ReLUs
-and the network predicts one class).
+reported as ``at_chance`` (lr = 1 does this in every seed of the ``lr`` study).
 
 One record per (configuration, seed) comes out, the same dicts that ``results.jsonl`` holds.
 """
