@@ -13,50 +13,48 @@ The public surface, for notebooks and your own loops::
     train = flaxmnist.make_train(spec)                        # pure: (hparams, key, data)
     params, history = jax.jit(train)(flaxmnist.make_hyperparams(spec, 1e-3),
                                      jax.random.key(0), data)
+
+The modules, bottom to top: ``errors``, ``data``, ``models``, ``specs``; ``train``; ``plan``,
+``grid``, ``rundir``, ``progress``; ``runner``; ``sweep`` (the command line). ``report``
+reads results and imports nothing that trains.
 """
 
-from flaxmnist.data import DataError, DataSplits, MnistArrays, load_mnist, make_splits
-from flaxmnist.models import MLP, dropout, param_count
-from flaxmnist.report import format_table, summarize
-from flaxmnist.runner import GridRun, SettingsError, enable_compilation_cache, run_sweep
-from flaxmnist.specs import Config, SpecError, Study, load_studies, load_study
-from flaxmnist.train import (
-    Hyperparams,
-    TrainSpec,
-    TrainState,
-    make_hyperparams,
-    make_train,
-    make_train_fns,
-    stack_hyperparams,
+from flaxmnist.data import load_mnist, make_splits
+from flaxmnist.errors import DataError, SettingsError, SpecError
+from flaxmnist.grid import RunStats
+from flaxmnist.report import (
+    format_table,
+    load_results,
+    plot_accuracy,
+    plot_curves,
+    save_plots,
+    summarize,
 )
+from flaxmnist.runner import run_sweep
+from flaxmnist.specs import Config, Study, load_study
+from flaxmnist.train import TrainSpec, make_hyperparams, make_train, make_train_fns
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MLP",
     "Config",
     "DataError",
-    "DataSplits",
-    "GridRun",
-    "Hyperparams",
-    "MnistArrays",
+    "RunStats",
     "SettingsError",
     "SpecError",
     "Study",
     "TrainSpec",
-    "TrainState",
-    "dropout",
-    "enable_compilation_cache",
     "format_table",
     "load_mnist",
-    "load_studies",
+    "load_results",
     "load_study",
     "make_hyperparams",
     "make_splits",
     "make_train",
     "make_train_fns",
-    "param_count",
+    "plot_accuracy",
+    "plot_curves",
     "run_sweep",
-    "stack_hyperparams",
+    "save_plots",
     "summarize",
 ]

@@ -23,6 +23,8 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from flaxmnist.errors import DataError, SettingsError
+
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
 TEST_IMAGES = "t10k-images-idx3-ubyte"
@@ -40,10 +42,6 @@ _IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 _LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 NUM_CLASSES = 10
 HOLDOUT_SIZE = 10_000
-
-
-class DataError(ValueError):
-    """A data file is missing, truncated, corrupt or inconsistent with its partner."""
 
 
 class MnistArrays(NamedTuple):
@@ -191,12 +189,16 @@ def make_splits(
       ``DataSplits``; the test set is always the dataset's own test files.
     """
     if validate_on not in ("holdout", "test"):
-        raise ValueError(f"validate_on must be 'holdout' or 'test', got {validate_on!r}")
+        raise SettingsError(
+            "expected 'holdout' or 'test'", parameter="validate_on", value=validate_on
+        )
     images, labels = arrays.train_images, arrays.train_labels
     if validate_on == "holdout":
         if not 0 < holdout_size < len(images):
-            raise ValueError(
-                f"holdout_size must be between 1 and {len(images) - 1}, got {holdout_size}"
+            raise SettingsError(
+                f"must be between 1 and {len(images) - 1}",
+                parameter="holdout_size",
+                value=holdout_size,
             )
         cut = len(images) - holdout_size
         train_images, train_labels = images[:cut], labels[:cut]
@@ -206,8 +208,10 @@ def make_splits(
         val_images, val_labels = arrays.test_images, arrays.test_labels
     if limit_train is not None:
         if not 0 < limit_train <= len(train_images):
-            raise ValueError(
-                f"limit_train must be between 1 and {len(train_images)}, got {limit_train}"
+            raise SettingsError(
+                f"must be between 1 and {len(train_images)} (the train split's size)",
+                parameter="limit_train",
+                value=limit_train,
             )
         train_images, train_labels = train_images[:limit_train], train_labels[:limit_train]
     return DataSplits(
@@ -267,12 +271,14 @@ def load_tfds(name: str, tfds_data_dir: str | Path | None = None) -> MnistArrays
     try:
         import tensorflow_datasets as tfds
     except ImportError:
-        raise DataError(f"--dataset {TFDS_PREFIX}{name}: {TFDS_INSTALL_HINT}") from None
+        raise DataError(TFDS_INSTALL_HINT, parameter="dataset", value=TFDS_PREFIX + name) from None
     try:
         builder = tfds.builder(name, data_dir=None if tfds_data_dir is None else str(tfds_data_dir))
         builder.download_and_prepare()
     except Exception as err:  # TFDS raises many types: unknown names, network, missing TF
-        raise DataError(f"--dataset {TFDS_PREFIX}{name}: {type(err).__name__}: {err}") from None
+        raise DataError(
+            f"{type(err).__name__}: {err}", parameter="dataset", value=TFDS_PREFIX + name
+        ) from None
     return arrays_from_tfds_builder(builder)
 
 
@@ -286,6 +292,21 @@ def load_dataset(dataset: str = "mnist", data_dir: str | Path | None = None) -> 
         return load_mnist(data_dir)
     if dataset.startswith(TFDS_PREFIX) and len(dataset) > len(TFDS_PREFIX):
         if data_dir is not None:
-            raise DataError(f"--data-dir reads IDX files; it does not combine with {dataset}")
+            raise DataError(
+                f"reads IDX files; it does not combine with {dataset}",
+                parameter="data_dir",
+                value=data_dir,
+            )
         return load_tfds(dataset[len(TFDS_PREFIX) :])
-    raise DataError(f"unknown dataset {dataset!r}: expected 'mnist' or 'tfds:NAME'")
+    raise DataError(
+        "unknown dataset: expected 'mnist' or 'tfds:NAME'", parameter="dataset", value=dataset
+    )
+
+
+def chance_accuracy(labels: np.ndarray) -> np.float32:
+    """The accuracy of always guessing the most common class of ``labels``.
+
+    In float32, as training computes accuracies, so that a network predicting that class
+    for every image compares equal to it, not one rounding step above.
+    """
+    return np.float32(np.bincount(labels).max()) / np.float32(len(labels))

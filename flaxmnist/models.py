@@ -3,12 +3,11 @@
 Keras 1 semantics by default: hidden kernels drawn from N(0, 0.05²) (Keras 1's
 ``init='normal'``), the output kernel from ``glorot_uniform``, zero biases, ReLU, and
 inverted dropout after each hidden activation. The module returns logits; the 10-way softmax
-lives in the loss (``log_softmax`` is the stable way to compute it) and in ``predict_proba``.
+lives in the loss (``log_softmax`` is the stable way to compute it).
 
 Kernels are stored output-major, ``(out_features, in_features)`` (``Dense`` below), not
-Flax's ``(in, out)``: training ran 1.13–1.15× faster that way on the project's CPU (step C in
-BENCHMARKS.md). The initial values are the same as ``nn.Dense``'s: drawn as ``(in, out)``
-and transposed.
+Flax's ``(in, out)``: training ran faster that way (step C in BENCHMARKS.md). The initial
+values are the same as ``nn.Dense``'s: drawn as ``(in, out)`` and transposed.
 
 Dropout rates are *arrays* passed at call time, not module attributes, so that a batch of
 models with different rates can be ``jax.vmap``-ed. Flax's ``nn.Dropout`` cannot do that: it
@@ -62,7 +61,8 @@ def dropout(x: jax.Array, rate: jax.Array, key: jax.Array) -> jax.Array:
     keep_prob = 1.0 - rate
     # Float32 draws whatever x's dtype: bfloat16's 8-bit mantissa would quantise the rate.
     keep = jax.random.uniform(key, x.shape) >= rate
-    scale = 1.0 / jnp.maximum(keep_prob, jnp.finfo(x.dtype).tiny)
+    # In x's dtype: a float32 scale would promote bfloat16 activations to float32.
+    scale = (1.0 / jnp.maximum(keep_prob, jnp.finfo(x.dtype).tiny)).astype(x.dtype)
     return jnp.where(keep, x * scale, jnp.zeros_like(x))
 
 
@@ -131,8 +131,3 @@ def param_count(input_size: int, hidden: Sequence[int], num_classes: int = 10) -
     return sum(
         fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes, sizes[1:], strict=False)
     )
-
-
-def predict_proba(model: MLP, params, images: jax.Array) -> jax.Array:
-    """Softmax class probabilities of ``images`` (inference: no dropout)."""
-    return jax.nn.softmax(model.apply(params, images))

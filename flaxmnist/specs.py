@@ -43,20 +43,44 @@ This module knows nothing about how configurations run: it turns files into ``Co
 from __future__ import annotations
 
 import itertools
+import os
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from flaxmnist.errors import SpecError
 
-class SpecError(ValueError):
-    """A sweep spec is missing, unreadable or invalid; the message names file, key and value."""
+#: The choices of the string-valued settings, defined here once.
+DROPOUT_SEMANTICS = ("flaxmnist", "keras1")
+LOSSES = ("cross_entropy", "keras1")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+#: The per-epoch metrics of a run, in the order records hold them.
+HISTORY_KEYS = (
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+)
 
 
 @dataclass(frozen=True)
 class Config:
-    """One fully resolved configuration of a study (plain Python values)."""
+    """One fully resolved configuration of a study (plain Python values).
+
+    Its fields are the spec keys, and its defaults the specs' defaults.
+
+    Example::
+
+        >>> from flaxmnist import Config
+        >>> Config(hidden=(500, 150), dropout=(0.2, 0.1)).to_dict()["dropout"]
+        [0.2, 0.1]
+        >>> Config(dropout=(1.0,), dropout_semantics="keras1").applied_dropout()
+        (0.0,)
+    """
 
     hidden: tuple[int, ...] = (300,)
     dropout: tuple[float, ...] = (0.0,)
@@ -81,7 +105,15 @@ class Config:
 
 @dataclass(frozen=True)
 class Study:
-    """A named list of configurations, the keys that vary across them, and its file."""
+    """A named list of configurations, the keys that vary across them, and its file.
+
+    Example::
+
+        >>> from flaxmnist import load_study
+        >>> study = load_study("lr")
+        >>> study.name, len(study.configs), study.varied
+        ('lr', 24, ('learning_rate',))
+    """
 
     name: str
     description: str
@@ -90,19 +122,21 @@ class Study:
     source: str = "<memory>"
 
 
-DEFAULTS: dict[str, Any] = {
-    "hidden": [300],
-    "dropout": 0.0,
-    "learning_rate": 0.001,
-    "l2": 0.0,
-    "weight_decay": 0.0,
-    "epochs": 10,
-    "batch_size": 200,
-    "dropout_semantics": "flaxmnist",
-    "loss": "cross_entropy",
-}
-DROPOUT_SEMANTICS = ("flaxmnist", "keras1")
-LOSSES = ("cross_entropy", "keras1")
+#: The spec keys, in ``Config``'s order.
+CONFIG_KEYS: tuple[str, ...] = tuple(field.name for field in fields(Config))
+#: Keys with one value per layer; a spec may give one number for every layer.
+PER_LAYER_KEYS = ("dropout", "l2")
+
+
+def _spec_defaults() -> dict[str, Any]:
+    """``Config``'s defaults as a spec writes them (per-layer keys as one number)."""
+    defaults = Config().to_dict()
+    for key in PER_LAYER_KEYS:
+        (defaults[key],) = set(defaults[key])
+    return defaults
+
+
+DEFAULTS: dict[str, Any] = _spec_defaults()
 
 
 def _is_number(value: Any) -> bool:
@@ -254,48 +288,82 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise SpecError(f"{path}: invalid TOML ({err})") from None
 
 
-def _locate(name_or_path: str | Path) -> tuple[str, Path]:
+def _locate(name_or_path: str | Path, relative_to: Path | None = None) -> tuple[str, Path]:
+    """``(study name, file)``: a name resolves to a packaged study, a path to a file.
+
+    A path is anything with a directory separator or a ``.toml`` suffix (``./lr.toml``), so a
+    local file named like a packaged study never shadows it. A relative path inside a
+    composite spec is relative to that spec's folder.
+    """
     text = str(name_or_path)
-    if text.endswith(".toml") or "/" in text or Path(text).is_file():
-        return Path(text).stem, Path(text)
+    if text.endswith(".toml") or "/" in text or os.sep in text:
+        path = Path(text)
+        if relative_to is not None and not path.is_absolute():
+            path = relative_to / path
+        return path.stem, path
     path = builtin_sweeps_dir() / f"{text}.toml"
     if not path.is_file():
         known = ", ".join(builtin_studies())
-        raise SpecError(f"unknown study {text!r} (known: {known}; or give a .toml path)")
+        raise SpecError(
+            f"unknown study {text!r} (known: {known}; a spec file needs a path with a '/' or "
+            "a .toml suffix)"
+        )
     return text, path
 
 
 def load_studies(name_or_path: str | Path) -> list[Study]:
     """Load a study, or the studies of a composite spec (``studies = [...]``), in order.
 
+    A composite lists study names or spec paths; a composite may list composites. Its
+    studies must have distinct names (each is a table of its own in the results).
+
     Raises:
-      SpecError: unknown name, unreadable file, bad TOML or an invalid spec.
+      SpecError: unknown name, unreadable file, bad TOML, an invalid spec, a composite
+        that includes itself (the message shows the cycle) or lists one name twice.
     """
-    name, path = _locate(name_or_path)
+    return _load_studies(name_or_path, chain=())
+
+
+def _load_studies(
+    name_or_path: str | Path, chain: tuple[Path, ...], relative_to: Path | None = None
+) -> list[Study]:
+    name, path = _locate(name_or_path, relative_to)
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(resolved) :], resolved))
+        raise SpecError(f"{chain[0]}: composite specs include each other: {cycle}")
     document = _read_toml(path)
     if "studies" not in document:
         return [parse_spec(document, name=name, source=str(path))]
-    names = document["studies"]
+    entries = document["studies"]
     extra = set(document) - {"studies", "description"}
     if extra:
         raise SpecError(
             f"{path}: a composite spec has only studies and description, not {sorted(extra)[0]!r}"
         )
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise SpecError(f"{path}: studies = {names!r}: expected a non-empty list of names")
-    if len(set(names)) != len(names):
-        raise SpecError(f"{path}: studies = {names!r}: a study is listed twice")
+    if not isinstance(entries, list) or not entries or not all(isinstance(n, str) for n in entries):
+        raise SpecError(f"{path}: studies = {entries!r}: expected a non-empty list of names")
     studies = []
-    for study_name in names:
-        loaded = load_studies(study_name) if study_name != name else None
-        if loaded is None or len(loaded) != 1:
-            raise SpecError(f"{path}: studies: {study_name!r} must name a single study")
-        studies += loaded
+    for entry in entries:
+        studies += _load_studies(entry, (*chain, resolved), relative_to=path.parent)
+    names = [study.name for study in studies]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SpecError(
+            f"{path}: studies = {entries!r}: two studies are named {twice[0]!r} (results are "
+            "kept per study name)"
+        )
     return studies
 
 
 def load_study(name_or_path: str | Path) -> Study:
     """Load a single study by name (``"lr"``) or from a TOML file path.
+
+    Example::
+
+        >>> import flaxmnist
+        >>> [config.learning_rate for config in flaxmnist.load_study("lr").configs][:4]
+        [1.0, 0.1, 0.01, 0.001]
 
     Raises:
       SpecError: unknown name, unreadable file, bad TOML, an invalid or a composite spec.

@@ -1,9 +1,12 @@
 """Command line: ``python -m flaxmnist.sweep NAME|FILE [options]``.
 
 A thin layer over ``flaxmnist.run_sweep`` and ``flaxmnist.format_table``: parse arguments,
-run, print the table, write ``results.jsonl``. Exit codes: 0 success, 1 the shipped data is
-damaged (or an unexpected error, with its traceback), 2 bad arguments, spec, settings or
-``--data-dir`` files (one line on stderr, no traceback), 130 interrupted.
+set up the CPU devices and the compile cache, run with a progress bar, print the table,
+write the report. Library errors name parameters (``out=``); here they name flags.
+
+Exit codes: 0 success, 1 the shipped data is damaged (or an unexpected error, with its
+traceback), 2 bad arguments, spec, settings or ``--data-dir`` files (one line on stderr, no
+traceback), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,18 +19,15 @@ from pathlib import Path
 
 import jax
 
-from flaxmnist.data import DataError
+from flaxmnist.errors import DataError, FlaxmnistError, SpecError
+from flaxmnist.plan import DEFAULT_MAX_LANES
+from flaxmnist.progress import TqdmProgress
 from flaxmnist.report import format_table, write_report
-from flaxmnist.runner import (
-    SettingsError,
-    default_compilation_cache_dir,
-    default_out_dir,
-    enable_compilation_cache,
-    run_sweep,
-)
-from flaxmnist.specs import SpecError, builtin_studies, load_studies
+from flaxmnist.rundir import default_out_dir
+from flaxmnist.runner import run_sweep
+from flaxmnist.specs import COMPUTE_DTYPES, builtin_studies, load_studies
 
-#: JAX devices a CPU-only machine is split into (``--cpu-devices``); measured in BENCHMARKS.md.
+#: JAX devices a CPU-only machine is split into (``--cpu-devices``); see BENCHMARKS.md.
 DEFAULT_CPU_DEVICES = 2
 
 
@@ -59,8 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Named studies: {', '.join(builtin_studies()) or '(none found)'}.",
     )
     parser.add_argument(
-        "study", help="a study name (e.g. lr, or all for the whole notebook) or a TOML spec path"
+        "study",
+        help="a study name (e.g. lr, or all for the whole notebook) or a spec file path "
+        "(with a '/' or a .toml suffix, e.g. ./my.toml)",
     )
+    _add_study_arguments(parser)
+    _add_data_arguments(parser)
+    _add_machine_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return parser
+
+
+def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=_positive_int, help="override every config's epochs")
     parser.add_argument(
         "--seeds",
@@ -68,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="seeds per config, paired across configs, run in the same call (default: 3)",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="run directory (default: runs/<study>-<timestamp>); give the same DIR again "
+        "to resume an interrupted run",
+    )
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit-train",
         type=_positive_int,
@@ -97,34 +117,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the four MNIST-format IDX files from DIR (e.g. Fashion-MNIST) instead "
         "of the shipped MNIST; checksums are then not enforced",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        metavar="DIR",
-        help="run directory (default: runs/<study>-<timestamp>); give the same DIR again "
-        "to resume an interrupted run",
-    )
+
+
+def _add_machine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-lanes",
         type=_positive_int,
         metavar="N",
         help="at most N lanes (config x seed) per compiled call (default: as many as an "
-        "8 GiB memory estimate allows, and on a CPU at most 24, the fastest measured)",
+        f"8 GiB memory estimate allows, and on a CPU at most {DEFAULT_MAX_LANES})",
     )
     parser.add_argument(
         "--dtype",
-        choices=("float32", "bfloat16"),
+        choices=COMPUTE_DTYPES,
         default="float32",
         help="dtype of activations and matrix products; parameters, Adam and the loss stay "
-        "float32 (default: float32; bfloat16 lost on this project's CPU, see BENCHMARKS.md)",
+        "float32 (default: float32)",
     )
     parser.add_argument(
         "--cpu-devices",
         type=_positive_int,
         metavar="N",
         help="on a CPU-only machine, split it into N JAX devices and shard the lanes over "
-        f"them (default: {DEFAULT_CPU_DEVICES}, the fastest measured on a 2-core machine; "
-        "see BENCHMARKS.md). Ignored when an accelerator is present",
+        f"them (default: {DEFAULT_CPU_DEVICES}). Ignored when an accelerator is present",
     )
     cache = parser.add_mutually_exclusive_group()
     cache.add_argument(
@@ -138,8 +153,48 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument(
         "--no-compile-cache", action="store_true", help="compile from scratch, store nothing"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    return parser
+
+
+def enable_compilation_cache(directory: str | Path | None) -> Path | None:
+    """Keep compiled programs in ``directory`` (JAX's persistent compilation cache).
+
+    A later run of the same shapes, in any process, loads them instead of compiling.
+    ``None`` leaves JAX's setting alone. Returns the directory.
+    """
+    if directory is None:
+        return None
+    directory = Path(directory).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    # Cache every program, however quick to compile: a study has few and they are small.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
+
+
+def default_compilation_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/flaxmnist/jax`` (``~/.cache/flaxmnist/jax`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "flaxmnist" / "jax"
+
+
+def _set_compile_cache(args: argparse.Namespace) -> tuple[str, str] | None:
+    """Apply the compile-cache policy; ``("error" | "warning", message)`` or ``None``."""
+    if args.no_compile_cache:
+        return None
+    directory = (
+        args.compile_cache
+        or os.environ.get("FLAXMNIST_COMPILE_CACHE")
+        or default_compilation_cache_dir()
+    )
+    try:
+        enable_compilation_cache(directory)
+    except OSError as err:
+        if args.compile_cache is not None:  # asked for: an error
+            return "error", f"--compile-cache {directory}: {err.strerror}"
+        # The default place is not writable: run without the cache, say so.
+        return "warning", f"no compilation cache ({directory}: {err.strerror})"
+    return None
 
 
 def _set_cpu_devices(requested: int | None) -> str | None:
@@ -174,32 +229,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         studies = load_studies(args.study)
     except SpecError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err.flag_message()}", file=sys.stderr)
         return 2
     out = args.out if args.out is not None else default_out_dir(Path(args.study).stem)
     problem = _set_cpu_devices(args.cpu_devices)
     if problem:
         print(f"{prog}: error: {problem}", file=sys.stderr)
         return 2
-    if not args.no_compile_cache:
-        cache_dir = (
-            args.compile_cache
-            or os.environ.get("FLAXMNIST_COMPILE_CACHE")
-            or default_compilation_cache_dir()
-        )
-        try:
-            enable_compilation_cache(cache_dir)
-        except OSError as err:
-            if args.compile_cache is not None:  # asked for: an error
-                print(
-                    f"{prog}: error: --compile-cache {cache_dir}: {err.strerror}", file=sys.stderr
-                )
-                return 2
-            # The default place is not writable: run without the cache, say so.
-            print(
-                f"{prog}: warning: no compilation cache ({cache_dir}: {err.strerror})",
-                file=sys.stderr,
-            )
+    cache_problem = _set_compile_cache(args)
+    if cache_problem is not None:
+        print(f"{prog}: {cache_problem[0]}: {cache_problem[1]}", file=sys.stderr)
+        if cache_problem[0] == "error":
+            return 2
     try:
         records = run_sweep(
             studies,
@@ -210,17 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             dataset=args.dataset,
             data_dir=args.data_dir,
             out=out,
-            quiet=args.quiet,
             max_lanes=args.max_lanes,
             dtype=args.dtype,
+            progress=TqdmProgress(disable=args.quiet),
         )
-    except (SettingsError, SpecError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    except DataError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        # The user's files or dataset name, or the copy shipped with flaxmnist.
-        return 1 if args.data_dir is None and args.dataset == "mnist" else 2
+    except FlaxmnistError as err:
+        print(f"{prog}: error: {err.flag_message()}", file=sys.stderr)
+        # The shipped copy of MNIST damaged is flaxmnist's fault, not the user's.
+        shipped = args.data_dir is None and args.dataset == "mnist"
+        return 1 if isinstance(err, DataError) and shipped else 2
     except KeyboardInterrupt:
         print(
             f"{prog}: interrupted; finished calls are in {out}: run the same command with "

@@ -19,7 +19,7 @@ once per seed and multiplies it by all configurations' kernels in one wide matri
 
 Inside ``train``: parameters are initialised from the key; every epoch reshuffles the
 training set with a key folded from the epoch number; ``lax.scan`` runs the minibatch steps;
-Adam comes from ``optax.inject_hyperparams`` so its learning rate is an array; dropout draws
+Adam's learning rate and weight decay are arrays read from ``hparams`` each epoch; dropout draws
 a fresh key per step; at the end of every epoch the train, validation and test loss and
 accuracy are recorded.
 
@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,20 +52,10 @@ import optax
 
 from flaxmnist.data import DataSplits
 from flaxmnist.models import MLP, layer_names
+from flaxmnist.specs import COMPUTE_DTYPES, HISTORY_KEYS, LOSSES
 
 #: Adam's constants as in Keras 1 (``keras.optimizers.Adam`` defaults).
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
-
-COMPUTE_DTYPES = ("float32", "bfloat16")
-
-HISTORY_KEYS = (
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "test_loss",
-    "test_accuracy",
-)
 
 
 @dataclass(frozen=True)
@@ -87,6 +78,13 @@ class TrainSpec:
         evaluated once per epoch and reported as both.
       compute_dtype: ``"float32"`` or ``"bfloat16"`` for activations and matrix products
         (``MLP.compute_dtype``); parameters, Adam and the loss stay float32.
+
+    Example::
+
+        >>> from flaxmnist import TrainSpec
+        >>> spec = TrainSpec(hidden=(500, 150), epochs=2)
+        >>> spec.num_layers
+        3
     """
 
     hidden: tuple[int, ...] = (300,)
@@ -146,7 +144,15 @@ def make_hyperparams(
     weight_decay: float = 0.0,
     dropout: float | Sequence[float] = 0.0,
 ) -> Hyperparams:
-    """Build ``Hyperparams`` for ``spec``; a scalar ``l2`` or ``dropout`` applies to every layer."""
+    """Build ``Hyperparams`` for ``spec``; a scalar ``l2`` or ``dropout`` applies to every layer.
+
+    Example::
+
+        >>> from flaxmnist import TrainSpec, make_hyperparams
+        >>> hparams = make_hyperparams(TrainSpec(hidden=(500, 150)), 1e-3, l2=[0.002, 0, 0])
+        >>> hparams.l2.tolist(), hparams.dropout.tolist()
+        ([0.0020000000949949026, 0.0, 0.0], [0.0, 0.0])
+    """
     l2_array = np.broadcast_to(np.asarray(l2, np.float32), (spec.num_layers,))
     dropout_array = np.broadcast_to(np.asarray(dropout, np.float32), (len(spec.hidden),))
     return Hyperparams(
@@ -169,22 +175,24 @@ def _is_kernel(params):
 def make_optimizer(
     hparams: Hyperparams, use_weight_decay: bool = True
 ) -> optax.GradientTransformation:
-    """Adam (Keras 1 constants) with decoupled weight decay on kernels, lr as an array.
+    """Adam (Keras 1 constants) with decoupled weight decay on kernels, from ``hparams``.
 
-    ``use_weight_decay=False`` gives plain Adam, which is what AdamW does with a decay of 0.
+    The learning rate and weight decay are read from ``hparams`` (arrays, traced under
+    ``jit``), never stored in the optimizer state: an epoch trains with the hyperparameters
+    it is given, so a driver may change them between epochs. ``use_weight_decay=False``
+    gives plain Adam, which is what AdamW does with a decay of 0.
+
+    β₁, β₂ and ε are float32 values, as Keras 1 held them (``K.variable``): ``1 - β₂`` is
+    then computed in float32 (0.0009999871, not 0.001).
     """
+    constants = {
+        name: jnp.asarray(value, jnp.float32)
+        for name, value in (("b1", ADAM_B1), ("b2", ADAM_B2), ("eps", ADAM_EPS))
+    }
     if not use_weight_decay:
-        return optax.inject_hyperparams(optax.adam)(
-            learning_rate=hparams.learning_rate, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS
-        )
-    # ``mask`` is a function; without static_args inject_hyperparams would call it as a schedule.
-    return optax.inject_hyperparams(optax.adamw, static_args="mask")(
-        learning_rate=hparams.learning_rate,
-        b1=ADAM_B1,
-        b2=ADAM_B2,
-        eps=ADAM_EPS,
-        weight_decay=hparams.weight_decay,
-        mask=_is_kernel,
+        return optax.adam(hparams.learning_rate, **constants)
+    return optax.adamw(
+        hparams.learning_rate, **constants, weight_decay=hparams.weight_decay, mask=_is_kernel
     )
 
 
@@ -199,7 +207,6 @@ def l2_penalty(params, l2: jax.Array, num_hidden: int) -> jax.Array:
 
 #: Keras 1's ``K.epsilon()``: its cross-entropy clips probabilities to [eps, 1 - eps].
 KERAS1_EPSILON = 1e-7
-LOSSES = ("cross_entropy", "keras1")
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, loss: str = "cross_entropy") -> jax.Array:
@@ -294,7 +301,20 @@ class TrainState(NamedTuple):
     opt_state: Any
 
 
-def make_train_fns(spec: TrainSpec) -> tuple[Callable, Callable]:
+def _batches(num_train: int, batch_size: int, shuffle_key: jax.Array):
+    """This epoch's minibatch indices and example weights, ``(num_batches, batch_size)``.
+
+    The permutation is padded with repeated indices to whole batches; the padding weighs 0.
+    """
+    num_batches = math.ceil(num_train / batch_size)
+    pad = num_batches * batch_size - num_train
+    perm = jax.random.permutation(shuffle_key, num_train)
+    indices = jnp.concatenate([perm, perm[:pad]]).reshape(num_batches, batch_size)
+    weights = (jnp.arange(num_batches * batch_size) < num_train).astype(jnp.float32)
+    return indices, weights.reshape(num_batches, batch_size)
+
+
+def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Callable, Callable]:
     """Build the two pure pieces of training for ``spec``: ``(init, run_epoch)``.
 
     - ``init(hparams, key, data) -> TrainState``: parameters from the key's init draw.
@@ -304,8 +324,25 @@ def make_train_fns(spec: TrainSpec) -> tuple[Callable, Callable]:
 
     ``key`` is the lane's PRNG key (``jax.random.key(seed)``), split the same way in both;
     ``data`` a ``DataSplits`` of device arrays. ``make_train`` chains them into one function.
+    ``run_epoch`` trains with the ``hparams`` it is given, so they may change between
+    epochs. ``model`` replaces the ``MLP`` of ``spec`` by another linen module with the
+    same call signature and parameter names (``hidden_0``, …, ``output``, each with a
+    ``kernel``).
+
+    Example::
+
+        >>> import jax, flaxmnist
+        >>> data = flaxmnist.make_splits(flaxmnist.load_mnist(), limit_train=1000)
+        >>> spec = flaxmnist.TrainSpec(hidden=(32,))
+        >>> init, run_epoch = flaxmnist.make_train_fns(spec)
+        >>> hparams, key = flaxmnist.make_hyperparams(spec, 1e-3), jax.random.key(0)
+        >>> state = init(hparams, key, data)
+        >>> state, metrics = jax.jit(run_epoch)(state, hparams, key, data, 0)
+        >>> sorted(metrics) == sorted([*flaxmnist.train.HISTORY_KEYS, "nonfinite"])
+        True
     """
-    model = MLP(hidden=spec.hidden, num_classes=spec.num_classes, compute_dtype=spec.compute_dtype)
+    if model is None:
+        model = MLP(spec.hidden, num_classes=spec.num_classes, compute_dtype=spec.compute_dtype)
     num_hidden = len(spec.hidden)
     loss_fn = make_loss(model, num_hidden, spec.loss, spec.use_dropout, spec.use_l2)
     loss_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
@@ -325,36 +362,7 @@ def make_train_fns(spec: TrainSpec) -> tuple[Callable, Callable]:
         opt_state = make_optimizer(hparams, spec.use_weight_decay).init(params)
         return TrainState(params, opt_state)
 
-    def run_epoch(state: TrainState, hparams: Hyperparams, key, data: DataSplits, epoch_index):
-        num_train = data.train_images.shape[0]
-        num_batches = math.ceil(num_train / spec.batch_size)
-        pad = num_batches * spec.batch_size - num_train
-        _, shuffle_key, dropout_key = split_key(key)
-        optimizer = make_optimizer(hparams, spec.use_weight_decay)
-        example_weights = (jnp.arange(num_batches * spec.batch_size) < num_train).astype(
-            jnp.float32
-        )
-        batch_weights = example_weights.reshape(num_batches, spec.batch_size)
-
-        def step(state, batch):
-            indices, weights, step_key = batch
-            images = data.train_images[indices]
-            labels = data.train_labels[indices]
-            (loss, (_, correct)), grads = loss_and_grad(
-                state.params, hparams, images, labels, weights, step_key
-            )
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-            return TrainState(optax.apply_updates(state.params, updates), opt_state), (
-                loss,
-                correct,
-            )
-
-        perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch_index), num_train)
-        indices = jnp.concatenate([perm, perm[:pad]]).reshape(num_batches, spec.batch_size)
-        step_keys = jax.random.split(jax.random.fold_in(dropout_key, epoch_index), num_batches)
-        state, (losses, corrects) = jax.lax.scan(step, state, (indices, batch_weights, step_keys))
-        batch_counts = jnp.sum(batch_weights, axis=1)
-        params = state.params
+    def evaluate_epoch(params, hparams: Hyperparams, data: DataSplits) -> dict[str, jax.Array]:
         val_loss, val_accuracy = evaluate(params, data.val_images, data.val_labels)
         if spec.val_is_test:
             test_loss, test_accuracy = val_loss, val_accuracy
@@ -364,21 +372,47 @@ def make_train_fns(spec: TrainSpec) -> tuple[Callable, Callable]:
             # Like Keras, the reported losses include the L2 penalty; accuracies do not care.
             penalty = l2_penalty(params, hparams.l2, num_hidden)
             val_loss, test_loss = val_loss + penalty, test_loss + penalty
-        metrics = {
-            "train_loss": jnp.sum(losses * batch_counts) / num_train,
-            "train_accuracy": jnp.sum(corrects) / num_train,
+        return {
             "val_loss": val_loss,
             "val_accuracy": val_accuracy,
             "test_loss": test_loss,
             "test_accuracy": test_accuracy,
+        }
+
+    def run_epoch(state: TrainState, hparams: Hyperparams, key, data: DataSplits, epoch_index):
+        num_train = data.train_images.shape[0]
+        _, shuffle_key, dropout_key = split_key(key)
+        optimizer = make_optimizer(hparams, spec.use_weight_decay)
+        indices, batch_weights = _batches(
+            num_train, spec.batch_size, jax.random.fold_in(shuffle_key, epoch_index)
+        )
+
+        def step(state, batch):
+            indices, weights, step_key = batch
+            images = data.train_images[indices]
+            labels = data.train_labels[indices]
+            (loss, (_, correct)), grads = loss_and_grad(
+                state.params, hparams, images, labels, weights, step_key
+            )
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            new_state = TrainState(optax.apply_updates(state.params, updates), opt_state)
+            return new_state, (loss, correct)
+
+        step_keys = jax.random.split(jax.random.fold_in(dropout_key, epoch_index), len(indices))
+        state, (losses, corrects) = jax.lax.scan(step, state, (indices, batch_weights, step_keys))
+        evaluation = evaluate_epoch(state.params, hparams, data)
+        metrics = {
+            "train_loss": jnp.sum(losses * jnp.sum(batch_weights, axis=1)) / num_train,
+            "train_accuracy": jnp.sum(corrects) / num_train,
+            **evaluation,
             "nonfinite": ~(
                 jnp.all(jnp.isfinite(losses))
-                & _all_finite(params)
-                & jnp.isfinite(val_loss)
-                & jnp.isfinite(test_loss)
+                & _all_finite(state.params)
+                & jnp.isfinite(evaluation["val_loss"])
+                & jnp.isfinite(evaluation["test_loss"])
             ),
         }
-        return state, metrics
+        return state, {key: metrics[key] for key in (*HISTORY_KEYS, "nonfinite")}
 
     return init, run_epoch
 
@@ -394,6 +428,16 @@ def make_train(
       ``history`` maps each of ``HISTORY_KEYS`` to an array of shape ``(epochs,)``, plus
       ``nonfinite``: whether, in that epoch, a training loss, a parameter or the validation
       or test loss became NaN or infinite.
+
+    Example::
+
+        >>> import jax, flaxmnist
+        >>> data = flaxmnist.make_splits(flaxmnist.load_mnist(), limit_train=1000)
+        >>> spec = flaxmnist.TrainSpec(hidden=(32,), epochs=2)
+        >>> train = jax.jit(flaxmnist.make_train(spec))
+        >>> params, history = train(flaxmnist.make_hyperparams(spec, 1e-3), jax.random.key(0), data)
+        >>> history["val_accuracy"].shape
+        (2,)
     """
     init, run_epoch = make_train_fns(spec)
 

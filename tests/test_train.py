@@ -265,3 +265,57 @@ def test_bfloat16_training_learns_like_float32(small_splits):
     assert float(rounded["val_accuracy"][-1]) > 0.7  # it learns: chance is 0.1
     with pytest.raises(ValueError, match="compute_dtype"):
         TrainSpec(compute_dtype="float16")
+
+
+def dot_operand_dtypes(jaxpr) -> list[tuple[str, str]]:
+    """The operand dtypes of every matrix product in ``jaxpr``, nested jaxprs included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(tuple(str(v.aval.dtype) for v in eqn.invars))
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, tuple | list) else [param]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    found += dot_operand_dtypes(inner)
+    return found
+
+
+@pytest.mark.parametrize("hidden", [(64, 32), (16,)])
+def test_bfloat16_with_dropout_trains_every_layer_in_bfloat16(small_splits, hidden):
+    """Dropout must not promote bfloat16 activations to float32 (its scale was float32)."""
+    spec = TrainSpec(hidden=hidden, epochs=1, batch_size=250, compute_dtype="bfloat16")
+    init, run_epoch = make_train_fns(spec)
+    hp, key = make_hyperparams(spec, 1e-3, dropout=0.3), jax.random.key(0)
+    state = init(hp, key, small_splits)
+    jaxpr = jax.make_jaxpr(run_epoch)(state, hp, key, small_splits, jnp.int32(0)).jaxpr
+    dtypes = dot_operand_dtypes(jaxpr)
+    # Per training step: forward, input gradient (not for the first layer), kernel gradient;
+    # plus the forward of the two evaluations.
+    layers = len(hidden) + 1
+    assert len(dtypes) == 3 * layers - 1 + 2 * layers
+    assert all(d == ("bfloat16", "bfloat16") for d in dtypes), dtypes
+
+
+def test_run_epoch_trains_with_the_hyperparameters_it_is_given(small_splits):
+    """The optimizer state carries no copy of the learning rate or weight decay: a driver
+    that changes a lane's hyperparameters between epochs (PBT, schedules) gets them used."""
+    spec = TrainSpec(hidden=(16,), epochs=1, batch_size=250)
+    init, run_epoch = make_train_fns(spec)
+    key = jax.random.key(0)
+    slow = make_hyperparams(spec, 1e-3, weight_decay=0.01)
+    fast = make_hyperparams(spec, 3e-2, weight_decay=0.01)
+    strong_decay = make_hyperparams(spec, 1e-3, weight_decay=5.0)
+    state = jax.jit(init)(slow, key, small_splits)
+    epoch = jax.jit(run_epoch)
+
+    def params_after(hparams, start=state):
+        return jax.tree.leaves(epoch(start, hparams, key, small_splits, jnp.int32(1))[0].params)
+
+    for changed in (fast, strong_decay):
+        after_slow, after_changed = params_after(slow), params_after(changed)
+        assert any(not np.allclose(a, b) for a, b in zip(after_slow, after_changed, strict=True))
+        # The same as a lane that had these hyperparameters from the start.
+        from_start = params_after(changed, jax.jit(init)(changed, key, small_splits))
+        for a, b in zip(after_changed, from_start, strict=True):
+            np.testing.assert_array_equal(a, b)

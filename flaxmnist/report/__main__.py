@@ -1,7 +1,45 @@
-"""``python -m flaxmnist.report DIR``: see ``flaxmnist.report.main``."""
+"""``python -m flaxmnist.report DIR``: table, summary.csv and plots from results.jsonl."""
 
+from __future__ import annotations
+
+import argparse
+import json
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
-from flaxmnist.report import main
+from flaxmnist.report import format_table, load_results, write_report
 
-sys.exit(main())
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit code (2: no readable results)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flaxmnist.report",
+        description="Re-render the table, summary.csv and the plots of a run directory from "
+        "its results.jsonl alone (nothing is trained).",
+    )
+    parser.add_argument("run_dir", type=Path, help="a directory written by flaxmnist.sweep")
+    args = parser.parse_args(argv)
+    results = args.run_dir / "results.jsonl"
+    try:
+        records = load_results(results)
+    except FileNotFoundError:
+        print(f"{parser.prog}: error: {results}: no such file", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"{parser.prog}: error: {results}: {err.strerror}", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as err:
+        print(f"{parser.prog}: error: {results}: not JSON lines ({err})", file=sys.stderr)
+        return 2
+    if not records:
+        print(f"{parser.prog}: error: {results}: no results yet", file=sys.stderr)
+        return 2
+    print(format_table(records))
+    for path in write_report(records, args.run_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

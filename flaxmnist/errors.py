@@ -1,0 +1,79 @@
+"""The errors flaxmnist raises for bad input: one line each, naming what is at fault.
+
+Library functions name their *parameters* (``out='runs/x': ...``); the command line words
+the same error with its *flags* (``--out runs/x: ...``) through ``flag_message``.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any
+
+
+class FlaxmnistError(ValueError):
+    """Base class: a reason, and optionally the parameter and value it is about.
+
+    Example::
+
+        >>> str(SettingsError("must be >= 1", parameter="seeds", value=0))
+        'seeds=0: must be >= 1'
+        >>> SettingsError("must be >= 1", parameter="seeds", value=0).flag_message()
+        '--seeds 0: must be >= 1'
+    """
+
+    def __init__(self, reason: str, *, parameter: str | None = None, value: Any = None):
+        self.reason, self.parameter, self.value = reason, parameter, value
+        if parameter is None:
+            subject = None
+        else:
+            shown = str(value) if isinstance(value, PurePath) else value
+            subject = f"{parameter}={shown!r}"
+        super().__init__(_join(subject, reason))
+
+    def flag_message(self) -> str:
+        """The message with the parameter worded as the command line's flag."""
+        if self.parameter is None:
+            return str(self)
+        return _join(f"--{self.parameter.replace('_', '-')} {self.value}", self.reason)
+
+
+def _join(subject: str | None, reason: str) -> str:
+    return reason if subject is None else f"{subject}: {reason}"
+
+
+class DataError(FlaxmnistError):
+    """A data file is missing, truncated, corrupt or inconsistent with its partner, or a
+    dataset cannot be loaded; the message names the file or the dataset.
+
+    Example::
+
+        >>> import flaxmnist
+        >>> flaxmnist.load_mnist("/nonexistent")
+        Traceback (most recent call last):
+        flaxmnist.errors.DataError: /nonexistent: not a directory
+    """
+
+
+class SpecError(FlaxmnistError):
+    """A sweep spec is missing, unreadable or invalid; the message names file, key and value.
+
+    Example::
+
+        >>> import flaxmnist
+        >>> flaxmnist.load_study("nosuchstudy")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        flaxmnist.errors.SpecError: unknown study 'nosuchstudy' (known: all, dropout, ...
+    """
+
+
+class SettingsError(FlaxmnistError):
+    """Settings that cannot run: bad seeds, epochs, split sizes, batch size, dtype, or a run
+    directory that holds another experiment.
+
+    Example::
+
+        >>> import flaxmnist
+        >>> flaxmnist.run_sweep("lr", seeds=0)
+        Traceback (most recent call last):
+        flaxmnist.errors.SettingsError: seeds=0: must be >= 1
+    """

@@ -1,0 +1,275 @@
+"""One call's lanes on a mesh: place, compile (cached), init, step an epoch, reshape.
+
+A ``LaneGrid`` trains configurations × seeds that share one ``TrainSpec``: ``init`` and
+``run_epoch`` of ``make_train_fns`` vmapped over configurations (inner, the key unbatched)
+and seeds (outer), jitted with the configuration axis sharded over the devices of a mesh.
+Seeds are paired: seed ``i`` uses the key ``jax.random.key(i)`` in every configuration, so
+two configurations differ by their hyperparameters only (same initial weights, shuffles and
+dropout keys), and the configurations of a seed share each minibatch, which the inner vmap
+exploits: one gather and one wide matrix product per seed instead of one per lane.
+
+A driver steps the grid one epoch at a time and gets every lane's metrics back on the host,
+``[seed, config]``. Between epochs it may reshape the grid: ``keep`` a subset of the
+configurations (their state gathered into a smaller grid), ``copy`` one configuration's
+state onto another, ``set_hyperparams``. Programs are compiled once per distinct grid shape
+in a process (the epoch count is not part of a program) and kept in JAX's persistent
+compilation cache across processes when that is enabled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from flaxmnist.data import DataSplits
+from flaxmnist.train import Hyperparams, TrainSpec, TrainState, make_train_fns, stack_hyperparams
+
+
+@dataclass
+class RunStats:
+    """What training cost, added up over every grid that was given it.
+
+    Example::
+
+        >>> import flaxmnist
+        >>> stats = flaxmnist.RunStats()
+        >>> _ = flaxmnist.run_sweep("lr", epochs=1, seeds=1, limit_train=400, stats=stats)
+        >>> stats.calls, stats.programs_compiled + stats.programs_reused, stats.lane_epochs
+        (1, 1, 24)
+    """
+
+    compile_seconds: float = 0.0
+    train_seconds: float = 0.0
+    #: Program pairs (``init``, ``run_epoch``) compiled, and found already compiled.
+    programs_compiled: int = 0
+    programs_reused: int = 0
+    #: Grids initialised, and epochs trained summed over their lanes (padding excluded).
+    calls: int = 0
+    lane_epochs: int = 0
+
+
+def lane_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh named ``"lanes"`` over ``devices`` (default: every local device)."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    return Mesh(np.array(devices), ("lanes",))
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """``tree`` (the data) placed whole on every device of ``mesh``."""
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a ``[seed, config]`` grid lies on a mesh, padding included.
+
+    The configuration axis is sharded over the mesh, padded to a multiple of the device
+    count with copies of the last configuration. With fewer configurations than devices the
+    seed axis is sharded instead (padded likewise), or, with fewer seeds too, the larger axis
+    over fewer devices. Padding is computed and discarded.
+    """
+
+    mesh: Mesh
+    shard_seeds: bool
+    config_rows: tuple[int, ...]  # padded position → configuration position
+    seed_rows: tuple[int, ...]  # padded position → seed position
+
+    @staticmethod
+    def of(num_configs: int, num_seeds: int, mesh: Mesh) -> _Layout:
+        devices = mesh.devices.size
+        shard_seeds = num_configs < devices and num_seeds > num_configs
+        sharded = num_seeds if shard_seeds else num_configs
+        if sharded < devices:
+            mesh, devices = lane_mesh(mesh.devices.flat[:sharded]), sharded
+
+        def padded(count: int, pad: bool) -> tuple[int, ...]:
+            return tuple(range(count)) + (count - 1,) * (-count % devices if pad else 0)
+
+        return _Layout(
+            mesh, shard_seeds, padded(num_configs, not shard_seeds), padded(num_seeds, shard_seeds)
+        )
+
+    @property
+    def state(self) -> NamedSharding:
+        """How a ``[seed, config, ...]`` array is split over the mesh."""
+        return NamedSharding(self.mesh, P("lanes", None) if self.shard_seeds else P(None, "lanes"))
+
+    @property
+    def hparams(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P() if self.shard_seeds else P("lanes"))
+
+    @property
+    def keys(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P("lanes") if self.shard_seeds else P())
+
+    @property
+    def replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P())
+
+
+def _vmap_grid(fn, config_axes: tuple, seed_axes: tuple):
+    """vmap ``fn`` over configurations (inner) and seeds (outer): outputs are ``[seed, config]``."""
+    return jax.vmap(jax.vmap(fn, in_axes=config_axes), in_axes=seed_axes)
+
+
+_COMPILED: dict[Any, tuple[Any, Any]] = {}
+
+
+def _compile(spec: TrainSpec, layout: _Layout, hparams, keys, data) -> tuple[Any, Any, bool]:
+    """``(init, run_epoch)`` compiled for these shapes and this layout, and whether reused."""
+    spec = replace(spec, epochs=1)  # the host loops over epochs: not part of the programs
+    signature = tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves((hparams, keys, data)))
+    cache_key = (spec, layout.mesh, layout.shard_seeds, signature)
+    if cache_key in _COMPILED:
+        return (*_COMPILED[cache_key], True)
+    init, run_epoch = make_train_fns(spec)
+    grid_init = jax.jit(
+        _vmap_grid(init, (0, None, None), (None, 0, None)), out_shardings=layout.state
+    )
+    grid_epoch = jax.jit(
+        _vmap_grid(run_epoch, (0, 0, None, None, None), (0, None, 0, None, None)),
+        out_shardings=(layout.state, layout.state),
+        donate_argnums=0,  # the old state's buffers hold the new one
+    )
+    state_shape = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=layout.state),
+        jax.eval_shape(grid_init, hparams, keys, data),
+    )
+    epoch_index = jax.ShapeDtypeStruct((), jnp.int32, sharding=layout.replicated)
+    _COMPILED[cache_key] = (
+        grid_init.lower(hparams, keys, data).compile(),
+        grid_epoch.lower(state_shape, hparams, keys, data, epoch_index).compile(),
+    )
+    return (*_COMPILED[cache_key], False)
+
+
+@jax.jit
+def _gather(state: TrainState, rows: jax.Array, columns: jax.Array) -> TrainState:
+    return jax.tree.map(lambda x: x[rows][:, columns], state)
+
+
+class LaneGrid:
+    """Configurations × seeds of one ``TrainSpec``, trained in lockstep on a mesh.
+
+    Args:
+      spec: the static settings every lane shares (``spec.epochs`` is not used: the driver
+        calls ``step`` once per epoch).
+      hparams: one ``Hyperparams`` per configuration.
+      seeds: the seeds; lane ``(s, c)`` trains configuration ``c`` with the key
+        ``jax.random.key(seeds[s])``.
+      data: the ``DataSplits``, on the devices of ``mesh`` (``replicate``).
+      mesh: a 1-D mesh named ``"lanes"`` (default: every local device).
+      stats: where compile and training time, programs and lane-epochs are added up.
+    """
+
+    def __init__(
+        self,
+        spec: TrainSpec,
+        hparams: Sequence[Hyperparams],
+        seeds: Sequence[int],
+        data: DataSplits,
+        *,
+        mesh: Mesh | None = None,
+        stats: RunStats | None = None,
+    ):
+        if not hparams or not seeds:
+            raise ValueError("a grid needs at least one configuration and one seed")
+        self.spec, self.seeds, self.data = spec, tuple(seeds), data
+        self.mesh = lane_mesh() if mesh is None else mesh
+        self.stats = RunStats() if stats is None else stats
+        self.hparams = list(hparams)
+        self.epoch = 0
+        self.state: TrainState | None = None
+        self._place()
+
+    @property
+    def num_configs(self) -> int:
+        return len(self.hparams)
+
+    def _place(self) -> None:
+        """Put hyperparameters and keys on the mesh for the current configurations."""
+        self._layout = _Layout.of(len(self.hparams), len(self.seeds), self.mesh)
+        stacked = stack_hyperparams([self.hparams[i] for i in self._layout.config_rows])
+        self._hparams = jax.device_put(stacked, self._layout.hparams)
+        keys = jnp.stack([jax.random.key(self.seeds[i]) for i in self._layout.seed_rows])
+        self._keys = jax.device_put(keys, self._layout.keys)
+        self._data = jax.device_put(self.data, self._layout.replicated)
+        self._programs = None
+
+    def compile(self) -> bool:
+        """Compile this grid's programs, or find them compiled; ``True`` if compiled now."""
+        start = time.perf_counter()
+        init, epoch, reused = _compile(
+            self.spec, self._layout, self._hparams, self._keys, self._data
+        )
+        self._programs = (init, epoch)
+        self.stats.compile_seconds += time.perf_counter() - start
+        self.stats.programs_reused += reused
+        self.stats.programs_compiled += not reused
+        return not reused
+
+    def init(self) -> None:
+        """Draw every lane's initial parameters (epoch 0), compiling first if needed."""
+        if self._programs is None:
+            self.compile()
+        self.state = self._programs[0](self._hparams, self._keys, self._data)
+        self.epoch = 0
+        self.stats.calls += 1
+
+    def step(self) -> dict[str, np.ndarray]:
+        """Train every lane one epoch; its metrics on the host, ``[seed, config]`` each."""
+        if self.state is None:
+            raise RuntimeError("LaneGrid.step before init")
+        if self._programs is None:
+            self.compile()
+        start = time.perf_counter()
+        epoch_index = jax.device_put(jnp.int32(self.epoch), self._layout.replicated)
+        self.state, metrics = self._programs[1](
+            self.state, self._hparams, self._keys, self._data, epoch_index
+        )
+        metrics = jax.device_get(metrics)  # waits for the epoch
+        self.epoch += 1
+        self.stats.train_seconds += time.perf_counter() - start
+        self.stats.lane_epochs += len(self.seeds) * self.num_configs
+        return {k: v[: len(self.seeds), : self.num_configs] for k, v in metrics.items()}
+
+    def keep(self, configs: Sequence[int]) -> None:
+        """Go on with configurations ``configs`` only (positions in this grid, in the order
+        given): their lanes' state is gathered into a smaller grid."""
+        if not configs or any(not 0 <= c < self.num_configs for c in configs):
+            raise ValueError(f"keep: positions must lie in [0, {self.num_configs}), got {configs}")
+        self.hparams = [self.hparams[c] for c in configs]
+        self._place()
+        if self.state is None:
+            return
+        # Old padded rows start with the real ones in order, so position i is row i.
+        rows = jnp.asarray(self._layout.seed_rows)
+        columns = jnp.asarray([configs[i] for i in self._layout.config_rows])
+        self.state = jax.device_put(_gather(self.state, rows, columns), self._layout.state)
+
+    def copy(self, source: Sequence[int], target: Sequence[int]) -> None:
+        """Copy the state (parameters and optimizer) of configurations ``source`` onto
+        ``target``, seed by seed; hyperparameters stay (``set_hyperparams`` changes them)."""
+        if self.state is None:
+            raise RuntimeError("LaneGrid.copy before init")
+        rows = jnp.arange(len(self._layout.seed_rows))
+        columns = list(self._layout.config_rows)
+        for s, t in zip(source, target, strict=True):
+            columns = [s if c == t else c for c in columns]
+        gathered = _gather(self.state, rows, jnp.asarray(columns))
+        self.state = jax.device_put(gathered, self._layout.state)
+
+    def set_hyperparams(self, configs: Sequence[int], hparams: Sequence[Hyperparams]) -> None:
+        """Train configurations ``configs`` with ``hparams`` from the next epoch on."""
+        for c, h in zip(configs, hparams, strict=True):
+            self.hparams[c] = h
+        stacked = stack_hyperparams([self.hparams[i] for i in self._layout.config_rows])
+        self._hparams = jax.device_put(stacked, self._layout.hparams)

@@ -1,0 +1,155 @@
+"""Planning, pure: configurations → groups (one program each) → calls (lanes per call).
+
+Configurations that share every static setting (layer widths, epochs, batch size, the
+regularisers in use, the protocol, the dtype) form a *group*: one compiled program. A *call*
+trains a grid of a group's configurations × seeds, the *lanes*, at once; a group is split
+into calls by a lane cap and a memory estimate. Nothing here touches a device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from flaxmnist.models import param_count
+from flaxmnist.specs import Config
+from flaxmnist.train import TrainSpec
+
+#: On a CPU, lanes per call when neither ``max_lanes`` nor the memory budget asks for fewer
+#: (the fastest per lane measured, BENCHMARKS.md). Accelerators get no such cap.
+DEFAULT_MAX_LANES = 24
+#: Bytes of device memory one call's lanes may use, by ``lane_bytes``.
+DEFAULT_MEMORY_BUDGET = 8 * 2**30
+INPUT_SIZE = 784
+
+
+@dataclass(frozen=True)
+class Group:
+    """Configurations that share a compiled program (the same static ``TrainSpec``)."""
+
+    spec: TrainSpec
+    config_indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One compiled call: configurations × seeds of one study that share a ``TrainSpec``."""
+
+    study_index: int
+    spec: TrainSpec
+    config_indices: tuple[int, ...]
+    seeds: tuple[int, ...]
+
+    @property
+    def lanes(self) -> tuple[tuple[int, int], ...]:
+        """``(config_index, seed)`` pairs, configuration-major."""
+        return tuple((c, seed) for c in self.config_indices for seed in self.seeds)
+
+
+def train_spec_of(config: Config, val_is_test: bool = False, dtype: str = "float32") -> TrainSpec:
+    """The static part of a configuration, with the run's protocol and dtype.
+
+    Regularisers a configuration does not use are compiled out (``use_dropout`` etc.):
+    exact, and cheaper, so configurations without dropout never share a call with ones that
+    have it.
+    """
+    return TrainSpec(
+        hidden=config.hidden,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        loss=config.loss,
+        use_dropout=any(rate != 0 for rate in config.applied_dropout()),
+        use_l2=any(coefficient != 0 for coefficient in config.l2),
+        use_weight_decay=config.weight_decay != 0,
+        val_is_test=val_is_test,
+        compute_dtype=dtype,
+    )
+
+
+def group_configs(
+    configs: Sequence[Config],
+    val_is_test: bool = False,
+    split_regularisers: bool = True,
+    dtype: str = "float32",
+) -> list[Group]:
+    """Group configurations by their static settings, keeping first-seen order.
+
+    With ``split_regularisers=False`` configurations of one shape share a program whatever
+    regularisers they use (it then has every regulariser any of them uses): fewer compiles,
+    for accelerators.
+    """
+    specs = [train_spec_of(config, val_is_test, dtype) for config in configs]
+    groups: dict[TrainSpec, list[int]] = {}
+    for index, spec in enumerate(specs):
+        if not split_regularisers:
+            spec = replace(spec, use_dropout=False, use_l2=False, use_weight_decay=False)
+        groups.setdefault(spec, []).append(index)
+    result = []
+    for spec, indices in groups.items():
+        members = [specs[i] for i in indices]
+        spec = replace(
+            spec,
+            use_dropout=any(m.use_dropout for m in members),
+            use_l2=any(m.use_l2 for m in members),
+            use_weight_decay=any(m.use_weight_decay for m in members),
+        )
+        result.append(Group(spec, tuple(indices)))
+    return result
+
+
+def lane_bytes(spec: TrainSpec, input_size: int = INPUT_SIZE) -> int:
+    """A generous estimate of the device memory one lane needs while it trains.
+
+    Parameters, gradients, Adam's two moments and the update (6 copies of the weights), the
+    activations of one training step (inputs, and per hidden unit its pre-activation,
+    activation and dropout mask), and one evaluation chunk, all float32, times 1.5 for
+    XLA's temporaries.
+    """
+    params = param_count(input_size, spec.hidden, spec.num_classes)
+    units = sum(spec.hidden) + spec.num_classes
+    step = spec.batch_size * (input_size + 3 * units)
+    evaluation = spec.eval_batch_size * (input_size + 2 * units)
+    return int(1.5 * 4 * (6 * params + step + evaluation))
+
+
+def lanes_per_call(spec: TrainSpec, max_lanes: int | None, budget: int, cap: int | None) -> int:
+    """``max_lanes`` if given, else as many as ``budget`` allows up to ``cap``; at least 1."""
+    if max_lanes:
+        return max_lanes
+    size = budget // lane_bytes(spec)
+    return max(1, size if cap is None else min(size, cap))
+
+
+def plan_calls(
+    studies_configs: Sequence[Sequence[Config]],
+    seeds: int,
+    *,
+    max_lanes: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    val_is_test: bool = False,
+    dtype: str = "float32",
+    lane_cap: int | None = DEFAULT_MAX_LANES,
+    split_regularisers: bool = True,
+) -> list[Call]:
+    """Split every study's groups into calls of configurations × seeds, in study order.
+
+    A call holds ``lanes_per_call`` lanes at most. All seeds of a configuration share a call
+    when the size allows (then a call is whole configurations × every seed); otherwise a
+    configuration's seeds are split over calls.
+    """
+    calls = []
+    for study_index, configs in enumerate(studies_configs):
+        for group in group_configs(configs, val_is_test, split_regularisers, dtype):
+            size = lanes_per_call(group.spec, max_lanes, memory_budget, lane_cap)
+            indices = group.config_indices
+            if size >= seeds:
+                per_call = size // seeds
+                for start in range(0, len(indices), per_call):
+                    chunk = indices[start : start + per_call]
+                    calls.append(Call(study_index, group.spec, chunk, tuple(range(seeds))))
+            else:
+                for index in indices:
+                    for start in range(0, seeds, size):
+                        chunk_seeds = tuple(range(start, min(seeds, start + size)))
+                        calls.append(Call(study_index, group.spec, (index,), chunk_seeds))
+    return calls

@@ -1,0 +1,80 @@
+"""What a sweep tells while it runs: a line per call, then a tqdm bar over its epochs.
+
+``run_sweep`` calls the hooks of a ``Progress``; ``TqdmProgress`` writes them to stderr
+(``tqdm.auto``, so a notebook gets its widget), and ``disable=True`` silences it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+
+class Progress:
+    """The hooks ``run_sweep`` calls, silent here: subclass to show or log them."""
+
+    def call_started(self, label: str, epochs: int) -> None:
+        """A call of ``epochs`` epochs starts (before its programs are compiled)."""
+
+    def compiled(self, seconds: float, compiled_now: bool) -> None:
+        """Its programs are ready: compiled now, or reused from this process or the cache."""
+
+    def epoch(self, best_val_accuracy: float) -> None:
+        """An epoch ended; ``best_val_accuracy``: the best lane's, over the call so far."""
+
+    def call_done(self) -> None:
+        """The call ended (or failed)."""
+
+    def skipped(self, label: str) -> None:
+        """A call that an earlier run finished is not trained again."""
+
+    def finished(self, summary: str) -> None:
+        """The sweep ended; ``summary`` says what it trained and how long it took."""
+
+
+class TqdmProgress(Progress):
+    """Progress on ``file`` (stderr): a line per call and a tqdm bar over its epochs."""
+
+    def __init__(self, disable: bool = False, file: TextIO | None = None):
+        self.disable, self.file = disable, file or sys.stderr
+        self.label, self.epochs, self.bar = "", 0, None
+
+    def _say(self, text: str) -> None:
+        if not self.disable:
+            print(text, file=self.file, flush=True)
+
+    def call_started(self, label: str, epochs: int) -> None:
+        self.label, self.epochs = label, epochs
+        self._say(f"{label}: compiling...")
+
+    def compiled(self, seconds: float, compiled_now: bool) -> None:
+        from tqdm.auto import tqdm  # only for progress: the GPU benchmark runs without it
+
+        if compiled_now:
+            self._say(f"{self.label}: compiled in {seconds:.1f}s")
+        else:
+            self._say(f"{self.label}: programs reused, nothing compiled ({seconds:.1f}s)")
+        self.bar = tqdm(
+            total=self.epochs,
+            desc=self.label,
+            unit="epoch",
+            file=self.file,
+            leave=True,
+            disable=self.disable,
+        )
+
+    def epoch(self, best_val_accuracy: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"best val {100 * best_val_accuracy:.2f}%", refresh=False)
+            self.bar.update(1)
+
+    def call_done(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def skipped(self, label: str) -> None:
+        self._say(f"{label}: done in an earlier run, skipped")
+
+    def finished(self, summary: str) -> None:
+        self._say(summary)
