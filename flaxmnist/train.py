@@ -19,7 +19,8 @@ once per seed and multiplies it by all configurations' kernels in one wide matri
 
 Inside ``train``: parameters are initialised from the key; every epoch reshuffles the
 training set with a key folded from the epoch number; ``lax.scan`` runs the minibatch steps;
-Adam's learning rate and weight decay are arrays read from ``hparams`` each epoch; dropout draws
+Adam comes from ``optax.inject_hyperparams``, so its learning rate and weight decay are
+arrays, set from ``hparams`` at the start of every epoch; dropout draws
 a fresh key per step; at the end of every epoch the train, validation and test loss and
 accuracy are recorded.
 
@@ -175,25 +176,36 @@ def _is_kernel(params):
 def make_optimizer(
     hparams: Hyperparams, use_weight_decay: bool = True
 ) -> optax.GradientTransformation:
-    """Adam (Keras 1 constants) with decoupled weight decay on kernels, from ``hparams``.
+    """Adam (Keras 1 constants) with decoupled weight decay on kernels, lr as an array.
 
-    The learning rate and weight decay are read from ``hparams`` (arrays, traced under
-    ``jit``), never stored in the optimizer state: an epoch trains with the hyperparameters
-    it is given, so a driver may change them between epochs. ``use_weight_decay=False``
-    gives plain Adam, which is what AdamW does with a decay of 0.
-
-    β₁, β₂ and ε are float32 values, as Keras 1 held them (``K.variable``): ``1 - β₂`` is
-    then computed in float32 (0.0009999871, not 0.001).
+    ``optax.inject_hyperparams`` keeps the hyperparameters in the optimizer state (Adam's
+    constants as float32, as Keras 1 held them), and its update reads them from there, not
+    from ``hparams``: ``with_hyperparams`` writes ``hparams`` into a state.
+    ``use_weight_decay=False`` gives plain Adam, which is what AdamW does with a decay of 0.
     """
-    constants = {
-        name: jnp.asarray(value, jnp.float32)
-        for name, value in (("b1", ADAM_B1), ("b2", ADAM_B2), ("eps", ADAM_EPS))
-    }
     if not use_weight_decay:
-        return optax.adam(hparams.learning_rate, **constants)
-    return optax.adamw(
-        hparams.learning_rate, **constants, weight_decay=hparams.weight_decay, mask=_is_kernel
+        return optax.inject_hyperparams(optax.adam)(
+            learning_rate=hparams.learning_rate, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS
+        )
+    # ``mask`` is a function; without static_args inject_hyperparams would call it as a schedule.
+    return optax.inject_hyperparams(optax.adamw, static_args="mask")(
+        learning_rate=hparams.learning_rate,
+        b1=ADAM_B1,
+        b2=ADAM_B2,
+        eps=ADAM_EPS,
+        weight_decay=hparams.weight_decay,
+        mask=_is_kernel,
     )
+
+
+def with_hyperparams(opt_state, hparams: Hyperparams):
+    """``opt_state`` (of ``make_optimizer``) set to train with ``hparams``' learning rate and
+    weight decay: the update reads them from the state, which ``init`` filled once."""
+    stored = dict(opt_state.hyperparams)
+    stored["learning_rate"] = hparams.learning_rate
+    if "weight_decay" in stored:
+        stored["weight_decay"] = hparams.weight_decay
+    return opt_state._replace(hyperparams=stored)
 
 
 def l2_penalty(params, l2: jax.Array, num_hidden: int) -> jax.Array:
@@ -383,6 +395,8 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
         num_train = data.train_images.shape[0]
         _, shuffle_key, dropout_key = split_key(key)
         optimizer = make_optimizer(hparams, spec.use_weight_decay)
+        # Train with the hyperparameters given, not those the state was created with.
+        state = state._replace(opt_state=with_hyperparams(state.opt_state, hparams))
         indices, batch_weights = _batches(
             num_train, spec.batch_size, jax.random.fold_in(shuffle_key, epoch_index)
         )

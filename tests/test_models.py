@@ -38,14 +38,48 @@ def test_forward_matches_numpy_and_param_count(mnist, hidden):
     assert param_count(784, (300,)) == 784 * 300 + 300 + 300 * 10 + 10
 
 
-def test_keras1_initialisation():
-    params = MLP(hidden=(1000,)).init(jax.random.key(1), jnp.zeros((1, 784)))["params"]
-    hidden = np.asarray(params["hidden_0"]["kernel"])
-    assert abs(hidden.std() - 0.05) < 0.001 and abs(hidden.mean()) < 0.001
+def test_keras1_initialisation_of_every_layer():
+    params = MLP(hidden=(1000, 800)).init(jax.random.key(1), jnp.zeros((1, 784)))["params"]
+    for name in ("hidden_0", "hidden_1"):  # Keras 1's init='normal': N(0, 0.05^2)
+        kernel = np.asarray(params[name]["kernel"])
+        assert abs(kernel.std() - 0.05) < 0.001 and abs(kernel.mean()) < 0.001, name
     output = np.asarray(params["output"]["kernel"])
-    limit = np.sqrt(6 / (1000 + 10))  # glorot_uniform
+    limit = np.sqrt(6 / (800 + 10))  # glorot_uniform over fan_in + fan_out
     assert np.abs(output).max() <= limit and np.abs(output).max() > 0.95 * limit
-    assert not np.any(params["hidden_0"]["bias"]) and not np.any(params["output"]["bias"])
+    assert abs(output.std() - limit / np.sqrt(3)) < 0.02 * limit  # uniform, not normal
+    for name in ("hidden_0", "hidden_1", "output"):
+        assert not np.any(params[name]["bias"]), name
+    # Each layer its own draw: not the same numbers reshaped.
+    first = np.asarray(params["hidden_0"]["kernel"]).ravel()[:100]
+    second = np.asarray(params["hidden_1"]["kernel"]).ravel()[:100]
+    assert not np.allclose(first, second)
+
+
+def test_each_dropout_rate_acts_on_its_own_layer():
+    """Rate 1 after hidden layer 0 only: layer 1 sees zeros, so every image gets the logits
+    W_out relu(b_1) + b_out; rate 1 after layer 1 only: the logits are b_out."""
+    model = MLP(hidden=(6, 5))
+    images = np.random.default_rng(0).uniform(0, 1, (4, 12)).astype(np.float32)
+    params = model.init(jax.random.key(0), images)
+    params = jax.tree.map(lambda p: p + 0.3 if p.ndim == 1 else p, params)  # biases non-zero
+    layers = params["params"]
+    b1 = np.asarray(layers["hidden_1"]["bias"], np.float64)
+    w_out = np.asarray(layers["output"]["kernel"], np.float64)
+    b_out = np.asarray(layers["output"]["bias"], np.float64)
+
+    def logits(rates):
+        return model.apply(
+            params,
+            images,
+            jnp.array(rates),
+            deterministic=False,
+            rngs={"dropout": jax.random.key(1)},
+        )
+
+    first_dropped = np.broadcast_to(w_out @ np.maximum(b1, 0) + b_out, (4, 10))
+    np.testing.assert_allclose(logits([1.0, 0.0]), first_dropped, rtol=1e-6)
+    np.testing.assert_allclose(logits([0.0, 1.0]), np.broadcast_to(b_out, (4, 10)), rtol=1e-6)
+    assert not np.allclose(logits([0.0, 0.0]), np.broadcast_to(b_out, (4, 10)))
 
 
 def test_integer_images_are_scaled_like_floats(mnist):

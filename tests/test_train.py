@@ -140,8 +140,8 @@ def test_partial_last_batch_is_a_mean_over_real_examples(small_splits):
     )
     key = jax.random.key(0)
     _, history = jax.jit(make_train(spec))(make_hyperparams(spec, 1e-30), key, data)
-    init_key = jax.random.split(key, 3)[0]  # how train derives its init key
-    params = model.init(init_key, data.train_images[:1])
+    hp = make_hyperparams(spec, 1e-30)
+    params = make_train_fns(spec)[0](hp, key, data).params  # the initial network
     logits = model.apply(params, data.train_images)
     expected_loss = optax.softmax_cross_entropy_with_integer_labels(logits, data.train_labels)
     expected_accuracy = np.mean(np.argmax(logits, -1) == data.train_labels)
@@ -319,3 +319,185 @@ def test_run_epoch_trains_with_the_hyperparameters_it_is_given(small_splits):
         from_start = params_after(changed, jax.jit(init)(changed, key, small_splits))
         for a, b in zip(after_changed, from_start, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+# --- Against independent references: NumPy by hand, float64 ----------------------------
+
+
+def tiny_splits(rng, n_train=8, n_val=7, n_test=5, width=6):
+    """Float features (no 1/255 scaling); feature 0 is ~1e-7, so that its kernel gradients
+    are ~1e-9 and Adam's epsilon (1e-8) visibly damps their updates."""
+
+    def images(n):
+        x = rng.uniform(0, 1, (n, width)).astype(np.float32)
+        x[:, 0] *= 1e-7
+        return x
+
+    def labels(n):
+        return rng.integers(0, 10, n).astype(np.int32)
+
+    return make_splits_like(images(n_train), labels(n_train), images(n_val), labels(n_val),
+                            images(n_test), labels(n_test))  # fmt: skip
+
+
+def make_splits_like(*arrays):
+    from flaxmnist.data import DataSplits
+
+    return DataSplits(*arrays)
+
+
+def numpy_params(params):
+    layers = params["params"]
+    names = sorted(k for k in layers if k.startswith("hidden_")) + ["output"]
+    return [
+        (np.asarray(layers[n]["kernel"], np.float64), np.asarray(layers[n]["bias"], np.float64))
+        for n in names
+    ]
+
+
+def numpy_forward(layers, x):
+    """Pre-activations and activations of every layer; kernels are (out, in)."""
+    activations, pre = [np.asarray(x, np.float64)], []
+    for i, (kernel, bias) in enumerate(layers):
+        z = activations[-1] @ kernel.T + bias
+        pre.append(z)
+        activations.append(z if i == len(layers) - 1 else np.maximum(z, 0))
+    return pre, activations
+
+
+def numpy_loss_and_grads(layers, x, y, l2):
+    """Mean softmax cross-entropy plus sum_i l2[i] * |W_i|^2, and its gradients."""
+    pre, acts = numpy_forward(layers, x)
+    logits = acts[-1]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = len(y)
+    loss = -log_probs[np.arange(n), y].mean()
+    loss += sum(c * np.sum(k**2) for c, (k, _) in zip(l2, layers, strict=True))
+    delta = np.exp(log_probs)
+    delta[np.arange(n), y] -= 1
+    delta /= n
+    grads = [None] * len(layers)
+    for i in reversed(range(len(layers))):
+        kernel, _ = layers[i]
+        grads[i] = (delta.T @ acts[i] + 2 * l2[i] * kernel, delta.sum(axis=0))
+        if i:
+            delta = (delta @ kernel) * (pre[i - 1] > 0)
+    return loss, grads
+
+
+def numpy_evaluate(layers, x, y, l2):
+    logits = numpy_forward(layers, x)[1][-1]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    penalty = sum(c * np.sum(k**2) for c, (k, _) in zip(l2, layers, strict=True))
+    loss = -log_probs[np.arange(len(y)), y].mean() + penalty
+    return loss, np.mean(np.argmax(logits, axis=1) == y)
+
+
+def numpy_adamw_steps(layers, x, y, l2, lr, wd, steps, b1=0.9, b2=0.999, eps=1e-8):
+    """Full-batch Adam steps as the README states them (optax's epsilon placement: after
+    the bias correction), decoupled decay ``lr * wd * W`` on kernels only."""
+    m = [[np.zeros_like(p) for p in layer] for layer in layers]
+    v = [[np.zeros_like(p) for p in layer] for layer in layers]
+    losses = []
+    for t in range(1, steps + 1):
+        loss, grads = numpy_loss_and_grads(layers, x, y, l2)
+        losses.append(loss)
+        new_layers = []
+        for i, layer in enumerate(layers):
+            new_layer = []
+            for j, (p, g) in enumerate(zip(layer, grads[i], strict=True)):
+                m[i][j] = b1 * m[i][j] + (1 - b1) * g
+                v[i][j] = b2 * v[i][j] + (1 - b2) * g**2
+                update = (m[i][j] / (1 - b1**t)) / (np.sqrt(v[i][j] / (1 - b2**t)) + eps)
+                if j == 0:  # the kernel
+                    update = update + wd * p
+                new_layer.append(p - lr * update)
+            new_layers.append(tuple(new_layer))
+        layers = new_layers
+    return layers, losses
+
+
+def test_three_adamw_steps_with_l2_match_numpy_by_hand():
+    """Three full-batch steps (one per epoch: the shuffle cannot matter), two hidden layers,
+    a different L2 per layer, AdamW decay: losses, gradients' effect through Adam with Keras
+    1's constants, the decay, and the reported metrics against NumPy in float64."""
+    data = tiny_splits(np.random.default_rng(0))
+    spec = TrainSpec(hidden=(5, 4), batch_size=8, eval_batch_size=3)  # evaluation padded
+    l2, lr, wd = [0.01, 0.0, 0.02], 0.01, 0.05
+    hparams = make_hyperparams(spec, lr, l2=l2, weight_decay=wd)
+    key = jax.random.key(3)
+    init, run_epoch = make_train_fns(spec)
+    state = init(hparams, key, data)
+    start = numpy_params(state.params)
+    history = []
+    for epoch in range(3):
+        state, metrics = jax.jit(run_epoch)(state, hparams, key, data, epoch)
+        history.append(metrics)
+    expected, losses = numpy_adamw_steps(
+        start, data.train_images, data.train_labels, l2, lr, wd, steps=3
+    )
+    for (k0, b0), (k, b), (k_ref, b_ref) in zip(
+        start, numpy_params(state.params), expected, strict=True
+    ):
+        # The change of each parameter, not the parameter: a relative check of the update.
+        np.testing.assert_allclose(k - k0, k_ref - k0, rtol=2e-4, atol=1e-9)
+        np.testing.assert_allclose(b - b0, b_ref - b0, rtol=2e-4, atol=1e-9)
+    train_losses = [float(m["train_loss"]) for m in history]
+    np.testing.assert_allclose(train_losses, losses, rtol=1e-5)  # the penalty included
+    for split in ("val", "test"):
+        x, y = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        loss, accuracy = numpy_evaluate(expected, x, y, l2)
+        np.testing.assert_allclose(float(history[-1][f"{split}_loss"]), loss, rtol=1e-5)
+        assert float(history[-1][f"{split}_accuracy"]) == pytest.approx(accuracy, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "changed"),
+    [("b2", {"b2": 0.99}), ("eps", {"eps": 1e-7}), ("no decay", {"wd": 0.0})],
+)
+def test_the_numpy_reference_is_sensitive_to(name, changed):
+    """The reference above would catch a changed constant: each change moves some update by
+    far more than its tolerance."""
+    data = tiny_splits(np.random.default_rng(0))
+    spec = TrainSpec(hidden=(5, 4), batch_size=8)
+    state = make_train_fns(spec)[0](make_hyperparams(spec, 0.01), jax.random.key(3), data)
+    start = numpy_params(state.params)
+    args = {"l2": [0.01, 0.0, 0.02], "lr": 0.01, "wd": 0.05, "steps": 3}
+    x, y = data.train_images, data.train_labels
+    reference, _ = numpy_adamw_steps(start, x, y, **args)
+    wd = changed.pop("wd", args.pop("wd"))
+    other, _ = numpy_adamw_steps(start, x, y, wd=wd, **args, **changed)
+    deltas = [(k - k0, o - k0) for (k0, _), (k, _), (o, _) in zip(start, reference, other)]
+    assert any(not np.allclose(a, b, rtol=2e-3, atol=1e-9) for a, b in deltas), name
+
+
+def test_history_keys_are_what_an_epoch_reports(small_splits):
+    spec = TrainSpec(hidden=(4,), batch_size=500)
+    init, run_epoch = make_train_fns(spec)
+    hp, key = make_hyperparams(spec, 1e-3), jax.random.key(0)
+    _, metrics = jax.jit(run_epoch)(init(hp, key, small_splits), hp, key, small_splits, 0)
+    assert set(metrics) == {*HISTORY_KEYS, "nonfinite"} and len(HISTORY_KEYS) == 6
+
+
+def test_every_epoch_draws_a_new_shuffle_and_new_dropout_masks(small_splits):
+    key = jax.random.key(1)
+
+    def after_one_epoch(spec, epoch, dropout=0.0):
+        init, run_epoch = make_train_fns(spec)
+        hp = make_hyperparams(spec, 1e-2, dropout=dropout)
+        state = jax.jit(init)(hp, key, small_splits)
+        state, _ = jax.jit(run_epoch)(state, hp, key, small_splits, epoch)
+        return jax.tree.leaves(state.params)
+
+    def same(a, b, **tolerance):
+        return all(np.allclose(x, y, **tolerance) for x, y in zip(a, b, strict=True))
+
+    batches = TrainSpec(hidden=(8,), batch_size=100)  # 10 steps: the order matters
+    assert same(after_one_epoch(batches, 0), after_one_epoch(batches, 0), rtol=0, atol=0)
+    assert not same(after_one_epoch(batches, 0), after_one_epoch(batches, 1), rtol=1e-3)
+    one_batch = TrainSpec(hidden=(8,), batch_size=1000)  # 1 step: only the masks can differ
+    assert same(after_one_epoch(one_batch, 0), after_one_epoch(one_batch, 1), rtol=1e-5)
+    masks = [after_one_epoch(one_batch, epoch, dropout=0.5) for epoch in (0, 1)]
+    assert not same(*masks, rtol=1e-3)

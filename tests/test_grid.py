@@ -1,0 +1,124 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from flaxmnist.grid import LaneGrid, RunStats
+from flaxmnist.train import TrainSpec, make_hyperparams
+
+SPEC = TrainSpec(hidden=(16,), batch_size=250)
+
+
+def grid_of(rates, small_splits, seeds=(0, 1), stats=None):
+    hparams = [make_hyperparams(SPEC, rate) for rate in rates]
+    return LaneGrid(SPEC, hparams, seeds, jax.device_put(small_splits), stats=stats)
+
+
+def params_of(grid, config):
+    """One configuration's parameters, every seed: ``[seed, ...]`` arrays."""
+    return [np.asarray(x)[:, config] for x in jax.tree.leaves(grid.state.params)]
+
+
+def test_step_returns_every_lanes_metrics(small_splits):
+    stats = RunStats()
+    grid = grid_of([1e-2, 1e-3, 1e-4], small_splits, stats=stats)
+    grid.init()
+    metrics = grid.step()
+    assert metrics["val_accuracy"].shape == (2, 3)  # [seed, config]
+    assert metrics["val_accuracy"][0, 0] != metrics["val_accuracy"][1, 0]  # seeds differ
+    assert (stats.calls, stats.lane_epochs, stats.programs_compiled) == (1, 6, 1)
+    with pytest.raises(RuntimeError, match="before init"):
+        grid_of([1e-2], small_splits).step()
+
+
+def test_keep_goes_on_with_the_kept_configurations_state(small_splits):
+    stats = RunStats()
+    grid = grid_of([1e-2, 1e-3, 3e-3], small_splits, stats=stats)
+    grid.init()
+    grid.step()
+    before = params_of(grid, 2)
+    grid.keep([2, 0])
+    assert grid.num_configs == 2
+    for a, b in zip(params_of(grid, 0), before, strict=True):
+        np.testing.assert_array_equal(a, b)  # a gather: exactly the state it had
+    kept = grid.step()
+    # The same two configurations trained in a grid of their own from the start.
+    alone = grid_of([3e-3, 1e-2], small_splits)
+    alone.init()
+    alone.step()
+    expected = alone.step()
+    np.testing.assert_allclose(kept["val_loss"], expected["val_loss"], rtol=1e-5)
+    assert stats.programs_compiled == 2  # a grid of 3 and a grid of 2
+    grid.keep([1, 0])  # another grid of 2: nothing new to compile
+    grid.step()
+    assert stats.programs_compiled == 2 and stats.programs_reused == 1
+    with pytest.raises(ValueError, match="positions"):
+        grid.keep([2])
+
+
+def test_copy_and_set_hyperparams_make_one_lane_a_clone_of_another(small_splits):
+    grid = grid_of([1e-2, 1e-3, 3e-3], small_splits)
+    grid.init()
+    grid.step()
+    grid.copy(source=[0], target=[2])
+    grid.set_hyperparams([2], [make_hyperparams(SPEC, 1e-2)])
+    for a, b in zip(params_of(grid, 2), params_of(grid, 0), strict=True):
+        np.testing.assert_array_equal(a, b)
+    metrics = grid.step()
+    np.testing.assert_array_equal(metrics["val_loss"][:, 2], metrics["val_loss"][:, 0])
+    for a, b in zip(params_of(grid, 2), params_of(grid, 0), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(metrics["val_loss"][:, 1], metrics["val_loss"][:, 0])
+
+
+def test_set_hyperparams_takes_effect_at_the_next_epoch(small_splits):
+    grid = grid_of([1e-2, 1e-2], small_splits)
+    grid.init()
+    grid.step()
+    frozen = params_of(grid, 1)
+    grid.set_hyperparams([1], [make_hyperparams(SPEC, 0.0)])  # lr 0: nothing moves
+    grid.step()
+    for a, b in zip(params_of(grid, 1), frozen, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(params_of(grid, 0), frozen, strict=True))
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    jax.config.update("jax_num_cpu_devices", 2)
+    from flaxmnist.data import load_mnist, make_splits
+    from flaxmnist.grid import LaneGrid, lane_mesh, replicate
+    from flaxmnist.train import TrainSpec, make_hyperparams
+
+    spec = TrainSpec(hidden=(16,), batch_size=200)
+    mesh = lane_mesh()
+    data = replicate(make_splits(load_mnist(), limit_train=600), mesh)
+    grid = LaneGrid(spec, [make_hyperparams(spec, r) for r in (1e-2, 1e-3, 3e-3)], (0, 1, 2),
+                    data, mesh=mesh)
+    grid.init()
+    first = grid.step()
+    grid.keep([1])          # 1 configuration x 3 seeds: the seeds are sharded now
+    second = grid.step()
+    json.dump({"devices": len(mesh.devices.flat),
+               "first": first["val_loss"][:, 1].tolist(),
+               "second": second["val_loss"][:, 0].tolist()}, sys.stdout)
+    """
+)
+
+
+def test_keep_reshards_from_configurations_to_seeds_on_two_devices():
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["devices"] == 2 and len(out["second"]) == 3
+    assert all(b < a for a, b in zip(out["first"], out["second"], strict=True))  # learning

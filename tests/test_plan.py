@@ -1,0 +1,88 @@
+from flaxmnist.plan import (
+    DEFAULT_MAX_LANES,
+    group_configs,
+    lane_bytes,
+    plan_calls,
+    train_spec_of,
+)
+from flaxmnist.specs import Config, load_study
+from flaxmnist.train import TrainSpec
+
+
+def test_groups_follow_shapes_in_first_seen_order():
+    configs = [
+        Config(hidden=(300,)),
+        Config(hidden=(500,)),
+        Config(hidden=(300,), epochs=3),
+        Config(hidden=(300,), learning_rate=0.1),
+    ]
+    groups = group_configs(configs)
+    assert [g.config_indices for g in groups] == [(0, 3), (1,), (2,)]
+    assert groups[1].spec.hidden == (500,)
+
+
+def test_a_calls_spec_is_complete_protocol_and_dtype_included():
+    config = Config(hidden=(8, 4), dropout=(0.0, 0.2), weight_decay=0.1)
+    spec = train_spec_of(config, val_is_test=True, dtype="bfloat16")
+    assert spec == TrainSpec(
+        hidden=(8, 4),
+        epochs=10,
+        batch_size=200,
+        use_dropout=True,
+        use_l2=False,
+        use_weight_decay=True,
+        val_is_test=True,
+        compute_dtype="bfloat16",
+    )
+    calls = plan_calls([[config]], seeds=2, val_is_test=True, dtype="bfloat16")
+    assert [c.spec for c in calls] == [spec]
+
+
+def test_calls_respect_max_lanes_and_the_memory_budget():
+    configs = load_study("lr").configs
+    calls = plan_calls([configs], seeds=3, max_lanes=10, memory_budget=0)
+    assert [len(c.lanes) for c in calls] == [9] * 8  # whole configurations x 3 seeds
+    assert all(c.seeds == (0, 1, 2) for c in calls)
+    assert [lane for c in calls for lane in c.lanes] == [
+        (i, s) for i in range(24) for s in range(3)
+    ]
+    # Fewer lanes than seeds: a configuration's seeds are split over calls.
+    calls = plan_calls([configs[:2]], seeds=3, max_lanes=2, memory_budget=0)
+    assert [(c.config_indices, c.seeds) for c in calls] == [
+        ((0,), (0, 1)),
+        ((0,), (2,)),
+        ((1,), (0, 1)),
+        ((1,), (2,)),
+    ]
+    per_lane = lane_bytes(TrainSpec(hidden=(300,)))
+    assert 5e6 < per_lane < 50e6  # 238,510 parameters: megabytes, not bytes or gigabytes
+    calls = plan_calls([configs], seeds=3, memory_budget=int(20.5 * per_lane))
+    assert {len(c.lanes) for c in calls} == {18}  # 20 lanes fit: 6 configurations x 3 seeds
+    calls = plan_calls([configs], seeds=3, memory_budget=2**40)
+    assert {len(c.lanes) for c in calls} == {DEFAULT_MAX_LANES}
+    calls = plan_calls([configs], seeds=3, memory_budget=2**40, lane_cap=None)
+    assert [len(c.lanes) for c in calls] == [72]  # an accelerator: every lane at once
+    assert lane_bytes(TrainSpec(hidden=(2000,))) > 4 * per_lane  # grows with the width
+
+
+def test_named_studies_group_by_shape():
+    assert len(group_configs(load_study("hidden").configs)) == 6  # one compile per width
+    l2 = group_configs(load_study("l2").configs)
+    assert [g.config_indices for g in l2] == [(0, 1), (2,)]  # 10 and 30 epochs
+    # 4 shapes; the configurations without any dropout compile without dropout masks.
+    three_layer = group_configs(load_study("three-layer").configs)
+    assert len(three_layer) == 8
+    assert sum(not g.spec.use_dropout for g in three_layer) == 4
+    assert all(len(g.config_indices) == 1 for g in three_layer if not g.spec.use_dropout)
+    # Accelerators: one program per shape, with dropout for all (rate 0 is exact).
+    merged = group_configs(load_study("three-layer").configs, split_regularisers=False)
+    assert len(merged) == 4 and all(g.spec.use_dropout for g in merged)
+    assert sorted(i for g in merged for i in g.config_indices) == list(range(36))
+    l2_merged = group_configs(load_study("l2").configs, split_regularisers=False)
+    assert [g.spec.use_l2 for g in l2_merged] == [False, True]  # 10 and 30 epochs still apart
+
+
+def test_studies_are_planned_in_order_with_their_index():
+    lr, l2 = load_study("lr").configs[:2], load_study("l2").configs
+    calls = plan_calls([lr, l2], seeds=1)
+    assert [c.study_index for c in calls] == [0, 1, 1]
