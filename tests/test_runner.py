@@ -1,40 +1,25 @@
 import gzip
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
-from flaxmnist import runner
-from flaxmnist.runner import (
-    SettingsError,
-    group_configs,
-    lane_bytes,
-    plan_chunks,
-    run_sweep,
-    write_jsonl_atomic,
-)
-from flaxmnist.specs import Config, load_study, parse_spec
-from flaxmnist.train import TrainSpec
+from flaxmnist import RunStats, SettingsError, run_sweep
+from flaxmnist.data import load_mnist, make_splits
+from flaxmnist.progress import Progress
+from flaxmnist.specs import parse_spec
+from flaxmnist.train import TrainSpec, make_hyperparams, make_train
 
 
 def study(grid, **base):
     return parse_spec({"base": {"epochs": 1, **base}, "grid": grid}, name="t", source="t.toml")
-
-
-def test_groups_follow_shapes_in_first_seen_order():
-    configs = [
-        Config(hidden=(300,)),
-        Config(hidden=(500,)),
-        Config(hidden=(300,), epochs=3),
-        Config(hidden=(300,), learning_rate=0.1),
-    ]
-    groups = group_configs(configs)
-    assert [g.config_indices for g in groups] == [(0, 3), (1,), (2,)]
-    assert groups[1].spec.hidden == (500,)
 
 
 def test_run_sweep_records_and_results_file(tmp_path):
@@ -64,6 +49,7 @@ def test_run_sweep_records_and_results_file(tmp_path):
         "dataset": "mnist",
         "validate_on": "holdout",
         "train_size": 300,
+        "dtype": "float32",
     }
     assert records[4]["config"]["hidden"] == [8, 8] and records[4]["config"]["l2"] == [0, 0, 0]
     assert set(first["history"]) == {
@@ -117,60 +103,12 @@ def test_a_network_that_cannot_beat_the_majority_class_is_at_chance(tmp_path):
 def test_bad_settings_raise_before_training():
     with pytest.raises(SettingsError, match=r"t.toml: batch_size = 500: larger than the training"):
         run_sweep(study({"learning_rate": [0.001]}, batch_size=500), limit_train=100)
-    with pytest.raises(ValueError, match="seeds"):
+    with pytest.raises(SettingsError, match="^seeds=0: must be >= 1$"):
         run_sweep(study({"learning_rate": [0.001]}), seeds=0)
-
-
-def test_write_jsonl_atomic_refuses_nan_and_keeps_the_old_file(tmp_path):
-    path = tmp_path / "results.jsonl"
-    write_jsonl_atomic(path, [{"a": 1}])
-    with pytest.raises(ValueError):
-        write_jsonl_atomic(path, [{"a": float("nan")}])
-    assert path.read_text() == '{"a": 1}\n'
-    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
-
-
-def test_chunks_respect_max_lanes_and_the_memory_budget():
-    configs = load_study("lr").configs
-    chunks = plan_chunks([configs], seeds=3, max_lanes=10, budget=0)
-    assert [len(c.lanes) for c in chunks] == [9] * 8  # whole configurations x 3 seeds
-    assert all(c.seeds == (0, 1, 2) for c in chunks)
-    assert [lane for c in chunks for lane in c.lanes] == [
-        (i, s) for i in range(24) for s in range(3)
-    ]
-    # Fewer lanes than seeds: a configuration's seeds are split over calls.
-    chunks = plan_chunks([configs[:2]], seeds=3, max_lanes=2, budget=0)
-    assert [(c.config_indices, c.seeds) for c in chunks] == [
-        ((0,), (0, 1)),
-        ((0,), (2,)),
-        ((1,), (0, 1)),
-        ((1,), (2,)),
-    ]
-    spec = TrainSpec(hidden=(300,))
-    per_lane = lane_bytes(spec)
-    assert 5e6 < per_lane < 50e6  # 238,510 parameters: megabytes, not bytes or gigabytes
-    chunks = plan_chunks([configs], seeds=3, max_lanes=None, budget=int(20.5 * per_lane))
-    assert {len(c.lanes) for c in chunks} == {18}  # 20 lanes fit: 6 configurations x 3 seeds
-    chunks = plan_chunks([configs], seeds=3, max_lanes=None, budget=2**40)
-    assert {len(c.lanes) for c in chunks} == {runner.DEFAULT_MAX_LANES}
-    assert lane_bytes(TrainSpec(hidden=(2000,))) > 4 * per_lane  # grows with the width
-
-
-def test_named_studies_group_by_shape():
-    assert len(group_configs(load_study("hidden").configs)) == 6  # one compile per width
-    l2 = group_configs(load_study("l2").configs)
-    assert [g.config_indices for g in l2] == [(0, 1), (2,)]  # 10 and 30 epochs
-    # 4 shapes; the configurations without any dropout compile without dropout masks.
-    three_layer = group_configs(load_study("three-layer").configs)
-    assert len(three_layer) == 8
-    assert sum(not g.spec.use_dropout for g in three_layer) == 4
-    assert all(len(g.config_indices) == 1 for g in three_layer if not g.spec.use_dropout)
-    # Accelerators: one program per shape, with dropout for all (rate 0 is exact).
-    merged = group_configs(load_study("three-layer").configs, split_regularisers=False)
-    assert len(merged) == 4 and all(g.spec.use_dropout for g in merged)
-    assert sorted(i for g in merged for i in g.config_indices) == list(range(36))
-    l2_merged = group_configs(load_study("l2").configs, split_regularisers=False)
-    assert [g.spec.use_l2 for g in l2_merged] == [False, True]  # 10 and 30 epochs still apart
+    with pytest.raises(SettingsError, match="^dtype='float16': expected one of"):
+        run_sweep(study({"learning_rate": [0.001]}), dtype="float16")
+    with pytest.raises(SettingsError, match="^limit_train=50001: must be between 1 and 50000"):
+        run_sweep(study({"learning_rate": [0.001]}), limit_train=50001)
 
 
 def test_paired_seeds_and_keras1_dropout_and_epoch_prefixes():
@@ -203,45 +141,73 @@ def test_paired_seeds_and_keras1_dropout_and_epoch_prefixes():
     assert by[(1, 0)]["config"]["dropout"] == [1.0]  # the record keeps what the spec said
 
 
-def test_resume_after_a_kill_trains_only_what_is_missing(tmp_path, monkeypatch):
+class KilledAfterCalls(Progress):
+    """Progress hooks that record each call and raise KeyboardInterrupt (as Ctrl-C would)
+    when the call after the first ``calls`` starts."""
+
+    def __init__(self, calls=None):
+        self.calls, self.started = calls, []
+
+    def call_started(self, label, epochs):
+        if self.calls is not None and len(self.started) == self.calls:
+            raise KeyboardInterrupt
+        self.started.append(label)
+
+
+def test_resume_after_a_kill_trains_only_what_is_missing(tmp_path):
     two_groups = study({"hidden": [[8], [12]], "learning_rate": [0.01, 0.001]})
     settings = {"seeds": 2, "limit_train": 300}
     reference = tmp_path / "reference"
     run_sweep(two_groups, out=reference, **settings)
 
-    calls = []
-    real_run_grid = runner.run_grid
-
-    def killed_after_first_call(*args, **kwargs):
-        if calls:
-            raise KeyboardInterrupt  # as Ctrl-C during the second group
-        calls.append(args[2])
-        return real_run_grid(*args, **kwargs)
-
     resumed = tmp_path / "resumed"
-    monkeypatch.setattr(runner, "run_grid", killed_after_first_call)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(two_groups, out=resumed, **settings)
+        run_sweep(two_groups, out=resumed, progress=KilledAfterCalls(1), **settings)
     partial = (resumed / "results.jsonl").read_text().splitlines()
     assert len(partial) == 4  # the first group: 2 configs x 2 seeds
 
-    trained = []
-
-    def counting(*args, **kwargs):
-        trained.append((list(args[2]), tuple(args[3])))
-        return real_run_grid(*args, **kwargs)
-
-    monkeypatch.setattr(runner, "run_grid", counting)
-    records = run_sweep(two_groups, out=resumed, **settings)
-    assert trained == [([2, 3], (0, 1))]  # only the second group: 2 configs x 2 seeds
+    stats, progress = RunStats(), KilledAfterCalls()
+    records = run_sweep(two_groups, out=resumed, stats=stats, progress=progress, **settings)
+    assert progress.started == ["t 2/2 [784-12-10, 4 lanes]"]  # only the second group
+    assert (stats.calls, stats.lane_epochs) == (1, 4)
     assert len(records) == 8
     assert (resumed / "results.jsonl").read_bytes() == (reference / "results.jsonl").read_bytes()
     assert (resumed / "manifest.json").read_bytes() == (reference / "manifest.json").read_bytes()
 
     # A finished run reruns nothing.
-    trained.clear()
-    run_sweep(two_groups, out=resumed, **settings)
-    assert trained == []
+    stats = RunStats()
+    run_sweep(two_groups, out=resumed, stats=stats, **settings)
+    assert stats.calls == 0
+
+
+REPRODUCTION = Path(__file__).resolve().parent.parent / "reproduction"
+
+
+@pytest.mark.parametrize(
+    ("run_dir", "spec", "protocol"),
+    [
+        ("all-holdout", "all", "holdout"),
+        ("all-test", "all", "test"),  # written before the loss key existed
+        ("keras1-loss-test", "reproduction/keras1-loss.toml", "test"),
+        ("hidden10-seeds-test", "reproduction/hidden10-seeds.toml", "test"),
+    ],
+)
+def test_the_committed_reproduction_runs_still_resume(run_dir, spec, protocol, tmp_path):
+    """Their manifests predate ``dtype`` (and some ``loss``): the same command finds them
+    complete, trains nothing, and returns their records, the new fields at their defaults."""
+    out = tmp_path / run_dir
+    shutil.copytree(REPRODUCTION / run_dir, out)
+    seeds = json.loads((out / "manifest.json").read_text())["settings"]["seeds"]
+    spec = spec if "/" not in spec else REPRODUCTION.parent / spec
+    stats = RunStats()
+    records = run_sweep(spec, seeds=seeds, validate_on=protocol, out=out, stats=stats)
+    assert stats.calls == 0
+    lines = (REPRODUCTION / run_dir / "results.jsonl").read_text().splitlines()
+    assert len(records) == len(lines)
+    for record, line in zip(records, lines, strict=True):
+        old = json.loads(line)
+        assert record["history"] == old["history"]
+        assert record["config"] == {"loss": "cross_entropy", "dtype": "float32", **old["config"]}
 
 
 def test_changed_settings_are_refused_not_mixed(tmp_path):
@@ -336,7 +302,28 @@ def test_groups_that_differ_only_in_epochs_share_one_compile():
         name="t",
         source="t.toml",
     )
-    runner._COMPILED.clear()
-    records = run_sweep(spec, seeds=1, limit_train=300)
+    stats = RunStats()
+    records = run_sweep(spec, seeds=1, limit_train=300, stats=stats)
     assert [len(r["history"]["val_accuracy"]) for r in records] == [1, 2]  # two calls
-    assert len(runner._COMPILED) == 1  # one program pair
+    assert stats.calls == 2 and stats.programs_compiled + stats.programs_reused == 2
+    assert stats.programs_reused >= 1  # the second call reuses the first one's programs
+
+
+def test_a_record_equals_a_standalone_run_with_l2_weight_decay_and_dropout():
+    """Against ``make_train`` called by hand: the runner must pass every hyperparameter
+    (a weight decay dropped to 0, or one layer's L2 for both, would show)."""
+    spec = parse_spec(
+        {
+            "base": {"hidden": [16], "epochs": 2, "learning_rate": 0.003},
+            "configs": [{"l2": [0.001, 0.004], "weight_decay": 1.0, "dropout": 0.2}],
+        },
+        name="t",
+        source="t.toml",
+    )
+    (record,) = run_sweep(spec, seeds=1, limit_train=600)
+    train_spec = TrainSpec(hidden=(16,), epochs=2)
+    hparams = make_hyperparams(train_spec, 0.003, l2=[0.001, 0.004], weight_decay=1.0, dropout=0.2)
+    data = make_splits(load_mnist(), limit_train=600)
+    _, history = jax.jit(make_train(train_spec))(hparams, jax.random.key(0), data)
+    for key, values in record["history"].items():
+        assert values == pytest.approx(history[key].tolist(), rel=2e-5), key

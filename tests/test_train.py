@@ -469,7 +469,8 @@ def test_the_numpy_reference_is_sensitive_to(name, changed):
     reference, _ = numpy_adamw_steps(start, x, y, **args)
     wd = changed.pop("wd", args.pop("wd"))
     other, _ = numpy_adamw_steps(start, x, y, wd=wd, **args, **changed)
-    deltas = [(k - k0, o - k0) for (k0, _), (k, _), (o, _) in zip(start, reference, other)]
+    layers = zip(start, reference, other, strict=True)
+    deltas = [(k - k0, o - k0) for (k0, _), (k, _), (o, _) in layers]
     assert any(not np.allclose(a, b, rtol=2e-3, atol=1e-9) for a, b in deltas), name
 
 
