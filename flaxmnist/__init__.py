@@ -31,7 +31,8 @@ from flaxmnist.report import (
     summarize,
 )
 from flaxmnist.runner import run_sweep
-from flaxmnist.specs import Config, Study, load_study
+from flaxmnist.specs import Config, Study
+from flaxmnist.studies import load_study
 from flaxmnist.train import TrainSpec, make_hyperparams, make_train, make_train_fns
 
 __version__ = "0.1.0"

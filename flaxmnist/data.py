@@ -5,11 +5,10 @@ uint8 ``(N, 28, 28)`` all the way to the device: the scaling to [0, 1] happens i
 compiled training code, so the host never holds a float copy and the device holds a quarter
 of the bytes.
 
-No network access happens in the default path, ever: the default source is the copy of MNIST
-shipped inside the package, and ``data_dir`` reads any local directory with the same four
-IDX files (Fashion-MNIST and KMNIST are distributed in this format). The optional source
-``tfds:NAME`` (TensorFlow Datasets, the ``tfds`` extra) downloads on first use, for users
-who are online.
+No network access happens here, ever: the default source is the copy of MNIST shipped
+inside the package, and ``data_dir`` reads any local directory with the same four IDX files
+(Fashion-MNIST and KMNIST are distributed in this format). ``flaxmnist.sources`` adds the
+optional TensorFlow Datasets source.
 """
 
 from __future__ import annotations
@@ -137,6 +136,13 @@ def load_mnist(
 
     Raises:
       DataError: a file is missing, truncated or corrupt, naming the file and the fault.
+
+    Example::
+
+        >>> import flaxmnist
+        >>> mnist = flaxmnist.load_mnist()
+        >>> mnist.train_images.shape, mnist.train_images.dtype, mnist.train_labels[:5]
+        ((60000, 28, 28), dtype('uint8'), array([5, 0, 4, 1, 9], dtype=uint8))
     """
     verify = data_dir is None if verify_checksums is None else verify_checksums
     directory = shipped_mnist_dir() if data_dir is None else Path(data_dir)
@@ -187,6 +193,16 @@ def make_splits(
 
     Returns:
       ``DataSplits``; the test set is always the dataset's own test files.
+
+    Raises:
+      SettingsError: a bad ``validate_on``, ``holdout_size`` or ``limit_train``.
+
+    Example::
+
+        >>> import flaxmnist
+        >>> splits = flaxmnist.make_splits(flaxmnist.load_mnist(), limit_train=5000)
+        >>> len(splits.train_images), len(splits.val_images), len(splits.test_images)
+        (5000, 10000, 10000)
     """
     if validate_on not in ("holdout", "test"):
         raise SettingsError(
@@ -221,85 +237,6 @@ def make_splits(
         val_labels=val_labels,
         test_images=arrays.test_images,
         test_labels=arrays.test_labels,
-    )
-
-
-TFDS_PREFIX = "tfds:"
-TFDS_INSTALL_HINT = (
-    "TensorFlow Datasets needs TensorFlow to build datasets: pip install 'flaxmnist[tfds]'"
-)
-
-
-def arrays_from_tfds_builder(builder) -> MnistArrays:
-    """The train and test splits of a prepared TFDS image builder as ``MnistArrays``.
-
-    Images lose their channel axis (``(N, 28, 28, 1)`` becomes ``(N, 28, 28)``); labels
-    become uint8 and must lie in 0-9. TFDS's own example order is kept (it is not the IDX
-    files' order, so the holdout is not the same 10,000 images as with the IDX files).
-    """
-    import tensorflow_datasets as tfds
-
-    splits = []
-    for split in ("train", "test"):
-        images, labels = tfds.as_numpy(
-            builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
-        )
-        if images.ndim == 4 and images.shape[-1] == 1:
-            images = images[..., 0]
-        if images.ndim != 3 or images.dtype != np.uint8:
-            raise DataError(
-                f"tfds:{builder.name}: expected uint8 grey images, got {images.dtype} "
-                f"{images.shape}"
-            )
-        if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-            raise DataError(f"tfds:{builder.name}: labels go up to {labels.max()}, expected 0-9")
-        splits += [images, labels.astype(np.uint8)]
-    return MnistArrays(*splits)
-
-
-def load_tfds(name: str, tfds_data_dir: str | Path | None = None) -> MnistArrays:
-    """Load an MNIST-like dataset from TensorFlow Datasets (``fashion_mnist``, ``kmnist``…).
-
-    This is the one data path that may use the network: TFDS downloads and prepares the
-    dataset on first use (into ``tfds_data_dir``, default ``~/tensorflow_datasets``). It
-    needs the ``tfds`` extra (TensorFlow Datasets and TensorFlow).
-
-    Raises:
-      DataError: TFDS is not installed (saying how to install it), the name is unknown, or
-        the dataset is not 10-class uint8 grey images.
-    """
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        raise DataError(TFDS_INSTALL_HINT, parameter="dataset", value=TFDS_PREFIX + name) from None
-    try:
-        builder = tfds.builder(name, data_dir=None if tfds_data_dir is None else str(tfds_data_dir))
-        builder.download_and_prepare()
-    except Exception as err:  # TFDS raises many types: unknown names, network, missing TF
-        raise DataError(
-            f"{type(err).__name__}: {err}", parameter="dataset", value=TFDS_PREFIX + name
-        ) from None
-    return arrays_from_tfds_builder(builder)
-
-
-def load_dataset(dataset: str = "mnist", data_dir: str | Path | None = None) -> MnistArrays:
-    """Load ``"mnist"`` (the shipped copy, or the IDX files in ``data_dir``) or ``"tfds:NAME"``.
-
-    Raises:
-      DataError: as ``load_mnist`` and ``load_tfds``; or an unknown dataset name.
-    """
-    if dataset == "mnist":
-        return load_mnist(data_dir)
-    if dataset.startswith(TFDS_PREFIX) and len(dataset) > len(TFDS_PREFIX):
-        if data_dir is not None:
-            raise DataError(
-                f"reads IDX files; it does not combine with {dataset}",
-                parameter="data_dir",
-                value=data_dir,
-            )
-        return load_tfds(dataset[len(TFDS_PREFIX) :])
-    raise DataError(
-        "unknown dataset: expected 'mnist' or 'tfds:NAME'", parameter="dataset", value=dataset
     )
 
 

@@ -18,13 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from flaxmnist.data import ValidateOn, chance_accuracy, load_dataset, make_splits
+from flaxmnist.data import ValidateOn, chance_accuracy, make_splits
 from flaxmnist.errors import SettingsError
 from flaxmnist.grid import LaneGrid, RunStats, lane_mesh, replicate
 from flaxmnist.plan import DEFAULT_MAX_LANES, DEFAULT_MEMORY_BUDGET, Call, plan_calls
 from flaxmnist.progress import Progress, TqdmProgress
 from flaxmnist.rundir import make_records, open_run_dir, write_results
-from flaxmnist.specs import COMPUTE_DTYPES, Config, Study, load_studies
+from flaxmnist.sources import load_dataset
+from flaxmnist.specs import COMPUTE_DTYPES, Config, Study
+from flaxmnist.studies import load_studies
 from flaxmnist.train import Hyperparams, TrainSpec, make_hyperparams
 
 

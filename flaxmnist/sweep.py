@@ -25,7 +25,8 @@ from flaxmnist.progress import TqdmProgress
 from flaxmnist.report import format_table, write_report
 from flaxmnist.rundir import default_out_dir
 from flaxmnist.runner import run_sweep
-from flaxmnist.specs import COMPUTE_DTYPES, builtin_studies, load_studies
+from flaxmnist.specs import COMPUTE_DTYPES
+from flaxmnist.studies import builtin_studies, load_studies
 
 #: JAX devices a CPU-only machine is split into (``--cpu-devices``); see BENCHMARKS.md.
 DEFAULT_CPU_DEVICES = 2

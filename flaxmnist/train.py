@@ -52,7 +52,8 @@ import numpy as np
 import optax
 
 from flaxmnist.data import DataSplits
-from flaxmnist.models import MLP, layer_names
+from flaxmnist.losses import cross_entropy, l2_penalty, make_loss
+from flaxmnist.models import MLP
 from flaxmnist.specs import COMPUTE_DTYPES, HISTORY_KEYS, LOSSES
 
 #: Adam's constants as in Keras 1 (``keras.optimizers.Adam`` defaults).
@@ -208,67 +209,6 @@ def with_hyperparams(opt_state, hparams: Hyperparams):
     return opt_state._replace(hyperparams=stored)
 
 
-def l2_penalty(params, l2: jax.Array, num_hidden: int) -> jax.Array:
-    """Keras-style penalty ``sum_i l2[i] * sum(W_i**2)`` over the dense kernels."""
-    layers = params["params"]
-    return sum(
-        l2[i] * jnp.sum(jnp.square(layers[name]["kernel"]))
-        for i, name in enumerate(layer_names(num_hidden))
-    )
-
-
-#: Keras 1's ``K.epsilon()``: its cross-entropy clips probabilities to [eps, 1 - eps].
-KERAS1_EPSILON = 1e-7
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array, loss: str = "cross_entropy") -> jax.Array:
-    """Per-example cross-entropy of integer ``labels`` under softmax ``logits``.
-
-    ``"cross_entropy"`` is the exact ``-log_softmax``. ``"keras1"`` is Keras 1's
-    ``categorical_crossentropy``: softmax probabilities clipped to [1e-7, 1 - 1e-7] before
-    the log, so a sample's loss is at most about 16.1 and a confidently wrong prediction
-    (true-class probability below 1e-7) gets no gradient at all. At large learning rates
-    that freezes training where the exact loss would recover (see REPRODUCTION.md, lr 0.1).
-    """
-    if loss == "cross_entropy":
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    if loss == "keras1":
-        probs = jnp.clip(jax.nn.softmax(logits), KERAS1_EPSILON, 1.0 - KERAS1_EPSILON)
-        return -jnp.log(jnp.take_along_axis(probs, labels[:, None].astype(jnp.int32), 1)[:, 0])
-    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-
-
-def make_loss(
-    model: MLP,
-    num_hidden: int,
-    loss: str = "cross_entropy",
-    use_dropout: bool = True,
-    use_l2: bool = True,
-):
-    """``loss(params, hparams, images, labels, weights, dropout_key)``, training mode.
-
-    Returns ``(loss, (data_loss, correct))``: ``loss`` is the weighted mean cross-entropy
-    (``cross_entropy(..., loss)``) plus the L2 penalty (what Keras reports as the training
-    loss), ``correct`` the weighted count of correct predictions.
-    """
-
-    def loss_fn(params, hparams, images, labels, weights, dropout_key):
-        if use_dropout:
-            logits = model.apply(
-                params, images, hparams.dropout, deterministic=False, rngs={"dropout": dropout_key}
-            )
-        else:
-            logits = model.apply(params, images)
-        per_example = cross_entropy(logits, labels, loss)
-        real = weights > 0  # `where`, not a product: 0 * inf would be NaN
-        data_loss = jnp.sum(jnp.where(real, weights * per_example, 0.0)) / jnp.sum(weights)
-        total = data_loss + l2_penalty(params, hparams.l2, num_hidden) if use_l2 else data_loss
-        correct = jnp.sum(jnp.where(real, jnp.argmax(logits, -1) == labels, False))
-        return total, (data_loss, correct)
-
-    return loss_fn
-
-
 def make_evaluate(model: MLP, eval_batch_size: int, loss: str = "cross_entropy"):
     """``evaluate(params, images, labels) -> (mean loss, accuracy)``, in chunks, no dropout."""
 
@@ -326,6 +266,31 @@ def _batches(num_train: int, batch_size: int, shuffle_key: jax.Array):
     return indices, weights.reshape(num_batches, batch_size)
 
 
+def _make_evaluate_epoch(model: nn.Module, spec: TrainSpec) -> Callable:
+    """``evaluate_epoch(params, hparams, data)``: validation and test loss and accuracy."""
+    evaluate = make_evaluate(model, spec.eval_batch_size, spec.loss)
+    num_hidden = len(spec.hidden)
+
+    def evaluate_epoch(params, hparams: Hyperparams, data: DataSplits) -> dict[str, jax.Array]:
+        val_loss, val_accuracy = evaluate(params, data.val_images, data.val_labels)
+        if spec.val_is_test:
+            test_loss, test_accuracy = val_loss, val_accuracy
+        else:
+            test_loss, test_accuracy = evaluate(params, data.test_images, data.test_labels)
+        if spec.use_l2:
+            # Like Keras, the reported losses include the L2 penalty; accuracies do not care.
+            penalty = l2_penalty(params, hparams.l2, num_hidden)
+            val_loss, test_loss = val_loss + penalty, test_loss + penalty
+        return {
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+        }
+
+    return evaluate_epoch
+
+
 def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Callable, Callable]:
     """Build the two pure pieces of training for ``spec``: ``(init, run_epoch)``.
 
@@ -358,7 +323,7 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
     num_hidden = len(spec.hidden)
     loss_fn = make_loss(model, num_hidden, spec.loss, spec.use_dropout, spec.use_l2)
     loss_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
-    evaluate = make_evaluate(model, spec.eval_batch_size, spec.loss)
+    evaluate_epoch = _make_evaluate_epoch(model, spec)
 
     def split_key(key):
         init_key, shuffle_key, dropout_key = jax.random.split(key, 3)
@@ -373,23 +338,6 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
         params = model.init(split_key(key)[0], data.train_images[:1])
         opt_state = make_optimizer(hparams, spec.use_weight_decay).init(params)
         return TrainState(params, opt_state)
-
-    def evaluate_epoch(params, hparams: Hyperparams, data: DataSplits) -> dict[str, jax.Array]:
-        val_loss, val_accuracy = evaluate(params, data.val_images, data.val_labels)
-        if spec.val_is_test:
-            test_loss, test_accuracy = val_loss, val_accuracy
-        else:
-            test_loss, test_accuracy = evaluate(params, data.test_images, data.test_labels)
-        if spec.use_l2:
-            # Like Keras, the reported losses include the L2 penalty; accuracies do not care.
-            penalty = l2_penalty(params, hparams.l2, num_hidden)
-            val_loss, test_loss = val_loss + penalty, test_loss + penalty
-        return {
-            "val_loss": val_loss,
-            "val_accuracy": val_accuracy,
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-        }
 
     def run_epoch(state: TrainState, hparams: Hyperparams, key, data: DataSplits, epoch_index):
         num_train = data.train_images.shape[0]
@@ -419,13 +367,14 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
             "train_loss": jnp.sum(losses * jnp.sum(batch_weights, axis=1)) / num_train,
             "train_accuracy": jnp.sum(corrects) / num_train,
             **evaluation,
-            "nonfinite": ~(
-                jnp.all(jnp.isfinite(losses))
-                & _all_finite(state.params)
-                & jnp.isfinite(evaluation["val_loss"])
-                & jnp.isfinite(evaluation["test_loss"])
-            ),
         }
+        finite = (
+            jnp.all(jnp.isfinite(losses))
+            & _all_finite(state.params)
+            & jnp.isfinite(evaluation["val_loss"])
+            & jnp.isfinite(evaluation["test_loss"])
+        )
+        metrics["nonfinite"] = ~finite
         return state, {key: metrics[key] for key in (*HISTORY_KEYS, "nonfinite")}
 
     return init, run_epoch

@@ -5,18 +5,17 @@ import shutil
 import numpy as np
 import pytest
 
-from flaxmnist import data as data_module
 from flaxmnist.data import (
     MNIST_SHA256,
     TEST_LABELS,
     TRAIN_IMAGES,
     TRAIN_LABELS,
     DataError,
-    load_dataset,
     load_mnist,
     make_splits,
     shipped_mnist_dir,
 )
+from flaxmnist.errors import SettingsError
 
 
 def test_shapes_dtypes_and_first_labels(mnist):
@@ -122,25 +121,6 @@ def test_test_protocol_and_limit_train(mnist):
     "kwargs", [{"validate_on": "train"}, {"limit_train": 0}, {"limit_train": 50001}]
 )
 def test_bad_split_arguments(mnist, kwargs):
-    with pytest.raises(ValueError):
+    ((name, value),) = kwargs.items()
+    with pytest.raises(SettingsError, match=f"^{name}={value!r}: "):
         make_splits(mnist, **kwargs)
-
-
-def test_load_dataset_dispatches_to_tfds(monkeypatch, mnist):
-    calls = []
-    monkeypatch.setattr(data_module, "load_tfds", lambda name: calls.append(name) or mnist)
-    assert load_dataset("tfds:fashion_mnist") is mnist
-    assert calls == ["fashion_mnist"]
-    assert load_dataset("mnist").train_labels[0] == 5
-    with pytest.raises(DataError, match="unknown dataset 'emnist'"):
-        load_dataset("emnist")
-    with pytest.raises(DataError, match="unknown dataset 'tfds:'"):
-        load_dataset("tfds:")
-    with pytest.raises(DataError, match="does not combine"):
-        load_dataset("tfds:kmnist", data_dir="/tmp")
-
-
-def test_missing_tfds_says_how_to_install_it(monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", None)
-    with pytest.raises(DataError, match=r"tfds:kmnist: .*pip install 'flaxmnist\[tfds\]'"):
-        load_dataset("tfds:kmnist")

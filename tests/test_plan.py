@@ -5,7 +5,8 @@ from flaxmnist.plan import (
     plan_calls,
     train_spec_of,
 )
-from flaxmnist.specs import Config, load_study
+from flaxmnist.specs import Config
+from flaxmnist.studies import load_study
 from flaxmnist.train import TrainSpec
 
 

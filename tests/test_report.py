@@ -4,16 +4,18 @@ import math
 
 import pytest
 
+import flaxmnist
 from flaxmnist.report import (
     best_row,
     format_table,
-    main,
+    load_results,
     plot_accuracy,
     save_plots,
     summarize,
     varied_keys,
     write_summary_csv,
 )
+from flaxmnist.report.__main__ import main
 
 
 def record(index, seed, lr, val, test, diverged=False, validate_on="holdout", at_chance=False):
@@ -153,7 +155,18 @@ def test_report_command(tmp_path, capsys):
     assert "study t:" in out and "summary.csv" in out
     assert (tmp_path / "summary.csv").exists() and (tmp_path / "t-accuracy.png").exists()
     assert main([str(tmp_path / "missing")]) == 2
-    assert "No such file" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "results.jsonl").write_text('{"study": "t"}\n{"stu')
+    assert main([str(tmp_path)]) == 2
+    assert "not JSON lines" in capsys.readouterr().err
+
+
+def test_load_results_reads_a_run_directory_or_a_file(tmp_path):
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    assert load_results(tmp_path) == RECORDS == load_results(tmp_path / "results.jsonl")
+    assert flaxmnist.load_results is load_results
+    with pytest.raises(FileNotFoundError, match="no results file"):
+        load_results(tmp_path / "empty")
 
 
 def test_loss_and_dropout_semantics_count_as_varied():

@@ -1,6 +1,7 @@
 import pytest
 
-from flaxmnist.specs import SpecError, builtin_studies, load_studies, load_study, parse_spec
+from flaxmnist.specs import SpecError, parse_spec
+from flaxmnist.studies import builtin_studies, load_studies, load_study
 
 
 def test_lr_study_is_the_notebooks_24_rates_in_order():
@@ -150,7 +151,12 @@ def test_bad_composites(tmp_path):
     with pytest.raises(SpecError, match="unknown study 'nope'"):
         load_studies(path)
     path.write_text('studies = ["lr", "lr"]\n')
-    with pytest.raises(SpecError, match="listed twice"):
+    with pytest.raises(SpecError, match="two studies are named 'lr'"):
+        load_studies(path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "lr.toml").write_text("[grid]\nlearning_rate = [0.5]\n")
+    path.write_text('studies = ["lr", "sub/lr.toml"]\n')  # another file, the same name
+    with pytest.raises(SpecError, match="two studies are named 'lr'"):
         load_studies(path)
     path.write_text('studies = ["lr"]\n[base]\nepochs = 1\n')
     with pytest.raises(SpecError, match="only studies and description"):
@@ -173,3 +179,40 @@ def test_explicit_configs_follow_the_grid_and_count_as_varied():
         (0.001, 30),
     ]
     assert study.varied == ("learning_rate", "epochs")
+
+
+def test_composites_that_include_each_other_name_the_cycle(tmp_path):
+    (tmp_path / "a.toml").write_text('studies = ["lr", "./b.toml"]\n')
+    (tmp_path / "b.toml").write_text('studies = ["./c.toml"]\n')
+    (tmp_path / "c.toml").write_text('studies = ["a.toml"]\n')  # relative to c's folder
+    with pytest.raises(SpecError, match="include each other") as error:
+        load_studies(tmp_path / "a.toml")
+    assert str(error.value).endswith(" -> ".join(str(tmp_path / f"{n}.toml") for n in "abca"))
+    (tmp_path / "self.toml").write_text('studies = ["self.toml"]\n')
+    with pytest.raises(SpecError, match="include each other"):
+        load_studies(tmp_path / "self.toml")
+
+
+def test_composites_of_composites_and_paths_relative_to_the_spec(tmp_path):
+    (tmp_path / "mine.toml").write_text("[grid]\nlearning_rate = [0.5]\n")
+    (tmp_path / "inner.toml").write_text('studies = ["l2", "mine.toml"]\n')
+    (tmp_path / "outer.toml").write_text('studies = ["lr", "inner.toml"]\n')
+    assert [s.name for s in load_studies(tmp_path / "outer.toml")] == ["lr", "l2", "mine"]
+
+
+def test_a_local_file_named_like_a_study_does_not_shadow_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lr").write_text("[grid]\nlearning_rate = [0.5]\n")
+    assert len(load_study("lr").configs) == 24  # the packaged study
+    (tmp_path / "lr.toml").write_text("[grid]\nlearning_rate = [0.5]\n")
+    assert len(load_study("lr").configs) == 24
+    assert len(load_study("lr.toml").configs) == 1  # a path: the local file
+    assert len(load_study("./lr").configs) == 1
+
+
+def test_defaults_are_configs_defaults():
+    from flaxmnist.specs import CONFIG_KEYS, DEFAULTS, Config
+
+    assert tuple(DEFAULTS) == CONFIG_KEYS
+    study = parse_spec({"grid": {"epochs": [1]}}, name="t", source="t.toml")
+    assert study.configs == (Config(epochs=1),)

@@ -60,11 +60,12 @@ def test_python_api_returns_the_cli_records(cli_run):
         (["lr", "--validate-on", "train"], "invalid choice"),
         (["lr", "--bogus"], "unrecognized arguments"),
         (["nosuchstudy"], "unknown study 'nosuchstudy'"),
-        (["lr", "--limit-train", "50001"], "limit_train must be between 1 and 50000"),
+        (["lr", "--limit-train", "50001"], "--limit-train 50001: must be between 1 and 50000"),
         (["lr", "--data-dir", "/nonexistent"], "not a directory"),
         (["lr", "--limit-train", "100"], "batch_size = 200: larger than the training set (100"),
         (["lr", "--max-lanes", "0"], "expected a positive integer"),
-        (["lr", "--dataset", "emnist"], "unknown dataset 'emnist'"),
+        (["lr", "--dataset", "emnist"], "--dataset emnist: unknown dataset"),
+        (["lr", "--dataset", "tfds:x", "--data-dir", "/tmp"], "--data-dir /tmp: reads IDX files"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys, tmp_path):
@@ -95,7 +96,7 @@ def test_out_that_is_a_file_exits_2(tmp_path, capsys):
     path = tmp_path / "taken"
     path.write_text("")
     assert main(["lr", "--out", str(path)]) == 2
-    assert "exists and is not a directory" in capsys.readouterr().err
+    assert f"--out {path}: exists and is not a directory" in capsys.readouterr().err
 
 
 def test_test_protocol_and_quiet_from_a_spec_file(tmp_path):
@@ -140,6 +141,7 @@ def test_tfds_without_tensorflow_exits_2_with_the_install_hint(monkeypatch, caps
     assert main(["lr", "--dataset", "tfds:kmnist", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "pip install 'flaxmnist[tfds]'" in err and len(err.strip().splitlines()) == 1
+    assert "--dataset tfds:kmnist: " in err
 
 
 def test_named_studies_are_found_from_any_directory(tmp_path):

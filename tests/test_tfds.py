@@ -12,12 +12,8 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from tensorflow_datasets.image_classification import mnist as tfds_mnist  # noqa: E402
 
-from flaxmnist.data import (  # noqa: E402
-    arrays_from_tfds_builder,
-    load_mnist,
-    load_tfds,
-    shipped_mnist_dir,
-)
+from flaxmnist.data import load_mnist, shipped_mnist_dir  # noqa: E402
+from flaxmnist.sources import arrays_from_tfds_builder, load_tfds  # noqa: E402
 
 
 class OfflineMnist(tfds_mnist.MNIST, skip_registration=True):

@@ -7,12 +7,12 @@ import optax
 import pytest
 
 from flaxmnist.data import make_splits
+from flaxmnist.losses import make_loss
 from flaxmnist.models import MLP
 from flaxmnist.train import (
     HISTORY_KEYS,
     TrainSpec,
     make_hyperparams,
-    make_loss,
     make_optimizer,
     make_train,
     make_train_fns,
@@ -234,7 +234,7 @@ def test_val_is_test_reports_the_one_evaluation_twice(small_splits):
 
 
 def test_keras1_loss_clips_probabilities_and_their_gradient():
-    from flaxmnist.train import cross_entropy
+    from flaxmnist.losses import cross_entropy
 
     labels = jnp.array([0, 1])
     mild = jnp.array([[2.0, 1.0, 0.5], [0.1, 0.3, -0.2]])

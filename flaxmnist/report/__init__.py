@@ -57,10 +57,12 @@ def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
 
     Example::
 
-        >>> import flaxmnist
-        >>> records = flaxmnist.load_results("reproduction/all-holdout")
+        >>> import tempfile, flaxmnist
+        >>> out = tempfile.mkdtemp()
+        >>> _ = flaxmnist.run_sweep("lr", epochs=1, seeds=1, limit_train=400, out=out)
+        >>> records = flaxmnist.load_results(out)
         >>> len(records), records[0]["study"]
-        (237, 'lr')
+        (24, 'lr')
 
     Raises:
       FileNotFoundError: no results file there.

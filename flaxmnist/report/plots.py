@@ -44,9 +44,8 @@ def plot_accuracy(records: Sequence[dict[str, Any]], ax=None):
 
         >>> import matplotlib; matplotlib.use("Agg")
         >>> import flaxmnist
-        >>> records = flaxmnist.load_results("reproduction/all-holdout")
-        >>> lr = [r for r in records if r["study"] == "lr"]
-        >>> flaxmnist.plot_accuracy(lr).get_xscale()
+        >>> records = flaxmnist.run_sweep("lr", epochs=1, seeds=2, limit_train=400)
+        >>> flaxmnist.plot_accuracy(records).get_xscale()
         'log'
     """
     import matplotlib.pyplot as plt
@@ -125,7 +124,16 @@ def _accuracy_bars(ax, rows, keys, series) -> None:
 
 
 def plot_curves(records: Sequence[dict[str, Any]], ax=None):
-    """Validation accuracy per epoch (mean over seeds), one line per configuration."""
+    """Validation accuracy per epoch (mean over seeds), one line per configuration.
+
+    Example::
+
+        >>> import matplotlib; matplotlib.use("Agg")
+        >>> import flaxmnist
+        >>> records = flaxmnist.run_sweep("lr", epochs=2, seeds=1, limit_train=400)
+        >>> len(flaxmnist.plot_curves(records).get_lines())
+        24
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -205,7 +213,15 @@ def plot_grid(records: Sequence[dict[str, Any]], ax=None):
 
 
 def save_plots(records: Sequence[dict[str, Any]], directory: str | Path) -> list[Path]:
-    """Save every study's plots as PNG files in ``directory``; returns their paths."""
+    """Save every study's plots as PNG files in ``directory``; returns their paths.
+
+    Example::
+
+        >>> import tempfile, flaxmnist
+        >>> records = flaxmnist.run_sweep("lr", epochs=1, seeds=1, limit_train=400)
+        >>> [p.name for p in flaxmnist.save_plots(records, tempfile.mkdtemp())]
+        ['lr-accuracy.png', 'lr-curves.png']
+    """
     import matplotlib
 
     matplotlib.use("Agg")
