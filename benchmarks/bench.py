@@ -112,11 +112,11 @@ def _flaxmnist_sweep(study, epochs: int, seeds: int, cpu_devices: int, **options
     jax.config.update("jax_num_cpu_devices", cpu_devices)
     import numpy as np
 
-    from flaxmnist.runner import GridRun, run_sweep
+    from flaxmnist import RunStats, run_sweep
 
-    timing = GridRun()
+    timing = RunStats()
     records = run_sweep(
-        study, epochs=epochs, seeds=seeds, validate_on="test", timing=timing, **options
+        study, epochs=epochs, seeds=seeds, validate_on="test", stats=timing, **options
     )
     config_epochs = len(records) * epochs
     at_default_lr = [r["test_accuracy"] for r in records if r["config"]["learning_rate"] == 1e-3]
@@ -133,7 +133,7 @@ def _flaxmnist_sweep(study, epochs: int, seeds: int, cpu_devices: int, **options
 def _lr_study(dropout: float = 0.0):
     from dataclasses import replace
 
-    from flaxmnist.specs import load_study
+    from flaxmnist import load_study
 
     study = load_study("lr")
     return replace(study, configs=tuple(replace(c, dropout=(dropout,)) for c in study.configs))

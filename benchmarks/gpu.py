@@ -6,9 +6,9 @@
 torch preinstalled and no network.) For each study of ``all`` it runs ``run_sweep`` with
 every shape group in one call (no lane cap; ``--validate-on test``, the notebook's
 protocol, so one 10,000-image evaluation per epoch) and prints the wall time (compile
-included), the compile time, the matrix-product FLOPs and the achieved TFLOP/s, twice: cold
-(every program compiled) and warm (every program from the persistent compilation cache, as
-in a rerun of a study). Then it
+included), the compile time, the matrix-product FLOPs and the achieved TFLOP/s, twice, each
+pass in a process of its own: cold (every program compiled) and warm (every program from the
+persistent compilation cache the cold pass filled, as in a rerun of a study). Then it
 times a plain PyTorch loop of one configuration (784-300-10, Adam, batch 200) on the same
 device and prints how long that loop would take for the whole grid, config-epoch by
 config-epoch, and the ratio.
@@ -20,7 +20,9 @@ script works (on any machine), not a measurement.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import jax  # noqa: E402
 from bench import config_epoch_flops  # noqa: E402
 
-from flaxmnist import runner  # noqa: E402
-from flaxmnist.runner import GridRun, enable_compilation_cache, run_sweep  # noqa: E402
-from flaxmnist.specs import load_studies  # noqa: E402
+from flaxmnist import RunStats, run_sweep  # noqa: E402
+from flaxmnist.studies import load_studies  # noqa: E402
+from flaxmnist.sweep import enable_compilation_cache  # noqa: E402
 
 TEST_IMAGES = 10_000
 
@@ -80,7 +82,7 @@ def grid(seeds: int, limit_train: int | None, epochs: int | None) -> tuple[float
     print("| study | lanes | config-epochs | wall s (compile incl.) | compile s | TFLOP/s |")
     print("|---|---|---|---|---|---|")
     for study in load_studies("all"):
-        timing = GridRun()
+        timing = RunStats()
         start = time.perf_counter()
         records = run_sweep(
             study,
@@ -90,7 +92,7 @@ def grid(seeds: int, limit_train: int | None, epochs: int | None) -> tuple[float
             validate_on="test",
             max_lanes=10**9,  # every shape group in one call
             memory_budget=2**62,
-            timing=timing,
+            stats=timing,
         )
         wall = time.perf_counter() - start
         flops = sum(
@@ -114,24 +116,39 @@ def grid(seeds: int, limit_train: int | None, epochs: int | None) -> tuple[float
     return total_seconds, total_flops, total_config_epochs
 
 
+def one_pass(seeds: int, quick: bool, cache: str) -> None:
+    """Run the grid with ``cache`` as the compilation cache; print a JSON line of totals."""
+    enable_compilation_cache(cache)
+    seconds, _, config_epochs = grid(seeds, 2000 if quick else None, 1 if quick else None)
+    print(json.dumps({"seconds": seconds, "config_epochs": config_epochs}), flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a smoke test, not a measurement")
+    parser.add_argument("--pass-with-cache", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    limit_train = 2000 if args.quick else None
-    epochs = 1 if args.quick else None
+    if args.pass_with_cache:
+        one_pass(args.seeds, args.quick, args.pass_with_cache)
+        return 0
     devices = jax.devices()
     print(f"jax {jax.__version__} on {len(devices)} x {devices[0].device_kind}", flush=True)
-
-    enable_compilation_cache(tempfile.mkdtemp(prefix="flaxmnist-gpu-cache-"))
+    cache = tempfile.mkdtemp(prefix="flaxmnist-gpu-cache-")
     passes = {}
-    for name in ("cold", "warm"):
-        runner._COMPILED.clear()  # the warm pass loads every program from the persistent cache
+    for name in ("cold", "warm"):  # a process each: the warm one loads what the cold stored
         print(f"\n{name}: {'compiling every program' if name == 'cold' else 'programs cached'}")
-        passes[name], _, config_epochs = grid(args.seeds, limit_train, epochs)
+        command = [sys.executable, __file__, "--seeds", str(args.seeds), "--pass-with-cache"]
+        command += [cache] + (["--quick"] if args.quick else [])
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        *table, totals = output.strip().splitlines()
+        print("\n".join(table), flush=True)
+        passes[name] = json.loads(totals)["seconds"]
+        config_epochs = json.loads(totals)["config_epochs"]
 
-    seconds, device = torch_seconds_per_config_epoch(limit_train or 60_000, 1 if args.quick else 3)
+    seconds, device = torch_seconds_per_config_epoch(
+        2000 if args.quick else 60_000, 1 if args.quick else 3
+    )
     loop_total = seconds * config_epochs
     print(
         f"\nPyTorch loop on {device} (784-300-10, one config): {seconds:.3f} s per "

@@ -34,9 +34,27 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from flaxmnist import models, train  # noqa: E402
-from flaxmnist.data import load_mnist, make_splits  # noqa: E402
-from flaxmnist.specs import load_study  # noqa: E402
+import flaxmnist  # noqa: E402
+from flaxmnist import train  # noqa: E402
+from flaxmnist.models import KERAS1_NORMAL_STDDEV  # noqa: E402
+from flaxmnist.models import dropout as dropout_layer  # noqa: E402
+
+
+class FlaxDenseMLP(nn.Module):
+    """flaxmnist's MLP as it was before step C: Flax's ``nn.Dense``, kernels ``(in, out)``."""
+
+    hidden: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, images, dropout_rates=None, *, deterministic=True):
+        x = images.reshape(images.shape[0], -1).astype(jnp.float32) / 255.0
+        for i, width in enumerate(self.hidden):
+            init = nn.initializers.normal(KERAS1_NORMAL_STDDEV)
+            x = nn.relu(nn.Dense(width, kernel_init=init, name=f"hidden_{i}")(x))
+            if not deterministic:
+                x = dropout_layer(x, dropout_rates[i], self.make_rng("dropout"))
+        init = nn.initializers.glorot_uniform()
+        return nn.Dense(10, kernel_init=init, name="output")(x)
 
 
 def build(variant: str, spec: train.TrainSpec, data, hparams, seeds: int):
@@ -46,7 +64,9 @@ def build(variant: str, spec: train.TrainSpec, data, hparams, seeds: int):
         spec = dataclasses.replace(
             spec, use_dropout=uses_dropout, use_l2=False, use_weight_decay=False
         )
-    init, run_epoch = train.make_train_fns(spec)
+    # A and B train Flax's (in, out) kernels; C and D flaxmnist's own MLP.
+    model = FlaxDenseMLP(spec.hidden) if variant in ("A", "B") else None
+    init, run_epoch = flaxmnist.make_train_fns(spec, model=model)
     seed_keys = jnp.stack([jax.random.key(s) for s in range(seeds)])
     configs = hparams.learning_rate.shape[0]
 
@@ -69,27 +89,21 @@ def build(variant: str, spec: train.TrainSpec, data, hparams, seeds: int):
             return grid(state, hp, keys, data, jnp.int32(0))[1]
 
         args = (hparams, seed_keys, data)
-    # The MLP looks ``Dense`` up when it is traced: swap in Flax's (in, out) Dense for A and B.
-    models.Dense = nn.Dense if variant in ("A", "B") else OUT_IN_DENSE
-    try:
-        return jax.jit(one_epoch).lower(*args).compile(), args
-    finally:
-        models.Dense = OUT_IN_DENSE
+    return jax.jit(one_epoch).lower(*args).compile(), args
 
 
-OUT_IN_DENSE = models.Dense
 SEEDS = 3
 
 
 def lr_lanes(lanes: int, dropout: float):
     """The first ``lanes // 3`` configurations of the ``lr`` study (with ``dropout``), one
     epoch of 784-300-10: ``(spec, hparams, data)`` for ``build``, data on the device."""
-    configs = load_study("lr").configs[: lanes // SEEDS]
-    spec = train.TrainSpec(hidden=(300,), epochs=1)
+    configs = flaxmnist.load_study("lr").configs[: lanes // SEEDS]
+    spec = flaxmnist.TrainSpec(hidden=(300,), epochs=1)
     hparams = train.stack_hyperparams(
-        [train.make_hyperparams(spec, c.learning_rate, dropout=dropout) for c in configs]
+        [flaxmnist.make_hyperparams(spec, c.learning_rate, dropout=dropout) for c in configs]
     )
-    return spec, hparams, jax.device_put(make_splits(load_mnist()))
+    return spec, hparams, jax.device_put(flaxmnist.make_splits(flaxmnist.load_mnist()))
 
 
 def main(argv=None) -> int:
