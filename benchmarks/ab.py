@@ -60,7 +60,8 @@ def main(argv=None) -> int:
                 flush=True,
             )
     medians = {n: statistics.median(r["per_config_epoch"] for r in runs[n]) for n in runs}
-    ratios = [n["per_config_epoch"] / o["per_config_epoch"] for o, n in zip(*runs.values())]
+    pairs = zip(runs["old"], runs["new"], strict=True)
+    ratios = [n["per_config_epoch"] / o["per_config_epoch"] for o, n in pairs]
     print(
         f"median s per config-epoch: old {medians['old']:.3f}, new {medians['new']:.3f}; "
         f"new / old per round: {', '.join(f'{r:.3f}' for r in ratios)}"

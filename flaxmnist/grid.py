@@ -244,8 +244,9 @@ class LaneGrid:
     def keep(self, configs: Sequence[int]) -> None:
         """Go on with configurations ``configs`` only (positions in this grid, in the order
         given): their lanes' state is gathered into a smaller grid."""
-        if not configs or any(not 0 <= c < self.num_configs for c in configs):
-            raise ValueError(f"keep: positions must lie in [0, {self.num_configs}), got {configs}")
+        if not configs:
+            raise ValueError("keep: at least one configuration must go on")
+        self._check_positions("keep", configs)
         self.hparams = [self.hparams[c] for c in configs]
         self._place()
         if self.state is None:
@@ -260,16 +261,23 @@ class LaneGrid:
         ``target``, seed by seed; hyperparameters stay (``set_hyperparams`` changes them)."""
         if self.state is None:
             raise RuntimeError("LaneGrid.copy before init")
+        self._check_positions("copy", [*source, *target])
+        source_of = dict(zip(target, source, strict=True))  # all read before any is written
         rows = jnp.arange(len(self._layout.seed_rows))
-        columns = list(self._layout.config_rows)
-        for s, t in zip(source, target, strict=True):
-            columns = [s if c == t else c for c in columns]
-        gathered = _gather(self.state, rows, jnp.asarray(columns))
+        columns = jnp.asarray([source_of.get(c, c) for c in self._layout.config_rows])
+        gathered = _gather(self.state, rows, columns)
         self.state = jax.device_put(gathered, self._layout.state)
 
     def set_hyperparams(self, configs: Sequence[int], hparams: Sequence[Hyperparams]) -> None:
         """Train configurations ``configs`` with ``hparams`` from the next epoch on."""
+        self._check_positions("set_hyperparams", configs)
         for c, h in zip(configs, hparams, strict=True):
             self.hparams[c] = h
         stacked = stack_hyperparams([self.hparams[i] for i in self._layout.config_rows])
         self._hparams = jax.device_put(stacked, self._layout.hparams)
+
+    def _check_positions(self, operation: str, configs: Sequence[int]) -> None:
+        if any(not 0 <= c < self.num_configs for c in configs):
+            raise ValueError(
+                f"{operation}: positions must lie in [0, {self.num_configs}), got {list(configs)}"
+            )

@@ -77,6 +77,13 @@ def test_copy_and_set_hyperparams_make_one_lane_a_clone_of_another(small_splits)
     for a, b in zip(params_of(grid, 2), params_of(grid, 0), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(metrics["val_loss"][:, 1], metrics["val_loss"][:, 0])
+    # A swap reads both lanes before writing either.
+    one, two = params_of(grid, 1), params_of(grid, 2)
+    grid.copy(source=[1, 2], target=[2, 1])
+    for a, b in zip(params_of(grid, 1) + params_of(grid, 2), two + one, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"copy: positions must lie in \[0, 3\)"):
+        grid.copy(source=[0], target=[3])
 
 
 def test_set_hyperparams_takes_effect_at_the_next_epoch(small_splits):
