@@ -1,6 +1,6 @@
 """Where one epoch of flaxmnist's training goes, operation by operation (XLA's own trace).
 
-    python benchmarks/profile.py [--lanes 24] [--dropout 0.0] [--top 15]
+    python benchmarks/op_profile.py [--lanes 24] [--dropout 0.0] [--top 15]
 
 Compiles the ``D`` variant of ``steps.py`` (flaxmnist as it trains now: configurations
 inside seeds, output-major kernels, unused regularisers compiled out), runs one
