@@ -14,14 +14,15 @@ The public surface, for notebooks and your own loops::
     params, history = jax.jit(train)(flaxmnist.make_hyperparams(spec, 1e-3),
                                      jax.random.key(0), data)
 
-The modules, bottom to top: ``errors``, ``data``, ``models``, ``specs``; ``train``; ``plan``,
-``grid``, ``rundir``, ``progress``; ``runner``; ``sweep`` (the command line). ``report``
-reads results and imports nothing that trains.
+The modules, bottom to top: ``errors``; ``data``, ``models``, ``specs``, ``progress``;
+``sources``, ``studies``, ``losses``; ``train``; ``plan``, ``grid``, ``rundir``; ``report``
+(reads results; none of its modules imports anything that trains); ``runner``; ``sweep``
+(the command line).
 """
 
 from flaxmnist.data import load_mnist, make_splits
 from flaxmnist.errors import DataError, SettingsError, SpecError
-from flaxmnist.grid import RunStats
+from flaxmnist.progress import RunStats
 from flaxmnist.report import (
     format_table,
     load_results,

@@ -8,12 +8,14 @@ two configurations differ by their hyperparameters only (same initial weights, s
 dropout keys), and the configurations of a seed share each minibatch, which the inner vmap
 exploits: one gather and one wide matrix product per seed instead of one per lane.
 
-A driver steps the grid one epoch at a time and gets every lane's metrics back on the host,
-``[seed, config]``. Between epochs it may reshape the grid: ``keep`` a subset of the
-configurations (their state gathered into a smaller grid), ``copy`` one configuration's
-state onto another, ``set_hyperparams``. Programs are compiled once per distinct grid shape
-in a process (the epoch count is not part of a program) and kept in JAX's persistent
-compilation cache across processes when that is enabled.
+The configuration axis is sharded over the mesh; a grid with fewer configurations than
+devices shards its seeds instead (``_Layout``). A driver steps the grid one epoch at a time
+and gets every lane's metrics back on the host, ``[seed, config]``. Between epochs it may
+reshape the grid: ``keep`` a subset of the configurations (their state gathered into a
+smaller grid), ``copy`` one configuration's state onto another, ``set_hyperparams``.
+Programs are compiled once per distinct grid shape in a process (the epoch count is not part
+of a program) and kept in JAX's persistent compilation cache across processes when that is
+enabled.
 """
 
 from __future__ import annotations
@@ -30,30 +32,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from flaxmnist.data import DataSplits
+from flaxmnist.progress import RunStats
 from flaxmnist.train import Hyperparams, TrainSpec, TrainState, make_train_fns, stack_hyperparams
-
-
-@dataclass
-class RunStats:
-    """What training cost, added up over every grid that was given it.
-
-    Example::
-
-        >>> import flaxmnist
-        >>> stats = flaxmnist.RunStats()
-        >>> _ = flaxmnist.run_sweep("lr", epochs=1, seeds=1, limit_train=400, stats=stats)
-        >>> stats.calls, stats.programs_compiled + stats.programs_reused, stats.lane_epochs
-        (1, 1, 24)
-    """
-
-    compile_seconds: float = 0.0
-    train_seconds: float = 0.0
-    #: Program pairs (``init``, ``run_epoch``) compiled, and found already compiled.
-    programs_compiled: int = 0
-    programs_reused: int = 0
-    #: Grids initialised, and epochs trained summed over their lanes (padding excluded).
-    calls: int = 0
-    lane_epochs: int = 0
 
 
 def lane_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -168,6 +148,10 @@ class LaneGrid:
       data: the ``DataSplits``, on the devices of ``mesh`` (``replicate``).
       mesh: a 1-D mesh named ``"lanes"`` (default: every local device).
       stats: where compile and training time, programs and lane-epochs are added up.
+
+    ``state`` holds every lane's ``TrainState`` as ``[seed, config, ...]`` arrays *with* the
+    padding of the layout (rows and columns past ``len(seeds)`` and ``num_configs`` are
+    copies); ``step`` returns metrics without it.
     """
 
     def __init__(
@@ -246,7 +230,7 @@ class LaneGrid:
         given): their lanes' state is gathered into a smaller grid."""
         if not configs:
             raise ValueError("keep: at least one configuration must go on")
-        self._check_positions("keep", configs)
+        self._check_positions("keep", configs, distinct=True)
         self.hparams = [self.hparams[c] for c in configs]
         self._place()
         if self.state is None:
@@ -258,10 +242,17 @@ class LaneGrid:
 
     def copy(self, source: Sequence[int], target: Sequence[int]) -> None:
         """Copy the state (parameters and optimizer) of configurations ``source`` onto
-        ``target``, seed by seed; hyperparameters stay (``set_hyperparams`` changes them)."""
+        ``target``, seed by seed; hyperparameters stay (``set_hyperparams`` changes them).
+
+        Keys belong to seeds, not to configurations: a copy and its source draw the same
+        shuffles and dropout masks from then on, so they differ by their hyperparameters only.
+        """
         if self.state is None:
             raise RuntimeError("LaneGrid.copy before init")
-        self._check_positions("copy", [*source, *target])
+        if len(source) != len(target):
+            raise ValueError(f"copy: {len(source)} sources for {len(target)} targets")
+        self._check_positions("copy", source)
+        self._check_positions("copy", target, distinct=True)
         source_of = dict(zip(target, source, strict=True))  # all read before any is written
         rows = jnp.arange(len(self._layout.seed_rows))
         columns = jnp.asarray([source_of.get(c, c) for c in self._layout.config_rows])
@@ -269,15 +260,48 @@ class LaneGrid:
         self.state = jax.device_put(gathered, self._layout.state)
 
     def set_hyperparams(self, configs: Sequence[int], hparams: Sequence[Hyperparams]) -> None:
-        """Train configurations ``configs`` with ``hparams`` from the next epoch on."""
-        self._check_positions("set_hyperparams", configs)
+        """Train configurations ``configs`` with ``hparams`` from the next epoch on.
+
+        Raises:
+          ValueError: ``hparams`` of another depth, or a non-zero rate of a regulariser that
+            this grid's program was compiled without (``TrainSpec.use_dropout`` etc.).
+        """
+        if len(configs) != len(hparams):
+            raise ValueError(f"set_hyperparams: {len(hparams)} for {len(configs)} positions")
+        self._check_positions("set_hyperparams", configs, distinct=True)
+        for h in hparams:
+            _check_fits(self.spec, h)
         for c, h in zip(configs, hparams, strict=True):
             self.hparams[c] = h
         stacked = stack_hyperparams([self.hparams[i] for i in self._layout.config_rows])
         self._hparams = jax.device_put(stacked, self._layout.hparams)
 
-    def _check_positions(self, operation: str, configs: Sequence[int]) -> None:
+    def _check_positions(self, operation: str, configs: Sequence[int], distinct=False) -> None:
         if any(not 0 <= c < self.num_configs for c in configs):
             raise ValueError(
                 f"{operation}: positions must lie in [0, {self.num_configs}), got {list(configs)}"
             )
+        if distinct and len(set(configs)) != len(configs):
+            raise ValueError(f"{operation}: a position is given twice in {list(configs)}")
+
+
+def _check_fits(spec: TrainSpec, hparams: Hyperparams) -> None:
+    """Refuse hyperparameters that ``spec``'s program would not apply as given."""
+    if np.shape(hparams.l2) != (spec.num_layers,) or np.shape(hparams.dropout) != (
+        len(spec.hidden),
+    ):
+        raise ValueError(f"hyperparameters for another depth than {spec.hidden}")
+    compiled_out = [
+        name
+        for name, used, values in (
+            ("dropout", spec.use_dropout, hparams.dropout),
+            ("l2", spec.use_l2, hparams.l2),
+            ("weight_decay", spec.use_weight_decay, hparams.weight_decay),
+        )
+        if not used and np.any(np.asarray(values) != 0)
+    ]
+    if compiled_out:
+        raise ValueError(
+            f"this grid's program has no {', '.join(compiled_out)} (compiled out): plan it "
+            "with split_regularisers=False to change them"
+        )

@@ -1,12 +1,14 @@
 """What a sweep tells while it runs: a line per call, then a tqdm bar over its epochs.
 
 ``run_sweep`` calls the hooks of a ``Progress``; ``TqdmProgress`` writes them to stderr
-(``tqdm.auto``, so a notebook gets its widget), and ``disable=True`` silences it.
+(``tqdm.auto``, so a notebook gets its widget), and ``disable=True`` silences it. What the
+training cost is added up in a ``RunStats``.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import TextIO
 
 
@@ -48,6 +50,8 @@ class TqdmProgress(Progress):
         self._say(f"{label}: compiling...")
 
     def compiled(self, seconds: float, compiled_now: bool) -> None:
+        if self.disable:
+            return
         from tqdm.auto import tqdm  # only for progress: the GPU benchmark runs without it
 
         if compiled_now:
@@ -60,7 +64,6 @@ class TqdmProgress(Progress):
             unit="epoch",
             file=self.file,
             leave=True,
-            disable=self.disable,
         )
 
     def epoch(self, best_val_accuracy: float) -> None:
@@ -78,3 +81,26 @@ class TqdmProgress(Progress):
 
     def finished(self, summary: str) -> None:
         self._say(summary)
+
+
+@dataclass
+class RunStats:
+    """What training cost, added up over every grid that was given it.
+
+    Example::
+
+        >>> import flaxmnist
+        >>> stats = flaxmnist.RunStats()
+        >>> _ = flaxmnist.run_sweep("lr", epochs=1, seeds=1, limit_train=400, stats=stats)
+        >>> stats.calls, stats.programs_compiled + stats.programs_reused, stats.lane_epochs
+        (1, 1, 24)
+    """
+
+    compile_seconds: float = 0.0
+    train_seconds: float = 0.0
+    #: Program pairs (``init``, ``run_epoch``) compiled, and found already compiled.
+    programs_compiled: int = 0
+    programs_reused: int = 0
+    #: Grids initialised, and epochs trained summed over their lanes (padding excluded).
+    calls: int = 0
+    lane_epochs: int = 0

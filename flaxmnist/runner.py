@@ -20,9 +20,9 @@ import numpy as np
 
 from flaxmnist.data import ValidateOn, chance_accuracy, make_splits
 from flaxmnist.errors import SettingsError
-from flaxmnist.grid import LaneGrid, RunStats, lane_mesh, replicate
+from flaxmnist.grid import LaneGrid, lane_mesh, replicate
 from flaxmnist.plan import DEFAULT_MAX_LANES, DEFAULT_MEMORY_BUDGET, Call, plan_calls
-from flaxmnist.progress import Progress, TqdmProgress
+from flaxmnist.progress import Progress, RunStats, TqdmProgress
 from flaxmnist.rundir import make_records, open_run_dir, write_results
 from flaxmnist.sources import load_dataset
 from flaxmnist.specs import COMPUTE_DTYPES, Config, Study
@@ -79,7 +79,8 @@ def run_sweep(
       and ``at_chance``; in study order, then configuration, then seed.
 
     Raises:
-      SpecError, SettingsError, DataError: before anything trains, naming the parameter.
+      SpecError, SettingsError, DataError: before anything trains, naming the parameter
+        (or the spec file and key) at fault.
 
     Example::
 
@@ -153,6 +154,9 @@ def _studies(study: str | Path | Study | Sequence[Study], epochs: int | None) ->
         studies = load_studies(study)
     else:
         studies = list(study)
+    names = [s.name for s in studies]
+    if len(set(names)) != len(names):
+        raise SettingsError(f"two studies share a name ({names}): results are kept by name")
     if epochs is not None and epochs < 1:
         raise SettingsError("must be >= 1", parameter="epochs", value=epochs)
     if epochs is None:

@@ -191,18 +191,16 @@ def _per_layer(source: str, key: str, value: Any, count: int) -> tuple[float, ..
 
 
 def _resolve(source: str, settings: dict[str, Any]) -> Config:
-    hidden = tuple(settings["hidden"])
-    return Config(
-        hidden=hidden,
-        dropout=_per_layer(source, "dropout", settings["dropout"], len(hidden)),
-        learning_rate=float(settings["learning_rate"]),
-        l2=_per_layer(source, "l2", settings["l2"], len(hidden) + 1),
-        weight_decay=float(settings["weight_decay"]),
-        epochs=settings["epochs"],
-        batch_size=settings["batch_size"],
-        dropout_semantics=settings["dropout_semantics"],
-        loss=settings["loss"],
-    )
+    """Every ``Config`` field from ``settings``: per-layer values broadcast, floats as floats."""
+    values = {key: settings[key] for key in CONFIG_KEYS}
+    hidden = values["hidden"] = tuple(values["hidden"])
+    layers = {"dropout": len(hidden), "l2": len(hidden) + 1}
+    for key in PER_LAYER_KEYS:
+        values[key] = _per_layer(source, key, values[key], layers[key])
+    for field in fields(Config):
+        if field.type == "float":
+            values[field.name] = float(values[field.name])
+    return Config(**values)
 
 
 def _table(source: str, name: str, value: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ DOCTESTED = [
     "flaxmnist.data",
     "flaxmnist.specs",
     "flaxmnist.train",
-    "flaxmnist.grid",
+    "flaxmnist.progress",
     "flaxmnist.runner",
     "flaxmnist.report",
     "flaxmnist.report.table",

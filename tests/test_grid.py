@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from flaxmnist.grid import LaneGrid, RunStats
+from flaxmnist.grid import LaneGrid
+from flaxmnist.progress import RunStats
 from flaxmnist.train import TrainSpec, make_hyperparams
 
 SPEC = TrainSpec(hidden=(16,), batch_size=250)
@@ -31,7 +32,8 @@ def test_step_returns_every_lanes_metrics(small_splits):
     metrics = grid.step()
     assert metrics["val_accuracy"].shape == (2, 3)  # [seed, config]
     assert metrics["val_accuracy"][0, 0] != metrics["val_accuracy"][1, 0]  # seeds differ
-    assert (stats.calls, stats.lane_epochs, stats.programs_compiled) == (1, 6, 1)
+    assert (stats.calls, stats.lane_epochs) == (1, 6)
+    assert stats.programs_compiled + stats.programs_reused == 1
     with pytest.raises(RuntimeError, match="before init"):
         grid_of([1e-2], small_splits).step()
 
@@ -84,6 +86,8 @@ def test_copy_and_set_hyperparams_make_one_lane_a_clone_of_another(small_splits)
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match=r"copy: positions must lie in \[0, 3\)"):
         grid.copy(source=[0], target=[3])
+    with pytest.raises(ValueError, match="copy: a position is given twice"):
+        grid.copy(source=[0, 1], target=[2, 2])
 
 
 def test_set_hyperparams_takes_effect_at_the_next_epoch(small_splits):
@@ -102,6 +106,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax
+    import numpy as np
     jax.config.update("jax_num_cpu_devices", 2)
     from flaxmnist.data import load_mnist, make_splits
     from flaxmnist.grid import LaneGrid, lane_mesh, replicate
@@ -110,25 +115,41 @@ SCRIPT = textwrap.dedent(
     spec = TrainSpec(hidden=(16,), batch_size=200)
     mesh = lane_mesh()
     data = replicate(make_splits(load_mnist(), limit_train=600), mesh)
-    grid = LaneGrid(spec, [make_hyperparams(spec, r) for r in (1e-2, 1e-3, 3e-3)], (0, 1, 2),
-                    data, mesh=mesh)
+    rates = (1e-2, 1e-3, 3e-3)
+
+    def column(grid, c):  # one configuration's parameters, every real seed
+        return [np.asarray(x)[:3, c] for x in jax.tree.leaves(grid.state.params)]
+
+    grid = LaneGrid(spec, [make_hyperparams(spec, r) for r in rates], (0, 1, 2), data, mesh=mesh)
     grid.init()
-    first = grid.step()
-    grid.keep([1])          # 1 configuration x 3 seeds: the seeds are sharded now
+    first = grid.step()      # 3 configurations, padded to 4 columns over 2 devices
+    before = column(grid, 1)
+    grid.keep([1])           # 1 configuration x 3 seeds: the seeds are sharded, padded to 4
+    kept_exactly = all(np.array_equal(a, b) for a, b in zip(column(grid, 0), before))
     second = grid.step()
-    json.dump({"devices": len(mesh.devices.flat),
+
+    clones = LaneGrid(spec, [make_hyperparams(spec, r) for r in rates], (0, 1), data, mesh=mesh)
+    clones.init()
+    clones.step()
+    clones.copy(source=[0], target=[2])  # onto the last column, the one the padding copies
+    clones.set_hyperparams([2], [make_hyperparams(spec, rates[0])])
+    cloned = clones.step()
+    json.dump({"devices": len(mesh.devices.flat), "kept_exactly": kept_exactly,
                "first": first["val_loss"][:, 1].tolist(),
-               "second": second["val_loss"][:, 0].tolist()}, sys.stdout)
+               "second": second["val_loss"][:, 0].tolist(),
+               "clone": cloned["val_loss"][:, 2].tolist(),
+               "source": cloned["val_loss"][:, 0].tolist()}, sys.stdout)
     """
 )
 
 
-def test_keep_reshards_from_configurations_to_seeds_on_two_devices():
+def test_lane_operations_with_padding_on_two_devices():
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["devices"] == 2 and len(out["second"]) == 3
+    assert out["devices"] == 2 and out["kept_exactly"] and len(out["second"]) == 3
     assert all(b < a for a, b in zip(out["first"], out["second"], strict=True))  # learning
+    assert out["clone"] == out["source"]

@@ -236,8 +236,9 @@ def test_a_run_from_before_a_new_config_field_still_resumes(tmp_path):
     for config in manifest["settings"]["studies"][0]["configs"]:
         del config["loss"]  # as written by a flaxmnist without the loss option
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    records = run_sweep(spec, out=tmp_path, seeds=1, limit_train=300)  # resumes, trains nothing
-    assert len(records) == 1
+    stats = RunStats()
+    records = run_sweep(spec, out=tmp_path, seeds=1, limit_train=300, stats=stats)
+    assert len(records) == 1 and stats.calls == 0  # resumed: nothing trained
     with pytest.raises(SettingsError, match="changed: studies"):
         run_sweep(
             study({"learning_rate": [0.01]}, hidden=[8], loss="keras1"),
@@ -261,10 +262,11 @@ def test_sharded_over_two_cpu_devices_equals_one_device(tmp_path):
     for devices in (1, 2):
         out = tmp_path / f"devices-{devices}"
         command = [sys.executable, "-m", "flaxmnist.sweep", str(spec), "--seeds", "3"]
-        command += ["--limit-train", "600", "--out", str(out), "--quiet", "--no-compile-cache"]
+        command += ["--limit-train", "600", "--out", str(out), "--no-compile-cache"]
         command += ["--cpu-devices", str(devices)]
         env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-        subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
+        run = subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
+        assert f"{devices} device(s))" in run.stderr.decode()  # the closing summary line
         results[devices] = [json.loads(line) for line in (out / "results.jsonl").open()]
     one, two = results[1], results[2]
     lanes = [(r["config_index"], r["seed"]) for r in two]
