@@ -181,8 +181,7 @@ class LaneGrid:
     def _place(self) -> None:
         """Put hyperparameters and keys on the mesh for the current configurations."""
         self._layout = _Layout.of(len(self.hparams), len(self.seeds), self.mesh)
-        stacked = stack_hyperparams([self.hparams[i] for i in self._layout.config_rows])
-        self._hparams = jax.device_put(stacked, self._layout.hparams)
+        self._put_hyperparams()
         keys = jnp.stack([jax.random.key(self.seeds[i]) for i in self._layout.seed_rows])
         self._keys = jax.device_put(keys, self._layout.keys)
         self._data = jax.device_put(self.data, self._layout.replicated)
@@ -273,6 +272,10 @@ class LaneGrid:
             _check_fits(self.spec, h)
         for c, h in zip(configs, hparams, strict=True):
             self.hparams[c] = h
+        self._put_hyperparams()
+
+    def _put_hyperparams(self) -> None:
+        """Stack the configurations' hyperparameters, padding included, onto the mesh."""
         stacked = stack_hyperparams([self.hparams[i] for i in self._layout.config_rows])
         self._hparams = jax.device_put(stacked, self._layout.hparams)
 

@@ -54,7 +54,7 @@ import optax
 from flaxmnist.data import DataSplits
 from flaxmnist.losses import cross_entropy, l2_penalty, make_loss
 from flaxmnist.models import MLP
-from flaxmnist.specs import COMPUTE_DTYPES, HISTORY_KEYS, LOSSES
+from flaxmnist.specs import COMPUTE_DTYPES, LOSSES
 
 #: Adam's constants as in Keras 1 (``keras.optimizers.Adam`` defaults).
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
@@ -297,7 +297,7 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
     - ``init(hparams, key, data) -> TrainState``: parameters from the key's init draw.
     - ``run_epoch(state, hparams, key, data, epoch_index) -> (state, metrics)``: one pass
       over the training split (shuffled with a key folded from ``epoch_index``), then the
-      evaluation; ``metrics`` maps each of ``HISTORY_KEYS`` and ``nonfinite`` to a scalar.
+      evaluation; ``metrics`` maps each of ``specs.HISTORY_KEYS`` and ``nonfinite`` to a scalar.
 
     ``key`` is the lane's PRNG key (``jax.random.key(seed)``), split the same way in both;
     ``data`` a ``DataSplits`` of device arrays. ``make_train`` chains them into one function.
@@ -315,7 +315,7 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
         >>> hparams, key = flaxmnist.make_hyperparams(spec, 1e-3), jax.random.key(0)
         >>> state = init(hparams, key, data)
         >>> state, metrics = jax.jit(run_epoch)(state, hparams, key, data, 0)
-        >>> sorted(metrics) == sorted([*flaxmnist.train.HISTORY_KEYS, "nonfinite"])
+        >>> sorted(metrics) == sorted([*flaxmnist.specs.HISTORY_KEYS, "nonfinite"])
         True
     """
     if model is None:
@@ -375,7 +375,7 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
             & jnp.isfinite(evaluation["test_loss"])
         )
         metrics["nonfinite"] = ~finite
-        return state, {key: metrics[key] for key in (*HISTORY_KEYS, "nonfinite")}
+        return state, metrics
 
     return init, run_epoch
 
@@ -388,7 +388,7 @@ def make_train(
     Returns:
       ``train(hparams, key, data) -> (params, history)``: pure and jit-able. ``key`` is a
       PRNG key (``jax.random.key(seed)``); ``data`` a ``DataSplits`` of device arrays.
-      ``history`` maps each of ``HISTORY_KEYS`` to an array of shape ``(epochs,)``, plus
+      ``history`` maps each of ``specs.HISTORY_KEYS`` to an array of shape ``(epochs,)``, plus
       ``nonfinite``: whether, in that epoch, a training loss, a parameter or the validation
       or test loss became NaN or infinite.
 

@@ -9,8 +9,8 @@ import pytest
 from flaxmnist.data import make_splits
 from flaxmnist.losses import make_loss
 from flaxmnist.models import MLP
+from flaxmnist.specs import HISTORY_KEYS
 from flaxmnist.train import (
-    HISTORY_KEYS,
     TrainSpec,
     make_hyperparams,
     make_optimizer,
