@@ -35,8 +35,8 @@ import jax  # noqa: E402
 from bench import config_epoch_flops  # noqa: E402
 
 from flaxmnist import RunStats, run_sweep  # noqa: E402
+from flaxmnist.compile_cache import enable_compilation_cache  # noqa: E402
 from flaxmnist.studies import load_studies  # noqa: E402
-from flaxmnist.sweep import enable_compilation_cache  # noqa: E402
 
 TEST_IMAGES = 10_000
 

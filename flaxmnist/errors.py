@@ -77,3 +77,29 @@ class SettingsError(FlaxmnistError):
         Traceback (most recent call last):
         flaxmnist.errors.SettingsError: seeds=0: must be >= 1
     """
+
+
+class RunDirError(FlaxmnistError):
+    """The run directory cannot be used as it is: another run holds it, a file in it is torn
+    or not flaxmnist's, or it cannot be written (disk full, read-only). What was written
+    before is intact; the message says what to do.
+
+    Example::
+
+        >>> str(RunDirError("another flaxmnist run is writing to it", parameter="out",
+        ...                 value="runs/lr"))
+        "out='runs/lr': another flaxmnist run is writing to it"
+    """
+
+
+class OutOfMemoryError(FlaxmnistError):
+    """A lane does not fit the device's memory: refused before training when the estimate
+    says so, or after a call ran out of memory with every smaller size down to one lane.
+
+    Example::
+
+        >>> import flaxmnist
+        >>> flaxmnist.run_sweep("lr", memory_budget=1000, quiet=True)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        flaxmnist.errors.OutOfMemoryError: lr (...): one lane of 784-300-10 needs about ...
+    """

@@ -31,6 +31,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from flaxmnist.compile_cache import cache_hits
 from flaxmnist.data import DataSplits
 from flaxmnist.progress import RunStats
 from flaxmnist.train import Hyperparams, TrainSpec, TrainState, make_train_fns, stack_hyperparams
@@ -187,9 +188,10 @@ class LaneGrid:
         self._data = jax.device_put(self.data, self._layout.replicated)
         self._programs = None
 
-    def compile(self) -> bool:
-        """Compile this grid's programs, or find them compiled; ``True`` if compiled now."""
-        start = time.perf_counter()
+    def compile(self) -> str:
+        """Get this grid's programs ready: ``"compiled"`` now, ``"loaded"`` from JAX's
+        persistent compilation cache, or ``"reused"`` from an earlier grid of this process."""
+        start, hits = time.perf_counter(), cache_hits()
         init, epoch, reused = _compile(
             self.spec, self._layout, self._hparams, self._keys, self._data
         )
@@ -197,7 +199,11 @@ class LaneGrid:
         self.stats.compile_seconds += time.perf_counter() - start
         self.stats.programs_reused += reused
         self.stats.programs_compiled += not reused
-        return not reused
+        if reused:
+            return "reused"
+        loaded = cache_hits() - hits == 2  # both programs came from the cache
+        self.stats.programs_loaded += loaded
+        return "loaded" if loaded else "compiled"
 
     def init(self) -> None:
         """Draw every lane's initial parameters (epoch 0), compiling first if needed."""

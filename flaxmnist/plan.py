@@ -141,15 +141,32 @@ def plan_calls(
     for study_index, configs in enumerate(studies_configs):
         for group in group_configs(configs, val_is_test, split_regularisers, dtype):
             size = lanes_per_call(group.spec, max_lanes, memory_budget, lane_cap)
-            indices = group.config_indices
-            if size >= seeds:
-                per_call = size // seeds
-                for start in range(0, len(indices), per_call):
-                    chunk = indices[start : start + per_call]
-                    calls.append(Call(study_index, group.spec, chunk, tuple(range(seeds))))
-            else:
-                for index in indices:
-                    for start in range(0, seeds, size):
-                        chunk_seeds = tuple(range(start, min(seeds, start + size)))
-                        calls.append(Call(study_index, group.spec, (index,), chunk_seeds))
+            whole = Call(study_index, group.spec, group.config_indices, tuple(range(seeds)))
+            calls.extend(split_call(whole, size))
     return calls
+
+
+def split_call(call: Call, lanes: int) -> list[Call]:
+    """``call`` as calls of at most ``lanes`` lanes: whole configurations × the call's seeds
+    when ``lanes`` holds all its seeds, else one configuration's seeds in chunks.
+
+    Example::
+
+        >>> call = Call(0, TrainSpec(hidden=(8,)), (0, 1, 2), (0, 1))
+        >>> [len(c.lanes) for c in split_call(call, 4)], [len(c.lanes) for c in split_call(call, 1)]
+        ([4, 2], [1, 1, 1, 1, 1, 1])
+    """
+    if lanes < 1:
+        raise ValueError(f"lanes must be >= 1, got {lanes}")
+    seeds = call.seeds
+    if lanes >= len(seeds):
+        per_call = lanes // len(seeds)
+        return [
+            replace(call, config_indices=call.config_indices[start : start + per_call])
+            for start in range(0, len(call.config_indices), per_call)
+        ]
+    return [
+        replace(call, config_indices=(index,), seeds=seeds[start : start + lanes])
+        for index in call.config_indices
+        for start in range(0, len(seeds), lanes)
+    ]

@@ -18,11 +18,14 @@ class Progress:
     def call_started(self, label: str, epochs: int) -> None:
         """A call of ``epochs`` epochs starts (before its programs are compiled)."""
 
-    def compiled(self, seconds: float, compiled_now: bool) -> None:
-        """Its programs are ready: compiled now, or reused from this process or the cache."""
+    def compiled(self, seconds: float, how: str) -> None:
+        """Its programs are ready: ``how`` is ``"compiled"`` (now), ``"loaded"`` (from the
+        persistent compilation cache) or ``"reused"`` (from an earlier call)."""
 
-    def epoch(self, best_val_accuracy: float) -> None:
-        """An epoch ended; ``best_val_accuracy``: the best lane's, over the call so far."""
+    def epoch(self, best_val_accuracy: float, seeds: int) -> None:
+        """An epoch ended; ``best_val_accuracy``: the call's best configuration's validation
+        accuracy at this epoch, the mean over its ``seeds`` (at the last epoch, what the
+        table shows)."""
 
     def call_done(self) -> None:
         """The call ended (or failed)."""
@@ -47,17 +50,19 @@ class TqdmProgress(Progress):
 
     def call_started(self, label: str, epochs: int) -> None:
         self.label, self.epochs = label, epochs
-        self._say(f"{label}: compiling...")
+        self._say(f"{label}: getting its programs ready...")
 
-    def compiled(self, seconds: float, compiled_now: bool) -> None:
+    def compiled(self, seconds: float, how: str) -> None:
         if self.disable:
             return
         from tqdm.auto import tqdm  # only for progress: the GPU benchmark runs without it
 
-        if compiled_now:
-            self._say(f"{self.label}: compiled in {seconds:.1f}s")
-        else:
-            self._say(f"{self.label}: programs reused, nothing compiled ({seconds:.1f}s)")
+        said = {
+            "compiled": f"compiled in {seconds:.1f}s",
+            "loaded": f"loaded from the compilation cache in {seconds:.1f}s, nothing compiled",
+            "reused": "reuses the programs of an earlier call, nothing compiled",
+        }
+        self._say(f"{self.label}: {said[how]}")
         self.bar = tqdm(
             total=self.epochs,
             desc=self.label,
@@ -66,9 +71,12 @@ class TqdmProgress(Progress):
             leave=True,
         )
 
-    def epoch(self, best_val_accuracy: float) -> None:
+    def epoch(self, best_val_accuracy: float, seeds: int) -> None:
         if self.bar is not None:
-            self.bar.set_postfix_str(f"best val {100 * best_val_accuracy:.2f}%", refresh=False)
+            mean = f"mean of {seeds} seeds" if seeds > 1 else "1 seed"
+            self.bar.set_postfix_str(
+                f"best val {100 * best_val_accuracy:.2f}% ({mean})", refresh=False
+            )
             self.bar.update(1)
 
     def call_done(self) -> None:
@@ -98,9 +106,11 @@ class RunStats:
 
     compile_seconds: float = 0.0
     train_seconds: float = 0.0
-    #: Program pairs (``init``, ``run_epoch``) compiled, and found already compiled.
+    #: Program pairs (``init``, ``run_epoch``) compiled (of which ``programs_loaded`` came
+    #: from JAX's persistent compilation cache), and found compiled in this process.
     programs_compiled: int = 0
     programs_reused: int = 0
+    programs_loaded: int = 0
     #: Grids initialised, and epochs trained summed over their lanes (padding excluded).
     calls: int = 0
     lane_epochs: int = 0

@@ -4,80 +4,67 @@ A run directory holds the resolved settings of one experiment (``manifest.json``
 SHA-256) and one JSON object per lane (``results.jsonl``), rewritten atomically (temp file,
 fsync, rename) after every call, so that a kill at any moment leaves either the old file or
 the new one. Running the same settings into the same directory resumes; other settings are
-refused rather than mixed. This module also turns a call's per-epoch metrics into those
-records. It knows nothing of training.
+refused rather than mixed. A line of ``results.jsonl`` cut short is left out with a warning
+(its lane is trained again); any other damage is a ``RunDirError`` naming file and line, as is
+a full disk. It knows nothing of training.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from flaxmnist.errors import SettingsError
-from flaxmnist.specs import HISTORY_KEYS, Config
+from flaxmnist.errors import RunDirError, SettingsError
+from flaxmnist.specs import Config
 
 MANIFEST = "manifest.json"
 RESULTS = "results.jsonl"
-
-
-def json_float(value: Any) -> float | None:
-    """A float32 as the shortest decimal that round-trips; non-finite becomes None (null)."""
-    value = np.float32(value)
-    return float(str(value)) if np.isfinite(value) else None
-
-
-def make_records(
-    history: dict[str, np.ndarray],
-    config_indices: Sequence[int],
-    seeds: Sequence[int],
-    chance_accuracy: float,
-) -> list[dict[str, Any]]:
-    """One partial record per lane, configuration-major, from ``[seed, config, epoch]`` arrays.
-
-    Each has ``config_index``, ``seed``, ``history`` (lists per ``HISTORY_KEYS``),
-    ``val_accuracy`` and ``test_accuracy`` (last epoch), ``diverged`` (a ``nonfinite`` epoch)
-    and ``at_chance`` (finite, but the last validation accuracy is no better than
-    ``chance_accuracy``).
-    """
-    records = []
-    for column, index in enumerate(config_indices):
-        for row, seed in enumerate(seeds):
-            lane = {key: [json_float(v) for v in history[key][row, column]] for key in HISTORY_KEYS}
-            diverged = bool(np.any(history["nonfinite"][row, column]))
-            last_val = history["val_accuracy"][row, column][-1]
-            records.append(
-                {
-                    "config_index": index,
-                    "seed": seed,
-                    "history": lane,
-                    "val_accuracy": lane["val_accuracy"][-1],
-                    "test_accuracy": lane["test_accuracy"][-1],
-                    "diverged": diverged,
-                    "at_chance": not diverged and bool(last_val <= chance_accuracy),
-                }
-            )
-    return records
+#: The lock file a running sweep holds in its run directory (``flaxmnist.attempt``).
+LOCK = ".lock"
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
-    """Write ``value`` as indented JSON to ``path`` via a temp file and a rename."""
+    """Write ``value`` as indented JSON to ``path`` via a temp file and a rename.
+
+    Raises:
+      RunDirError: ``path`` cannot be written (disk full, read-only...); it is unchanged.
+    """
     _write_atomic(path, json.dumps(value, indent=2, allow_nan=False) + "\n")
 
 
 def write_jsonl_atomic(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    """Write one JSON object per line to ``path`` via a temp file and a rename."""
+    """Write one JSON object per line to ``path`` via a temp file and a rename.
+
+    Raises:
+      RunDirError: ``path`` cannot be written (disk full, read-only...); it is unchanged.
+    """
     _write_atomic(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    try:
+        _replace_with(path, text)
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            reason = (
+                f"no space left on the device while writing {path.name}; what it held "
+                "before is intact: free some space, then run again into the same "
+                "directory to resume"
+            )
+        else:
+            reason = f"cannot write {path.name}: {err.strerror or err}"
+        raise RunDirError(reason, parameter="out", value=path.parent) from err
+
+
+def _replace_with(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -102,13 +89,58 @@ def _write_atomic(path: Path, text: str) -> None:
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """The objects of a JSON-lines file, in order (``[]`` if it does not exist).
 
+    A last line that is not JSON is a record cut short (a copy or an editor stopped
+    mid-line; flaxmnist's own writes are atomic): it is left out with a ``UserWarning``, so
+    that a resumed run trains its lane again.
+
     Raises:
-      json.JSONDecodeError: a line is not JSON.
+      RunDirError: a line before the last is not a JSON object (named by file and line).
     """
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    objects = []
+    for position, (number, line) in enumerate(lines):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            if position == len(lines) - 1:
+                warnings.warn(
+                    f"{path} line {number} is cut short ({err.msg}): left out; a resumed run "
+                    "trains its lane again",
+                    stacklevel=2,
+                )
+                break
+            raise RunDirError(
+                f"{path} line {number}: not JSON ({err.msg} at column {err.colno}); repair or "
+                "delete that line (a resumed run trains the lanes missing)"
+            ) from None
+        if not isinstance(value, dict):
+            raise RunDirError(f"{path} line {number}: not a JSON object")
+        objects.append(value)
+    return objects
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest at ``path``, checked to be one flaxmnist wrote.
+
+    Raises:
+      RunDirError: it is not JSON or not a flaxmnist manifest (named by file and line).
+    """
+    path = Path(path)
+    advice = "restore it, or use another directory (or delete this one) to start over"
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunDirError(
+            f"{path} line {err.lineno}: not JSON ({err.msg} at column {err.colno}); {advice}"
+        ) from None
+    except OSError as err:
+        raise RunDirError(f"{path}: cannot read it ({err.strerror})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("settings"), dict):
+        raise RunDirError(f"{path}: not a flaxmnist manifest (no settings); {advice}")
+    return manifest
 
 
 def default_out_dir(study_name: str) -> Path:
@@ -159,13 +191,14 @@ def open_run_dir(out: str | Path, settings: dict[str, Any]) -> list[dict[str, An
     Raises:
       SettingsError: ``out`` is a file, holds another run, or is a non-empty folder that
         is not a run directory.
+      RunDirError: its manifest or results are torn or not flaxmnist's, or it cannot be
+        written.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise SettingsError("exists and is not a directory", parameter="out", value=out)
+    check_usable(out)
     manifest_path = out / MANIFEST
     if manifest_path.exists():
-        old = with_defaults(json.loads(manifest_path.read_text()).get("settings", {}))
+        old = with_defaults(read_manifest(manifest_path)["settings"])
         if fingerprint(old) != fingerprint(settings):
             changed = sorted(k for k in {*old, *settings} if old.get(k) != settings.get(k))
             raise SettingsError(
@@ -175,12 +208,26 @@ def open_run_dir(out: str | Path, settings: dict[str, Any]) -> list[dict[str, An
                 value=out,
             )
         return [_with_record_defaults(r) for r in read_jsonl(out / RESULTS)]
-    if out.exists() and any(out.iterdir()):
+    write_json_atomic(manifest_path, {"fingerprint": fingerprint(settings), "settings": settings})
+    return []
+
+
+def check_usable(out: Path) -> None:
+    """Refuse ``out`` if it is a file, or a non-empty folder without a manifest.
+
+    Raises:
+      SettingsError: it is.
+    """
+    if out.exists() and not out.is_dir():
+        raise SettingsError("exists and is not a directory", parameter="out", value=out)
+    if (
+        out.exists()
+        and not (out / MANIFEST).exists()
+        and any(p.name != LOCK for p in out.iterdir())
+    ):
         raise SettingsError(
             "exists, is not empty and holds no flaxmnist manifest", parameter="out", value=out
         )
-    write_json_atomic(manifest_path, {"fingerprint": fingerprint(settings), "settings": settings})
-    return []
 
 
 def write_results(out: str | Path, records: Sequence[dict[str, Any]]) -> None:

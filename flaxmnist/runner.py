@@ -10,24 +10,28 @@ common class is reported as ``at_chance``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from flaxmnist import machine
+from flaxmnist.attempt import run_directory
 from flaxmnist.data import ValidateOn, chance_accuracy, make_splits
-from flaxmnist.errors import SettingsError
-from flaxmnist.grid import LaneGrid, lane_mesh, replicate
-from flaxmnist.plan import DEFAULT_MAX_LANES, DEFAULT_MEMORY_BUDGET, Call, plan_calls
+from flaxmnist.errors import OutOfMemoryError, SettingsError
+from flaxmnist.grid import lane_mesh, replicate
+from flaxmnist.loop import SweepLoop, widths
+from flaxmnist.machine import default_memory_budget, format_bytes
+from flaxmnist.plan import (
+    DEFAULT_MAX_LANES,
+    lane_bytes,
+    plan_calls,
+    train_spec_of,
+)
 from flaxmnist.progress import Progress, RunStats, TqdmProgress
-from flaxmnist.rundir import make_records, open_run_dir, write_results
 from flaxmnist.sources import load_dataset
-from flaxmnist.specs import COMPUTE_DTYPES, Config, Study
+from flaxmnist.specs import COMPUTE_DTYPES, Study
 from flaxmnist.studies import load_studies
-from flaxmnist.train import Hyperparams, TrainSpec, make_hyperparams
 
 
 def run_sweep(
@@ -40,9 +44,9 @@ def run_sweep(
     dataset: str = "mnist",
     data_dir: str | Path | None = None,
     out: str | Path | None = None,
-    quiet: bool = True,
+    quiet: bool = False,
     max_lanes: int | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
     dtype: str = "float32",
     stats: RunStats | None = None,
     progress: Progress | None = None,
@@ -64,10 +68,15 @@ def run_sweep(
       out: the run directory: ``manifest.json`` and ``results.jsonl``, rewritten atomically
         after every call. The same ``out`` and settings again resume: lanes already in
         ``results.jsonl`` are not trained again. ``None`` writes nothing.
-      quiet: no progress on stderr (when ``progress`` is not given).
+      quiet: no progress (when ``progress`` is not given; progress goes to stderr, or to
+        a notebook's widget).
       max_lanes: at most this many lanes per call (default: as many as ``memory_budget``
         allows, and on a CPU at most ``DEFAULT_MAX_LANES``).
-      memory_budget: bytes of device memory one call's lanes may use (``plan.lane_bytes``).
+      memory_budget: bytes of device memory one call's lanes may use, by
+        ``plan.lane_bytes`` (default: ``machine.default_memory_budget``, 80% of what the
+        device reports, or of the host's memory on a CPU). A configuration whose one lane
+        does not fit is refused before anything runs; a call that runs out of memory all
+        the same is retried with half its lanes, down to one.
       dtype: ``"float32"`` or ``"bfloat16"``: activations and matrix products.
       stats: where compile and training time, programs and lane-epochs are added up.
       progress: the hooks told about calls and epochs (default: ``TqdmProgress``).
@@ -81,6 +90,10 @@ def run_sweep(
     Raises:
       SpecError, SettingsError, DataError: before anything trains, naming the parameter
         (or the spec file and key) at fault.
+      RunDirError: ``out`` is in use by another run, torn, or cannot be written (a full
+        disk); what was written before is intact, and the same call resumes.
+      OutOfMemoryError: a lane cannot fit (before anything trains), or a call ran out of
+        memory at every size down to one lane (the records before it are kept).
 
     Example::
 
@@ -90,7 +103,7 @@ def run_sweep(
         (24, ['at_chance', 'config', 'config_index'])
     """
     studies = _studies(study, epochs)
-    _check(seeds, max_lanes, dtype)
+    _check(seeds, max_lanes, memory_budget, dtype)
     splits = make_splits(load_dataset(dataset, data_dir), validate_on, limit_train=limit_train)
     _check_batch_sizes(studies, len(splits.train_labels))
     data_settings = {
@@ -99,52 +112,33 @@ def run_sweep(
         "train_size": len(splits.train_labels),
         "dtype": dtype,
     }
-    done: dict[tuple[int, int, int], dict[str, Any]] = {}
-    if out is not None:
-        settings = {"studies": [_study_settings(s) for s in studies], "seeds": seeds}
-        names = [s.name for s in studies]
-        for record in open_run_dir(out, {**settings, **data_settings}):
-            done[(names.index(record["study"]), record["config_index"], record["seed"])] = record
     mesh = lane_mesh()
-    on_cpu = mesh.devices.flat[0].platform == "cpu"
+    device = mesh.devices.flat[0]
+    budget = memory_budget or default_memory_budget(device)
+    _check_memory(studies, budget, memory_budget is None, validate_on == "test", dtype)
     calls = plan_calls(
         [s.configs for s in studies],
         seeds,
         max_lanes=max_lanes,
-        memory_budget=memory_budget,
+        memory_budget=budget,
         val_is_test=validate_on == "test",
         dtype=dtype,
         # Measured on a CPU only (BENCHMARKS.md); an accelerator gets every lane at once and
         # one program per shape.
-        lane_cap=DEFAULT_MAX_LANES if on_cpu else None,
-        split_regularisers=on_cpu,
+        lane_cap=DEFAULT_MAX_LANES if device.platform == "cpu" else None,
+        split_regularisers=device.platform == "cpu",
     )
-    data, chance = replicate(splits, mesh), chance_accuracy(splits.val_labels)
-    stats = RunStats() if stats is None else stats
-    progress = TqdmProgress(disable=quiet) if progress is None else progress
-    start = time.perf_counter()
-    for number, call in enumerate(calls, 1):
-        name, configs = studies[call.study_index].name, studies[call.study_index].configs
-        label = f"{name} {number}/{len(calls)} [{_widths(call.spec)}, {len(call.lanes)} lanes]"
-        missing = sorted({c for c, s in call.lanes if (call.study_index, c, s) not in done})
-        if not missing:
-            progress.skipped(label)
-            continue
-        # The configurations with a missing seed are trained with all the call's seeds;
-        # records an earlier run wrote are kept.
-        grid = LaneGrid(
-            call.spec, [_hyperparams(call.spec, configs[i]) for i in missing], call.seeds, data,
-            mesh=mesh, stats=stats,
-        )  # fmt: skip
-        history = _train(grid, call, label, progress)
-        for record in make_records(history, missing, call.seeds, chance):
-            config = {**configs[record["config_index"]].to_dict(), **data_settings}
-            key = (call.study_index, record["config_index"], record["seed"])
-            done.setdefault(key, {"study": name, "config": config, **record})
-        if out is not None:
-            write_results(out, [done[key] for key in sorted(done)])
-    progress.finished(_summary(studies, seeds, time.perf_counter() - start, stats, mesh))
-    return [done[key] for key in sorted(done)]
+    sweep = SweepLoop(
+        studies, data_settings, replicate(splits, mesh), chance_accuracy(splits.val_labels),
+        mesh, RunStats() if stats is None else stats,
+        TqdmProgress(disable=quiet) if progress is None else progress,
+    )  # fmt: skip
+    if out is None:
+        return sweep.run(calls)
+    settings = {"studies": [_study_settings(s) for s in studies], "seeds": seeds}
+    environment = machine.environment(list(mesh.devices.flat))
+    with run_directory(out, {**settings, **data_settings}, environment) as attempt:
+        return sweep.run(calls, attempt)
 
 
 def _studies(study: str | Path | Study | Sequence[Study], epochs: int | None) -> list[Study]:
@@ -166,15 +160,35 @@ def _studies(study: str | Path | Study | Sequence[Study], epochs: int | None) ->
     ]
 
 
-def _check(seeds: int, max_lanes: int | None, dtype: str) -> None:
+def _check(seeds: int, max_lanes: int | None, memory_budget: int | None, dtype: str) -> None:
     if seeds < 1:
         raise SettingsError("must be >= 1", parameter="seeds", value=seeds)
     if max_lanes is not None and max_lanes < 1:
         raise SettingsError("must be >= 1", parameter="max_lanes", value=max_lanes)
+    if memory_budget is not None and memory_budget < 1:
+        raise SettingsError("must be >= 1 (bytes)", parameter="memory_budget", value=memory_budget)
     if dtype not in COMPUTE_DTYPES:
         raise SettingsError(
             f"expected one of {', '.join(COMPUTE_DTYPES)}", parameter="dtype", value=dtype
         )
+
+
+def _check_memory(
+    studies: Sequence[Study], budget: int, is_default: bool, val_is_test: bool, dtype: str
+) -> None:
+    """Refuse, before anything runs, a configuration whose one lane exceeds ``budget``."""
+    for study in studies:
+        for config in study.configs:
+            spec = train_spec_of(config, val_is_test, dtype)
+            need = lane_bytes(spec)
+            if need > budget:
+                source = "80% of the device's memory" if is_default else "as given"
+                raise OutOfMemoryError(
+                    f"{study.name} ({study.source}): one lane of {widths(spec)} needs about "
+                    f"{format_bytes(need)} by flaxmnist's estimate, more than the memory "
+                    f"budget of {format_bytes(budget)} ({source}; memory_budget, or "
+                    "--memory-budget, sets it): make the model smaller"
+                )
 
 
 def _check_batch_sizes(studies: Sequence[Study], train_size: int) -> None:
@@ -189,45 +203,3 @@ def _check_batch_sizes(studies: Sequence[Study], train_size: int) -> None:
 
 def _study_settings(study: Study) -> dict[str, Any]:
     return {"name": study.name, "configs": [c.to_dict() for c in study.configs]}
-
-
-def _hyperparams(spec: TrainSpec, config: Config) -> Hyperparams:
-    return make_hyperparams(
-        spec,
-        learning_rate=config.learning_rate,
-        l2=config.l2,
-        weight_decay=config.weight_decay,
-        dropout=config.applied_dropout(),
-    )
-
-
-def _widths(spec: TrainSpec) -> str:
-    return "-".join(str(w) for w in (784, *spec.hidden, spec.num_classes))
-
-
-def _train(grid: LaneGrid, call: Call, label: str, progress: Progress) -> dict[str, np.ndarray]:
-    """Compile, init and train ``grid`` for the call's epochs; ``[seed, config, epoch]``."""
-    progress.call_started(label, call.spec.epochs)
-    try:
-        start = time.perf_counter()
-        compiled_now = grid.compile()
-        progress.compiled(time.perf_counter() - start, compiled_now)
-        grid.init()
-        epochs, best = [], float("nan")
-        for _ in range(call.spec.epochs):
-            epochs.append(grid.step())
-            accuracy = float(np.nanmax(epochs[-1]["val_accuracy"]))
-            best = accuracy if not accuracy <= best else best
-            progress.epoch(best)
-    finally:
-        progress.call_done()
-    return {key: np.stack([m[key] for m in epochs], axis=-1) for key in epochs[0]}
-
-
-def _summary(studies: Sequence[Study], seeds: int, seconds: float, stats: RunStats, mesh) -> str:
-    configs = sum(len(s.configs) for s in studies)
-    return (
-        f"{', '.join(s.name for s in studies)}: {configs} configs x {seeds} seeds in "
-        f"{seconds:.1f}s ({stats.compile_seconds:.1f}s compiling, {stats.train_seconds:.1f}s "
-        f"training, {mesh.devices.size} device(s))"
-    )

@@ -4,22 +4,28 @@ A thin layer over ``flaxmnist.run_sweep`` and ``flaxmnist.format_table``: parse 
 set up the CPU devices and the compile cache, run with a progress bar, print the table,
 write the report. Library errors name parameters (``out=``); here they name flags.
 
-Exit codes: 0 success, 1 the shipped data is damaged (or an unexpected error, with its
-traceback), 2 bad arguments, spec, settings or ``--data-dir`` files (one line on stderr, no
-traceback), 130 interrupted.
+Exit codes: 0 success; 1 the shipped data is damaged (or an unexpected error, with its
+traceback); 2 bad arguments, spec, settings or ``--data-dir`` files; 3 the run could not go
+on: its directory is used by another run, torn or not writable (a full disk), or the device
+ran out of memory; 130 interrupted. Every one but an unexpected error is one line on stderr,
+and what finished before is kept: the same command with the same ``--out`` resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import jax
 
-from flaxmnist.errors import DataError, FlaxmnistError, SpecError
+from flaxmnist.compile_cache import default_compilation_cache_dir, enable_compilation_cache
+from flaxmnist.errors import DataError, FlaxmnistError, OutOfMemoryError, RunDirError, SpecError
+from flaxmnist.machine import parse_bytes
 from flaxmnist.plan import DEFAULT_MAX_LANES
 from flaxmnist.progress import TqdmProgress
 from flaxmnist.report import format_table, write_report
@@ -120,13 +126,29 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _size(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _add_machine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-lanes",
         type=_positive_int,
         metavar="N",
-        help="at most N lanes (config x seed) per compiled call (default: as many as an "
-        f"8 GiB memory estimate allows, and on a CPU at most {DEFAULT_MAX_LANES})",
+        help="at most N lanes (config x seed) per compiled call (default: as many as the "
+        f"memory budget allows, and on a CPU at most {DEFAULT_MAX_LANES})",
+    )
+    parser.add_argument(
+        "--memory-budget",
+        type=_size,
+        metavar="SIZE",
+        help="memory one call's lanes may use, e.g. 12G or 500M (default: 80%% of what the "
+        "device reports, on a CPU of the host's memory). A config whose one lane cannot fit "
+        "is refused before anything runs; a call that runs out of memory is retried with "
+        "half its lanes",
     )
     parser.add_argument(
         "--dtype",
@@ -154,29 +176,6 @@ def _add_machine_arguments(parser: argparse.ArgumentParser) -> None:
     cache.add_argument(
         "--no-compile-cache", action="store_true", help="compile from scratch, store nothing"
     )
-
-
-def enable_compilation_cache(directory: str | Path | None) -> Path | None:
-    """Keep compiled programs in ``directory`` (JAX's persistent compilation cache).
-
-    A later run of the same shapes, in any process, loads them instead of compiling.
-    ``None`` leaves JAX's setting alone. Returns the directory.
-    """
-    if directory is None:
-        return None
-    directory = Path(directory).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    # Cache every program, however quick to compile: a study has few and they are small.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return directory
-
-
-def default_compilation_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/flaxmnist/jax`` (``~/.cache/flaxmnist/jax`` by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "flaxmnist" / "jax"
 
 
 def _set_compile_cache(args: argparse.Namespace) -> tuple[str, str] | None:
@@ -227,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = parser.prog
+    warnings.showwarning = _show_warning
     try:
         studies = load_studies(args.study)
     except SpecError as err:
@@ -253,9 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_dir=args.data_dir,
             out=out,
             max_lanes=args.max_lanes,
+            memory_budget=args.memory_budget,
             dtype=args.dtype,
             progress=TqdmProgress(disable=args.quiet),
         )
+    except (RunDirError, OutOfMemoryError) as err:
+        print(f"{prog}: error: {err.flag_message()}{_resume_hint(args, out)}", file=sys.stderr)
+        return 3
     except FlaxmnistError as err:
         print(f"{prog}: error: {err.flag_message()}", file=sys.stderr)
         # The shipped copy of MNIST damaged is flaxmnist's fault, not the user's.
@@ -263,15 +267,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if isinstance(err, DataError) and shipped else 2
     except KeyboardInterrupt:
         print(
-            f"{prog}: interrupted; finished calls are in {out}: run the same command with "
-            f"--out {out} to resume",
+            f"{prog}: interrupted; finished calls are in {out}{_resume_hint(args, out)}",
             file=sys.stderr,
         )
         return 130
     print(format_table(records))
-    write_report(records, out)
+    return _write_report(prog, records, out)
+
+
+def _resume_hint(args: argparse.Namespace, out: Path) -> str:
+    """How to resume: the same command, with ``--out`` if the directory was the default."""
+    if args.out is not None:
+        return ""
+    argv = [*sys.argv[1:]] if sys.argv[1:] else [args.study]
+    return f" (to resume: python -m flaxmnist.sweep {shlex.join([*argv, '--out', str(out)])})"
+
+
+def _write_report(prog: str, records, out: Path) -> int:
+    try:
+        write_report(records, out)
+    except OSError as err:
+        print(
+            f"{prog}: error: the results are complete in {out / 'results.jsonl'}, but the "
+            f"report could not be written ({err.strerror or err}); when that is mended, "
+            f"python -m flaxmnist.report {out} writes it",
+            file=sys.stderr,
+        )
+        return 3
     print(f"results: {out / 'results.jsonl'}, summary.csv and plots in {out}")
     return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each, ``python -m flaxmnist.sweep: warning: ...``."""
+    print(f"python -m flaxmnist.sweep: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -14,19 +14,24 @@ RANK = {
     "models": 1,
     "specs": 1,
     "progress": 1,
+    "machine": 1,
     "losses": 2,
     "sources": 2,
     "studies": 2,
     "train": 3,
+    "compile_cache": 3,
     "plan": 4,
     "grid": 4,
     "rundir": 4,
+    "records": 4,
+    "attempt": 5,
     "report": 5,
-    "runner": 6,
-    "sweep": 7,
+    "loop": 6,
+    "runner": 7,
+    "sweep": 8,
 }
 #: Modules that must not import JAX: what reads results never trains.
-NO_JAX = ("errors", "specs", "progress", "rundir", "report")
+NO_JAX = ("errors", "specs", "progress", "machine", "rundir", "records", "attempt", "report")
 #: Lines a module may have (train.py holds the whole training function and its docs).
 MAX_MODULE_LINES = {"train": 420}
 

@@ -1,8 +1,12 @@
+import pytest
+
 from flaxmnist.plan import (
     DEFAULT_MAX_LANES,
+    Call,
     group_configs,
     lane_bytes,
     plan_calls,
+    split_call,
     train_spec_of,
 )
 from flaxmnist.specs import Config
@@ -87,3 +91,15 @@ def test_studies_are_planned_in_order_with_their_index():
     lr, l2 = load_study("lr").configs[:2], load_study("l2").configs
     calls = plan_calls([lr, l2], seeds=1)
     assert [c.study_index for c in calls] == [0, 1, 1]
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 3, 4, 5, 6, 7, 100])
+def test_split_call_keeps_every_lane_once_in_order_within_the_size(lanes):
+    call = Call(1, TrainSpec(hidden=(8,)), (3, 5, 7), (0, 1))
+    parts = split_call(call, lanes)
+    assert [lane for part in parts for lane in part.lanes] == list(call.lanes)
+    assert all(len(part.lanes) <= lanes and part.study_index == 1 for part in parts)
+    if lanes >= len(call.seeds):  # whole configurations, each with all its seeds
+        assert all(part.seeds == call.seeds for part in parts)
+    else:
+        assert all(len(part.config_indices) == 1 for part in parts)

@@ -1,19 +1,19 @@
+import errno
 import json
 
-import numpy as np
 import pytest
 
-from flaxmnist.errors import SettingsError
+from flaxmnist import rundir
+from flaxmnist.errors import RunDirError, SettingsError
 from flaxmnist.rundir import (
     fingerprint,
-    make_records,
     open_run_dir,
     read_jsonl,
     with_defaults,
     write_jsonl_atomic,
     write_results,
 )
-from flaxmnist.specs import HISTORY_KEYS, Config
+from flaxmnist.specs import Config
 
 SETTINGS = {
     "studies": [{"name": "t", "configs": [Config(hidden=(8,)).to_dict()]}],
@@ -78,19 +78,50 @@ def test_an_older_manifest_and_its_records_read_as_today(tmp_path):
     assert record["config"]["loss"] == "cross_entropy" and record["config"]["dtype"] == "float32"
 
 
-def test_records_from_metrics():
-    # 2 seeds x 3 configurations x 2 epochs; configuration 1 of seed 0 diverges.
-    shape = (2, 3, 2)
-    history = {key: np.full(shape, 0.5, np.float32) for key in HISTORY_KEYS}
-    history["val_accuracy"][:, 2, -1] = 0.11
-    history["val_loss"][0, 1, 1] = np.nan
-    history["nonfinite"] = np.zeros(shape, bool)
-    history["nonfinite"][0, 1, 1] = True
-    records = make_records(history, config_indices=[4, 5, 7], seeds=[0, 1], chance_accuracy=0.11)
-    assert [(r["config_index"], r["seed"]) for r in records] == [
-        (4, 0), (4, 1), (5, 0), (5, 1), (7, 0), (7, 1)
-    ]  # fmt: skip
-    assert [r["diverged"] for r in records] == [False, False, True, False, False, False]
-    assert [r["at_chance"] for r in records] == [False] * 4 + [True, True]
-    assert records[2]["history"]["val_loss"] == [0.5, None]
-    assert records[4]["val_accuracy"] == 0.11 and records[4]["test_accuracy"] == 0.5
+def test_a_torn_last_line_is_left_out_with_a_warning(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n{"a": ')
+    with pytest.warns(UserWarning, match=r"results.jsonl line 3 is cut short .*trains its lane"):
+        assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"a": 1}\n{oops}\n{"a": 3}\n', r"results.jsonl line 2: not JSON \(.* column 2\)"),
+        ('{"a": 1}\n[1, 2]\n', r"results.jsonl line 2: not a JSON object"),
+    ],
+)
+def test_a_broken_line_before_the_last_names_file_and_line(tmp_path, text, message):
+    path = tmp_path / "results.jsonl"
+    path.write_text(text)
+    with pytest.raises(RunDirError, match=message):
+        read_jsonl(path)
+
+
+def test_a_broken_manifest_is_named_by_file_and_line(tmp_path):
+    out = tmp_path / "run"
+    open_run_dir(out, SETTINGS)
+    lines = (out / "manifest.json").read_text().splitlines()
+    lines[2] = '  "settings": {oops'
+    (out / "manifest.json").write_text("\n".join(lines))
+    with pytest.raises(RunDirError, match=r"manifest.json line 3: not JSON .*restore it"):
+        open_run_dir(out, SETTINGS)
+    (out / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(RunDirError, match="not a flaxmnist manifest"):
+        open_run_dir(out, SETTINGS)
+
+
+def test_a_full_disk_leaves_the_file_as_it_was_and_says_so(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    write_results(out, [{"a": 1}])
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir.os, "fsync", full)
+    with pytest.raises(RunDirError, match="no space left on the device while writing results"):
+        write_results(out, [{"a": 1}, {"a": 2}])
+    monkeypatch.undo()
+    assert read_jsonl(out / "results.jsonl") == [{"a": 1}]
+    assert sorted(p.name for p in out.iterdir()) == ["results.jsonl"]  # no temp file left

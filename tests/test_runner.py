@@ -10,9 +10,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from jax.errors import JaxRuntimeError
 
 from flaxmnist import RunStats, SettingsError, run_sweep
 from flaxmnist.data import load_mnist, make_splits
+from flaxmnist.errors import OutOfMemoryError
+from flaxmnist.grid import LaneGrid
 from flaxmnist.progress import Progress
 from flaxmnist.specs import parse_spec
 from flaxmnist.train import TrainSpec, make_hyperparams, make_train
@@ -172,7 +175,12 @@ def test_resume_after_a_kill_trains_only_what_is_missing(tmp_path):
     assert (stats.calls, stats.lane_epochs) == (1, 4)
     assert len(records) == 8
     assert (resumed / "results.jsonl").read_bytes() == (reference / "results.jsonl").read_bytes()
-    assert (resumed / "manifest.json").read_bytes() == (reference / "manifest.json").read_bytes()
+    manifest = json.loads((resumed / "manifest.json").read_text())
+    reference_manifest = json.loads((reference / "manifest.json").read_text())
+    for key in ("fingerprint", "settings"):
+        assert manifest[key] == reference_manifest[key]
+    assert [a["status"] for a in manifest["attempts"]] == ["interrupted", "finished"]
+    assert [a["lane_epochs"] for a in manifest["attempts"]] == [4, 4]
 
     # A finished run reruns nothing.
     stats = RunStats()
@@ -329,3 +337,59 @@ def test_a_record_equals_a_standalone_run_with_l2_weight_decay_and_dropout():
     _, history = jax.jit(make_train(train_spec))(hparams, jax.random.key(0), data)
     for key, values in record["history"].items():
         assert values == pytest.approx(history[key].tolist(), rel=2e-5), key
+
+
+def test_a_lane_that_cannot_fit_is_refused_before_anything_runs(tmp_path):
+    huge = study({"learning_rate": [0.01]}, hidden=[2_000_000])
+    with pytest.raises(
+        OutOfMemoryError, match=r"one lane of 784-2000000-10 needs about \d+\.\d GiB"
+    ):
+        run_sweep(huge, out=tmp_path / "run", seeds=1, limit_train=300, memory_budget=2**33)
+    assert not (tmp_path / "run").exists()
+
+
+def out_of_memory_above(monkeypatch, lanes=None, hidden=None):
+    """Make ``LaneGrid.init`` fail as XLA does when a grid has more than ``lanes`` lanes (or
+    always, for a grid of width ``hidden``)."""
+    real_init = LaneGrid.init
+
+    def init(grid):
+        too_many = lanes is not None and grid.num_configs * len(grid.seeds) > lanes
+        if too_many or grid.spec.hidden == hidden:
+            raise JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 6272000000 bytes.")
+        real_init(grid)
+
+    monkeypatch.setattr(LaneGrid, "init", init)
+
+
+def test_a_call_that_runs_out_of_memory_is_retried_with_half_its_lanes(tmp_path, monkeypatch):
+    spec = study({"learning_rate": [0.01, 0.02, 0.03, 0.04, 0.05]}, hidden=[8])
+    reference = run_sweep(spec, seeds=2, limit_train=300, max_lanes=2)
+    out_of_memory_above(monkeypatch, lanes=3)
+    stats, progress = RunStats(), KilledAfterCalls()
+    with pytest.warns(UserWarning) as caught:
+        records = run_sweep(
+            spec, seeds=2, limit_train=300, out=tmp_path, stats=stats, progress=progress
+        )
+    assert [str(w.message) for w in caught] == [
+        "t: out of memory with 10 lanes of 784-8-10 per call; trying 5",
+        "t: out of memory with 4 lanes of 784-8-10 per call; trying 2",
+    ]
+    assert progress.started == [  # the calls tried, numbered as the plan was known then
+        "t 1/1 [784-8-10, 10 lanes]", "t 1/3 [784-8-10, 4 lanes]",
+        "t 1/4 [784-8-10, 2 lanes]", "t 2/4 [784-8-10, 2 lanes]",
+        "t 3/5 [784-8-10, 2 lanes]", "t 4/5 [784-8-10, 2 lanes]", "t 5/5 [784-8-10, 2 lanes]",
+    ]  # fmt: skip
+    assert records == reference  # the same lanes, the same numbers
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 10
+
+
+def test_out_of_memory_at_one_lane_stops_and_keeps_what_finished(tmp_path, monkeypatch):
+    two_groups = study({"hidden": [[8], [12]], "learning_rate": [0.01]})
+    out_of_memory_above(monkeypatch, hidden=(12,))
+    with pytest.warns(UserWarning), pytest.raises(OutOfMemoryError, match=r"one lane of 784-12-10"):
+        run_sweep(two_groups, seeds=2, limit_train=300, out=tmp_path)
+    kept = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [(r["config"]["hidden"], r["seed"]) for r in kept] == [([8], 0), ([8], 1)]
+    (attempt,) = json.loads((tmp_path / "manifest.json").read_text())["attempts"]
+    assert attempt["status"].startswith("failed: t: out of memory training one lane")

@@ -1,10 +1,14 @@
+import errno
+import fcntl
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 import flaxmnist
+from flaxmnist import rundir
 from flaxmnist.sweep import main
 
 ARGS = ["lr", "--epochs", "1", "--limit-train", "400", "--seeds", "1"]
@@ -64,6 +68,7 @@ def test_python_api_returns_the_cli_records(cli_run):
         (["lr", "--data-dir", "/nonexistent"], "not a directory"),
         (["lr", "--limit-train", "100"], "batch_size = 200: larger than the training set (100"),
         (["lr", "--max-lanes", "0"], "expected a positive integer"),
+        (["lr", "--memory-budget", "lots"], "expected a size such as 12G"),
         (["lr", "--dataset", "emnist"], "--dataset emnist: unknown dataset"),
         (["lr", "--dataset", "tfds:x", "--data-dir", "/tmp"], "--data-dir /tmp: reads IDX files"),
     ],
@@ -164,3 +169,119 @@ def test_an_unusable_compile_cache_is_an_error_only_when_asked_for(tmp_path, cap
     assert main(["lr", "--compile-cache", str(blocker / "cache"), "--out", str(out)]) == 2
     assert "--compile-cache" in capsys.readouterr().err
     assert not out.exists()
+
+
+#: Two calls of 12 lanes, quick; the faults below are met by the real command line.
+SMALL = ["lr", "--epochs", "1", "--limit-train", "400", "--seeds", "1", "--max-lanes", "12"]
+SMALL += ["--quiet", "--no-compile-cache"]
+
+
+def run_cli(capsys, argv):
+    """``main(argv)``'s exit code and its stderr, which must be one line."""
+    code = main(argv)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    return code, lines[0]
+
+
+def test_a_directory_another_run_is_writing_to_is_refused_at_once(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:  # what a running sweep holds: flock, exclusive
+        held.write("pid 99999 on elsewhere, since 2026-11-30 12:00:00")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        code, line = run_cli(capsys, [*SMALL, "--out", str(out)])
+    assert code == 3
+    assert line == (
+        f"python -m flaxmnist.sweep: error: --out {out}: another flaxmnist run (pid 99999 on "
+        "elsewhere, since 2026-11-30 12:00:00) is writing to it; wait for it to end, or use "
+        "another directory"
+    )
+    assert not (out / "manifest.json").exists()
+
+
+def test_a_full_disk_stops_with_one_line_keeps_what_finished_and_resumes(
+    tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "run"
+    real_replace, writes = rundir._replace_with, []
+
+    def full_after_the_first_results(path, text):
+        writes.append(path.name)
+        if writes.count("results.jsonl") > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(path, text)
+
+    monkeypatch.setattr(rundir, "_replace_with", full_after_the_first_results)
+    code, line = run_cli(capsys, [*SMALL, "--out", str(out)])
+    assert code == 3
+    assert line.startswith(f"python -m flaxmnist.sweep: error: --out {out}: no space left on")
+    assert "writing results.jsonl" in line and "run again into the same directory" in line
+    assert len((out / "results.jsonl").read_text().splitlines()) == 12  # the first call
+    monkeypatch.undo()
+    assert main([*SMALL, "--out", str(out)]) == 0
+    assert len((out / "results.jsonl").read_text().splitlines()) == 24
+
+
+def test_a_torn_manifest_is_named_and_nothing_runs(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*SMALL, "--out", str(out)]) == 0
+    before = (out / "results.jsonl").read_bytes()
+    (out / "manifest.json").write_text('{"fingerprint": "ab')
+    capsys.readouterr()
+    code, line = run_cli(capsys, [*SMALL, "--out", str(out)])
+    assert code == 3
+    assert f"{out / 'manifest.json'} line 1: not JSON (Unterminated string" in line
+    assert (out / "results.jsonl").read_bytes() == before
+
+
+def test_a_torn_last_record_is_trained_again_with_a_one_line_warning(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*SMALL, "--out", str(out)]) == 0
+    complete = (out / "results.jsonl").read_text()
+    (out / "results.jsonl").write_text(complete[:-40])
+    capsys.readouterr()
+    code, line = run_cli(capsys, [*SMALL, "--out", str(out)])
+    assert code == 0
+    assert line.startswith(f"python -m flaxmnist.sweep: warning: {out / 'results.jsonl'} line 24")
+    assert (out / "results.jsonl").read_text() == complete
+
+
+def test_a_model_too_large_for_memory_is_refused_before_anything_runs(tmp_path, capsys):
+    spec = tmp_path / "huge.toml"
+    spec.write_text("[base]\nhidden = [2000000]\n[grid]\nlearning_rate = [0.001]\n")
+    out = tmp_path / "run"
+    code, line = run_cli(capsys, [str(spec), "--out", str(out), "--memory-budget", "12G"])
+    assert code == 3
+    assert "one lane of 784-2000000-10 needs about" in line and "budget of 12.0 GiB" in line
+    assert not out.exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 40 KiB tmpfs: a real full disk (needs root; skipped elsewhere)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(mount)]
+    if subprocess.run(command, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_real_full_disk(tiny_disk, tmp_path):
+    out = tiny_disk / "run"
+    command = [sys.executable, "-m", "flaxmnist.sweep", *SMALL, "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("\n") == 1 and "no space left on the device" in result.stderr
+    kept = (out / "results.jsonl").read_text().splitlines()
+    assert len(kept) == 12
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    command[-1] = str(moved)
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    assert (moved / "results.jsonl").read_text().splitlines()[:12] == kept
+    assert len((moved / "results.jsonl").read_text().splitlines()) == 24

@@ -1,0 +1,160 @@
+"""The sweep's loop: train planned calls one after another, keep every record, keep the
+run directory up to date, and survive a call that runs out of memory (split in halves,
+tried again, down to one lane).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from jax.errors import JaxRuntimeError
+
+from flaxmnist.attempt import Attempt
+from flaxmnist.errors import OutOfMemoryError
+from flaxmnist.grid import LaneGrid
+from flaxmnist.plan import Call, split_call
+from flaxmnist.progress import Progress
+from flaxmnist.records import make_records
+from flaxmnist.rundir import write_results
+from flaxmnist.specs import Config
+from flaxmnist.train import Hyperparams, TrainSpec, make_hyperparams
+
+
+def hyperparams_of(spec: TrainSpec, config: Config) -> Hyperparams:
+    """The hyperparameters of ``config``, for a program of ``spec``."""
+    return make_hyperparams(
+        spec,
+        learning_rate=config.learning_rate,
+        l2=config.l2,
+        weight_decay=config.weight_decay,
+        dropout=config.applied_dropout(),
+    )
+
+
+def widths(spec: TrainSpec) -> str:
+    """The layer widths of ``spec``: ``784-300-10``."""
+    return "-".join(str(w) for w in (784, *spec.hidden, spec.num_classes))
+
+
+def _is_out_of_memory(err: Exception) -> bool:
+    text = str(err)
+    return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+
+
+class SweepLoop:
+    """Trains planned calls one after another, keeping every record and the run directory
+    up to date; a call that runs out of memory is split in halves and tried again."""
+
+    def __init__(self, studies, data_settings, data, chance, mesh, stats, progress):
+        self.studies, self.data_settings, self.data, self.chance = (
+            studies, data_settings, data, chance,
+        )  # fmt: skip
+        self.mesh, self.stats, self.progress = mesh, stats, progress
+        self.done: dict[tuple[int, int, int], dict[str, Any]] = {}
+
+    def run(self, calls: Sequence[Call], attempt: Attempt | None = None) -> list[dict[str, Any]]:
+        """Train ``calls`` (skipping lanes ``attempt.earlier`` holds); every record, sorted."""
+        names = [s.name for s in self.studies]
+        for record in attempt.earlier if attempt else []:
+            key = (names.index(record["study"]), record["config_index"], record["seed"])
+            self.done[key] = record
+        start, queue, fits, number = time.perf_counter(), deque(calls), {}, 0
+        while queue:
+            call = queue.popleft()
+            if len(call.lanes) > fits.get(call.spec, len(call.lanes)):
+                queue.extendleft(reversed(split_call(call, fits[call.spec])))
+                continue
+            number += 1
+            try:
+                self._call(call, f"{names[call.study_index]} {number}/{number + len(queue)}")
+            except JaxRuntimeError as err:
+                if not _is_out_of_memory(err):
+                    raise
+                fits[call.spec] = self._smaller(call, err)
+                queue.appendleft(call)
+                number -= 1
+                continue
+            if attempt is not None:
+                write_results(attempt.out, [self.done[key] for key in sorted(self.done)])
+                attempt.update(asdict(self.stats))
+        self.progress.finished(self._summary(time.perf_counter() - start))
+        return [self.done[key] for key in sorted(self.done)]
+
+    def _smaller(self, call: Call, err: Exception) -> int:
+        """The lanes to retry ``call`` with after it ran out of memory; raises at one."""
+        lanes = len(call.lanes)
+        study = self.studies[call.study_index]
+        if lanes == 1:
+            detail = str(err).splitlines()[0][:160]
+            raise OutOfMemoryError(
+                f"{study.name}: out of memory training one lane of {widths(call.spec)}, after "
+                f"calls of more lanes failed too; the records before are kept; train a smaller "
+                f"model or on a device with more memory (XLA: {detail})"
+            ) from None
+        warnings.warn(
+            f"{study.name}: out of memory with {lanes} lanes of {widths(call.spec)} per "
+            f"call; trying {lanes // 2}",
+            stacklevel=3,
+        )
+        return lanes // 2
+
+    def _call(self, call: Call, label: str) -> None:
+        """Train the call's lanes that no earlier attempt finished, and keep their records."""
+        configs = self.studies[call.study_index].configs
+        label = f"{label} [{widths(call.spec)}, {len(call.lanes)} lanes]"
+        if all((call.study_index, c, seed) in self.done for c, seed in call.lanes):
+            self.progress.skipped(label)
+            return
+        # A call with any lane missing (a record cut short) is trained whole: a grid of
+        # another shape rounds differently in the last bits. Records already kept stay.
+        grid = LaneGrid(
+            call.spec, [hyperparams_of(call.spec, configs[i]) for i in call.config_indices],
+            call.seeds, self.data, mesh=self.mesh, stats=self.stats,
+        )  # fmt: skip
+        history = _train(grid, call, label, self.progress)
+        study = self.studies[call.study_index].name
+        for record in make_records(history, call.config_indices, call.seeds, self.chance):
+            config = {**configs[record["config_index"]].to_dict(), **self.data_settings}
+            key = (call.study_index, record["config_index"], record["seed"])
+            self.done.setdefault(key, {"study": study, "config": config, **record})
+
+    def _summary(self, seconds: float) -> str:
+        configs = sum(len(s.configs) for s in self.studies)
+        seeds = len({key[2] for key in self.done}) or "no"
+        return (
+            f"{', '.join(s.name for s in self.studies)}: {configs} configs x {seeds} seeds in "
+            f"{seconds:.1f}s ({self.stats.compile_seconds:.1f}s compiling, "
+            f"{self.stats.train_seconds:.1f}s training, {self.mesh.devices.size} device(s))"
+        )
+
+
+def _train(grid: LaneGrid, call: Call, label: str, progress: Progress) -> dict[str, np.ndarray]:
+    """Compile, init and train ``grid`` for the call's epochs; ``[seed, config, epoch]``."""
+    progress.call_started(label, call.spec.epochs)
+    try:
+        start = time.perf_counter()
+        how = grid.compile()
+        progress.compiled(time.perf_counter() - start, how)
+        grid.init()
+        epochs = []
+        for _ in range(call.spec.epochs):
+            epochs.append(grid.step())
+            progress.epoch(_best_mean(epochs[-1]["val_accuracy"]), len(call.seeds))
+    finally:
+        progress.call_done()
+    return {key: np.stack([m[key] for m in epochs], axis=-1) for key in epochs[0]}
+
+
+def _best_mean(val_accuracy: np.ndarray) -> float:
+    """The best configuration's validation accuracy, mean over seeds (``[seed, config]``):
+    at the last epoch, what the table shows as the call's best."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: a diverged configuration
+        means = np.nanmean(np.where(np.isfinite(val_accuracy), val_accuracy, np.nan), axis=0)
+        return float(np.nanmax(means)) if np.any(np.isfinite(means)) else float("nan")

@@ -1,0 +1,130 @@
+"""What a run needs to know of its machine: how much memory a call may use, and what to
+record so that a run directory proves its figures (versions, commit, devices).
+
+Nothing here imports JAX: devices are passed in, versions are read from the installed
+packages' metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import resource
+import subprocess
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: The share of a device's memory one call's lanes may plan to use (XLA needs the rest).
+MEMORY_SHARE = 0.8
+#: The budget when a device reports no memory and the host's cannot be read.
+FALLBACK_MEMORY_BUDGET = 8 * 2**30
+#: Packages whose versions a run directory records.
+RECORDED_PACKAGES = ("flaxmnist", "jax", "jaxlib", "flax", "optax", "numpy")
+
+
+def host_memory_bytes() -> int | None:
+    """The memory this process may use on the host: the least of physical memory, the
+    address-space limit (``ulimit -v``) and the cgroup's ``memory.max``; ``None`` if unknown.
+    """
+    limits = []
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft)
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            limits.append(int(text))
+    except OSError:
+        pass
+    return min(limits) if limits else None
+
+
+def default_memory_budget(device: Any) -> int:
+    """Bytes of memory one call's lanes may plan to use on ``device`` (a ``jax.Device``).
+
+    ``MEMORY_SHARE`` of what the device reports as its limit (accelerators), else of the
+    host's memory (``host_memory_bytes``, CPUs), else ``FALLBACK_MEMORY_BUDGET``.
+    """
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    limit = (stats or {}).get("bytes_limit")
+    if limit is None and device.platform == "cpu":
+        limit = host_memory_bytes()
+    return int(MEMORY_SHARE * limit) if limit else FALLBACK_MEMORY_BUDGET
+
+
+def format_bytes(count: float) -> str:
+    """``count`` bytes for people: ``'57.1 GiB'``, ``'300 MiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit in ("B", "KiB") else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def parse_bytes(text: str) -> int:
+    """``'12G'``, ``'12GiB'``, ``'500M'``, ``'1e9'`` → bytes (K, M, G, T are powers of 1024).
+
+    Raises:
+      ValueError: not a positive size.
+    """
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    body = text.strip().upper().removesuffix("IB").removesuffix("B")
+    suffix = body[-1:] if body[-1:] in units else ""
+    try:
+        value = float(body[: len(body) - len(suffix)]) * units[suffix]
+    except ValueError:
+        raise ValueError(f"expected a size such as 12G, 500M or 8GiB, got {text!r}") from None
+    if not value >= 1:
+        raise ValueError(f"expected a positive size, got {text!r}")
+    return int(value)
+
+
+def _git_commit() -> str | None:
+    """The commit of the checkout flaxmnist runs from, ``+dirty`` if changed; else ``None``."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        changed = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if changed else commit
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(devices: Sequence[Any]) -> dict[str, Any]:
+    """What ran: package versions, the git commit (from a checkout), Python, the host, and
+    the devices (platform, kind, count)."""
+    return {
+        "versions": {name: _version(name) for name in RECORDED_PACKAGES},
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "host": {
+            "system": platform.system(),
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+        },  # fmt: skip
+        "devices": {
+            "platform": devices[0].platform,
+            "kind": devices[0].device_kind,
+            "count": len(devices),
+        },
+    }

@@ -1,0 +1,81 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from flaxmnist.attempt import run_directory
+from flaxmnist.errors import RunDirError, SettingsError
+from flaxmnist.specs import Config
+
+SETTINGS = {
+    "studies": [{"name": "t", "configs": [Config(hidden=(8,)).to_dict()]}],
+    "seeds": 1,
+    "dataset": "mnist",
+    "validate_on": "holdout",
+    "train_size": 300,
+    "dtype": "float32",
+}
+ENVIRONMENT = {"versions": {"jax": "x"}, "devices": {"platform": "cpu", "count": 1}}
+
+
+def test_a_second_run_on_a_locked_directory_is_refused_at_once(tmp_path):
+    out = tmp_path / "run"
+    locked = pytest.raises(RunDirError, match=r"another flaxmnist run \(pid \d+ on .*\) is writ")
+    with run_directory(out, SETTINGS, ENVIRONMENT), locked, run_directory(out, SETTINGS, {}):
+        pass
+    with run_directory(out, SETTINGS, ENVIRONMENT):  # released on leaving
+        pass
+
+
+def test_the_lock_of_another_process_refuses_and_ends_with_it(tmp_path):
+    out = tmp_path / "run"
+    holder = textwrap.dedent(
+        f"""
+        import sys, time
+        from flaxmnist.attempt import lock_run_dir
+        lock_run_dir({str(out)!r})
+        print("locked", flush=True)
+        time.sleep(60)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "locked"
+        locked = pytest.raises(RunDirError, match=rf"pid {process.pid} on ")
+        with locked, run_directory(out, SETTINGS, ENVIRONMENT):
+            pass
+    finally:
+        process.kill()  # as a kill -9 would: the lock ends with the process
+        process.wait()
+    with run_directory(out, SETTINGS, ENVIRONMENT):
+        pass
+
+
+def test_attempts_record_how_each_run_ended(tmp_path):
+    out = tmp_path / "run"
+    with run_directory(out, SETTINGS, ENVIRONMENT) as attempt:
+        assert attempt.earlier == []
+        attempt.update({"calls": 1})
+    with pytest.raises(KeyboardInterrupt), run_directory(out, SETTINGS, ENVIRONMENT):
+        raise KeyboardInterrupt
+    with pytest.raises(ValueError), run_directory(out, SETTINGS, ENVIRONMENT):
+        raise ValueError("boom\nsecond line")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"] == SETTINGS
+    attempts = manifest["attempts"]
+    assert [a["status"] for a in attempts] == ["finished", "interrupted", "failed: boom"]
+    assert attempts[0]["calls"] == 1 and attempts[0]["versions"] == {"jax": "x"}
+    for entry in attempts:
+        assert entry["started"] <= entry["ended"] and entry["wall_seconds"] >= 0
+
+
+def test_a_strangers_folder_is_refused_and_left_untouched(tmp_path):
+    stranger = tmp_path / "notes"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    refused = pytest.raises(SettingsError, match="holds no flaxmnist manifest")
+    with refused, run_directory(stranger, SETTINGS, ENVIRONMENT):
+        pass
+    assert [p.name for p in stranger.iterdir()] == ["notes.txt"]

@@ -1,0 +1,63 @@
+import resource
+from importlib import metadata
+
+import jax
+import pytest
+
+from flaxmnist import machine
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("12G", 12 * 2**30), ("12GiB", 12 * 2**30), ("500m", 500 * 2**20), ("1e9", 10**9),
+     ("4096", 4096), ("1.5K", 1536)],
+)  # fmt: skip
+def test_parse_bytes(text, size):
+    assert machine.parse_bytes(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "G", "twelve", "-1G", "0"])
+def test_parse_bytes_refuses_what_is_not_a_size(text):
+    with pytest.raises(ValueError, match="size"):
+        machine.parse_bytes(text)
+
+
+def test_format_bytes():
+    assert machine.format_bytes(512) == "512 B"
+    assert machine.format_bytes(300 * 2**20) == "300.0 MiB"
+    assert machine.format_bytes(57.1 * 2**30) == "57.1 GiB"
+
+
+class FakeDevice:
+    def __init__(self, platform, limit):
+        self.platform, self.limit = platform, limit
+
+    def memory_stats(self):
+        return None if self.limit is None else {"bytes_limit": self.limit}
+
+
+def test_the_budget_is_a_share_of_what_the_device_or_host_has(monkeypatch):
+    assert machine.default_memory_budget(FakeDevice("gpu", 100 * 2**30)) == 80 * 2**30
+    monkeypatch.setattr(machine, "host_memory_bytes", lambda: 10 * 2**30)
+    assert machine.default_memory_budget(FakeDevice("cpu", None)) == 8 * 2**30
+    monkeypatch.setattr(machine, "host_memory_bytes", lambda: None)
+    assert machine.default_memory_budget(FakeDevice("cpu", None)) == 8 * 2**30
+    assert machine.default_memory_budget(FakeDevice("tpu", None)) == 8 * 2**30
+
+
+def test_host_memory_honours_an_address_space_limit(monkeypatch):
+    unlimited = machine.host_memory_bytes()
+    assert unlimited is not None and unlimited > 2**28
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (2**30, resource.RLIM_INFINITY))
+    assert machine.host_memory_bytes() == 2**30
+
+
+def test_environment_names_versions_commit_and_devices():
+    environment = machine.environment(jax.devices())
+    assert environment["versions"]["jax"] == jax.__version__
+    assert environment["versions"]["flaxmnist"] == metadata.version("flaxmnist")
+    assert environment["devices"] == {
+        "platform": "cpu", "kind": jax.devices()[0].device_kind, "count": len(jax.devices())
+    }  # fmt: skip
+    commit = environment["git_commit"]
+    assert commit is None or len(commit.removesuffix("+dirty")) == 40
