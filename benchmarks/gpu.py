@@ -93,6 +93,7 @@ def grid(seeds: int, limit_train: int | None, epochs: int | None) -> tuple[float
             max_lanes=10**9,  # every shape group in one call
             memory_budget=2**62,
             stats=timing,
+            quiet=True,  # the GPU machine may lack tqdm; this script prints its own table
         )
         wall = time.perf_counter() - start
         flops = sum(

@@ -14,14 +14,14 @@ The public surface, for notebooks and your own loops::
     params, history = jax.jit(train)(flaxmnist.make_hyperparams(spec, 1e-3),
                                      jax.random.key(0), data)
 
-The modules, bottom to top: ``errors``; ``data``, ``models``, ``specs``, ``progress``;
-``sources``, ``studies``, ``losses``; ``train``; ``plan``, ``grid``, ``rundir``; ``report``
-(reads results; none of its modules imports anything that trains); ``runner``; ``sweep``
-(the command line).
+The modules, bottom to top: ``errors``; ``data``, ``models``, ``specs``, ``progress``,
+``machine``; ``sources``, ``studies``, ``losses``; ``train``, ``compile_cache``; ``plan``,
+``grid``, ``rundir``, ``records``; ``attempt``, ``report`` (reads results; none of its
+modules imports anything that trains); ``loop``; ``runner``; ``sweep`` (the command line).
 """
 
 from flaxmnist.data import load_mnist, make_splits
-from flaxmnist.errors import DataError, SettingsError, SpecError
+from flaxmnist.errors import DataError, OutOfMemoryError, RunDirError, SettingsError, SpecError
 from flaxmnist.progress import RunStats
 from flaxmnist.report import (
     format_table,
@@ -41,6 +41,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Config",
     "DataError",
+    "OutOfMemoryError",
+    "RunDirError",
     "RunStats",
     "SettingsError",
     "SpecError",

@@ -58,7 +58,13 @@ def default_memory_budget(device: Any) -> int:
 
 
 def format_bytes(count: float) -> str:
-    """``count`` bytes for people: ``'57.1 GiB'``, ``'300 MiB'``."""
+    """``count`` bytes for people.
+
+    Example::
+
+        >>> format_bytes(300 * 2**20), format_bytes(57.1 * 2**30)
+        ('300.0 MiB', '57.1 GiB')
+    """
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(count) < 1024 or unit == "GiB":
             return f"{count:.0f} {unit}" if unit in ("B", "KiB") else f"{count:.1f} {unit}"
@@ -71,6 +77,11 @@ def parse_bytes(text: str) -> int:
 
     Raises:
       ValueError: not a positive size.
+
+    Example::
+
+        >>> parse_bytes("12G"), parse_bytes("500MiB")
+        (12884901888, 524288000)
     """
     units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
     body = text.strip().upper().removesuffix("IB").removesuffix("B")

@@ -271,8 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    print(format_table(records))
-    return _write_report(prog, records, out)
+    descriptions = {study.name: study.description for study in studies}
+    print(format_table(records, descriptions))
+    return _write_report(prog, records, out, descriptions)
 
 
 def _resume_hint(args: argparse.Namespace, out: Path) -> str:
@@ -283,9 +284,9 @@ def _resume_hint(args: argparse.Namespace, out: Path) -> str:
     return f" (to resume: python -m flaxmnist.sweep {shlex.join([*argv, '--out', str(out)])})"
 
 
-def _write_report(prog: str, records, out: Path) -> int:
+def _write_report(prog: str, records, out: Path, descriptions: dict[str, str]) -> int:
     try:
-        write_report(records, out)
+        write_report(records, out, descriptions)
     except OSError as err:
         print(
             f"{prog}: error: the results are complete in {out / 'results.jsonl'}, but the "

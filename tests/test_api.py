@@ -14,6 +14,8 @@ DOCTESTED = [
     "flaxmnist.specs",
     "flaxmnist.train",
     "flaxmnist.progress",
+    "flaxmnist.machine",
+    "flaxmnist.plan",
     "flaxmnist.runner",
     "flaxmnist.report",
     "flaxmnist.report.table",

@@ -10,7 +10,9 @@ from flaxmnist.report import (
     format_table,
     load_results,
     plot_accuracy,
+    plot_curves,
     save_plots,
+    study_description,
     summarize,
     varied_keys,
     write_summary_csv,
@@ -107,10 +109,22 @@ def test_summary_csv_has_a_row_per_config_of_every_study(tmp_path):
         ("t", "3"),
         ("u", "2"),
     ]
-    assert rows[1]["learning_rate"] == "0.001" and rows[1]["hidden"] == "300"
-    assert float(rows[1]["val_mean"]) == pytest.approx(0.975)
-    assert rows[0]["diverged"] == "1" and rows[0]["at_chance"] == "1"
+    assert rows[1]["learning_rate"] == "0.001"
     assert rows[1]["best_epoch"] == "2"
+    assert rows[0]["diverged"] == "1" and rows[0]["at_chance"] == "1"
+
+
+def test_summary_csv_accuracies_are_percent_and_lists_are_json(tmp_path):
+    path = write_summary_csv(RECORDS, tmp_path / "summary.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert "val_mean" not in rows[0] and "test_std_pct" in rows[0]
+    assert float(rows[1]["val_mean_pct"]) == pytest.approx(97.5)  # as in the table
+    assert float(rows[1]["val_std_pct"]) == pytest.approx(0.7071, abs=1e-3)
+    assert float(rows[1]["test_mean_pct"]) == pytest.approx(96.5)
+    assert rows[0]["val_mean_pct"] == ""  # a seed without a value: no mean
+    assert json.loads(rows[1]["hidden"]) == [300]
+    assert json.loads(rows[1]["l2"]) == [0.0, 0.0] and json.loads(rows[1]["dropout"]) == [0.0]
+    assert "[0.0, 0.0]" in path.read_text()  # quoted, one cell
 
 
 def test_tables_per_study():
@@ -156,9 +170,12 @@ def test_report_command(tmp_path, capsys):
     assert (tmp_path / "summary.csv").exists() and (tmp_path / "t-accuracy.png").exists()
     assert main([str(tmp_path / "missing")]) == 2
     assert "no such file" in capsys.readouterr().err
-    (tmp_path / "results.jsonl").write_text('{"study": "t"}\n{"stu')
+    (tmp_path / "results.jsonl").write_text('{"study": "t"}\n{"stu\n{"study": "t"}\n')
     assert main([str(tmp_path)]) == 2
-    assert "not JSON lines" in capsys.readouterr().err
+    assert "results.jsonl line 2: not JSON" in capsys.readouterr().err
+    (tmp_path / "results.jsonl").write_text('{"study": "t"}\n')
+    assert main([str(tmp_path)]) == 2
+    assert "record 1: not a flaxmnist result (no 'config')" in capsys.readouterr().err
 
 
 def test_load_results_reads_a_run_directory_or_a_file(tmp_path):
@@ -175,3 +192,142 @@ def test_loss_and_dropout_semantics_count_as_varied():
     b["config"] = dict(b["config"], loss="keras1")
     assert varied_keys([a, b]) == ["loss"]
     assert "keras1" in format_table([a, b])
+
+
+def curve_record(index, seed, lr, curve, validate_on="holdout", study="t", **flags):
+    """A record whose per-epoch holdout accuracy is ``curve`` (None: diverged)."""
+    rec = record(index, seed, lr, curve[-1], curve[-1], validate_on=validate_on, **flags)
+    rec["history"] = {"val_accuracy": list(curve), "test_accuracy": list(curve)}
+    rec["config"] = dict(rec["config"], epochs=len(curve))
+    return dict(rec, study=study)
+
+
+def figure_text(figure):
+    from matplotlib.text import Text
+
+    return "\n".join(t.get_text() for t in figure.findobj(Text))
+
+
+@pytest.fixture
+def axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield plt.figure().gca()
+    plt.close("all")
+
+
+def legend_labels(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_one_epoch_curves_are_visible_points(axes):
+    records = [
+        curve_record(i, seed, lr, [0.9 + i / 100 + seed / 1000])
+        for i, lr in enumerate([0.001, 0.002, 0.003])
+        for seed in range(2)
+    ]
+    plot_curves(records, ax=axes)
+    handles, _ = axes.get_legend_handles_labels()
+    assert len(handles) == 3
+    xs = []
+    for handle in handles:
+        line = handle.lines[0]  # an errorbar: the point, with its min-max bar
+        assert line.get_marker() not in (None, "None", "", " ")
+        assert len(line.get_xdata()) == 1
+        low, high = axes.get_ylim()
+        assert low < line.get_ydata()[0] < high
+        xs.append(line.get_xdata()[0])
+    assert len(set(xs)) == 3  # spread sideways, not on top of each other
+    assert [t for t in axes.get_xticks()] == [1]
+    assert "min–max" in axes.get_legend().get_title().get_text()
+
+
+def test_curves_have_integer_epoch_ticks_and_a_seed_band(axes):
+    records = [
+        curve_record(i, seed, lr, [0.5 + e / 50 + seed / 100 for e in range(n)])
+        for n in (3, 25)
+        for i, lr in enumerate([0.001, 0.002])
+        for seed in range(3)
+    ]
+    plot_curves(records[:6], ax=axes)
+    assert list(axes.get_xticks()) == [1, 2, 3]
+    assert axes.collections, "a band over the seeds"
+    assert "mean of 3 seeds" in axes.get_legend().get_title().get_text()
+    long = flaxmnist.plot_curves(records[6:])
+    ticks = [t for t in long.get_xticks() if long.get_xlim()[0] <= t <= long.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert all(line.get_marker() in (None, "None", "") for line in long.get_lines())
+
+
+def test_curves_legend_has_each_configuration_once(axes):
+    # The lr study lists 0.001 twice: with paired seeds the same run, drawn once.
+    records = [
+        curve_record(i, seed, lr, [0.9, 0.95])
+        for i, lr in enumerate([0.001, 0.01, 0.001])
+        for seed in range(2)
+    ]
+    plot_curves(records, ax=axes)
+    labels = legend_labels(axes)
+    assert len(labels) == len(set(labels)) == 2
+    assert labels[0].startswith("lr=0.001") and "×2" in labels[0]
+
+
+def test_curves_name_every_line_off_the_axis(axes):
+    good = [curve_record(i, 0, lr, [0.95, 0.97]) for i, lr in enumerate([0.001, 0.002])]
+    records = good + [
+        curve_record(2, 0, 1.0, [0.1, 0.1], at_chance=True),
+        curve_record(3, 0, 0.5, [None, None], diverged=True),
+    ]
+    plot_curves(records, ax=axes)
+    low, _ = axes.get_ylim()
+    assert low > 50  # zoomed on the good ones
+    text = figure_text(axes.figure)
+    assert "off the axis" in text
+    assert "lr=1 (at chance)" in text and "lr=0.5 (diverged" in text
+    assert "lr=0.001 (" not in text  # visible lines are not listed
+
+
+def test_curves_y_label_names_the_selecting_split(axes):
+    plot_curves([curve_record(0, 0, 0.001, [0.9, 0.95])], ax=axes)
+    assert axes.get_ylabel() == "holdout accuracy %"
+    axes.clear()
+    plot_curves([curve_record(0, 0, 0.001, [0.9, 0.95], validate_on="test")], ax=axes)
+    assert axes.get_ylabel() == "test accuracy % (selects)"
+    axes.clear()
+    records = [record(0, 0, 0.001, 0.98, 0.98, validate_on="test")]
+    plot_accuracy(records, ax=axes)
+    assert legend_labels(axes) == ["test (selects)"]  # not twice the same numbers
+
+
+def test_many_curves_get_panels_sharing_the_y_axis():
+    lrs = [0.001 * (i + 1) for i in range(14)]
+    records = [curve_record(i, 0, lr, [0.9, 0.9 + lr]) for i, lr in enumerate(lrs)]
+    panels = flaxmnist.plot_curves(records)
+    assert len(panels) == 3
+    assert len({p.get_ylim() for p in panels}) == 1
+    assert sum(len(legend_labels(p)) for p in panels) == 14
+    assert all(len(legend_labels(p)) <= 6 for p in panels)
+    assert "t: learning curves" in panels[0].figure.get_suptitle()
+
+
+def test_descriptions_show_in_tables_and_plots(axes):
+    table = format_table(RECORDS, descriptions={"t": "a toy study"})
+    assert table.splitlines()[0].startswith('study t ("a toy study"): 3 configs')
+    assert "toy" not in format_table(RECORDS)  # unknown spec: no description, no failure
+    packaged = [dict(record(i, 0, lr, 0.9, 0.9), study="lr") for i, lr in enumerate([1.0, 0.1])]
+    assert study_description("lr", packaged).startswith("Part 2.1")
+    assert "Part 2.1" in format_table(packaged).splitlines()[0]
+    other = [dict(record(0, 0, 0.5, 0.9, 0.9), study="lr")]  # a spec file named lr.toml
+    assert study_description("lr", other) == ""
+    plot_curves(RECORDS, ax=axes, description="a toy study")
+    assert "a toy study" in axes.get_title()
+    axes.clear()
+    plot_accuracy(packaged, ax=axes)
+    assert "Part 2.1" in axes.get_title()
+
+
+def test_table_header_names_the_epochs():
+    assert "2 seed(s), 1 epochs," in format_table(RECORDS).splitlines()[0]

@@ -32,7 +32,7 @@ def test_run_sweep_records_and_results_file(tmp_path):
         limit_train=300,
         out=tmp_path,
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "results.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "manifest.json", "results.jsonl"]
     assert len(records) == 8
     assert [(r["config_index"], r["seed"]) for r in records] == [
         (i, s) for i in range(4) for s in range(2)

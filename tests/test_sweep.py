@@ -261,10 +261,10 @@ def test_a_model_too_large_for_memory_is_refused_before_anything_runs(tmp_path, 
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A 40 KiB tmpfs: a real full disk (needs root; skipped elsewhere)."""
+    """A 32 KiB tmpfs: a real full disk (needs root; skipped elsewhere)."""
     mount = tmp_path / "tiny"
     mount.mkdir()
-    command = ["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(mount)]
+    command = ["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(mount)]
     if subprocess.run(command, capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (not root)")
     yield mount
@@ -272,16 +272,20 @@ def tiny_disk(tmp_path):
 
 
 def test_a_real_full_disk(tiny_disk, tmp_path):
+    """Wherever the disk fills (results, manifest or report), one line, exit 3, whole records
+    kept, and the directory, moved to a larger disk, resumes."""
     out = tiny_disk / "run"
     command = [sys.executable, "-m", "flaxmnist.sweep", *SMALL, "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 3, result.stderr
-    assert result.stderr.count("\n") == 1 and "no space left on the device" in result.stderr
-    kept = (out / "results.jsonl").read_text().splitlines()
-    assert len(kept) == 12
+    assert result.stderr.count("\n") == 1 and "no space left" in result.stderr.lower()
+    kept = (
+        (out / "results.jsonl").read_text().splitlines() if (out / "results.jsonl").exists() else []
+    )
+    assert len(kept) % 12 == 0 and all(json.loads(line)["study"] == "lr" for line in kept)
     moved = tmp_path / "moved"
     shutil.copytree(out, moved)
     command[-1] = str(moved)
     subprocess.run(command, check=True, capture_output=True, timeout=600)
-    assert (moved / "results.jsonl").read_text().splitlines()[:12] == kept
-    assert len((moved / "results.jsonl").read_text().splitlines()) == 24
+    resumed = (moved / "results.jsonl").read_text().splitlines()
+    assert len(resumed) == 24 and resumed[: len(kept)] == kept

@@ -12,10 +12,11 @@ re-reported without training anything: ``python -m flaxmnist.report DIR``. In a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from flaxmnist.errors import RunDirError
 from flaxmnist.report.plots import (
     is_grid_of_two_layers,
     plot_accuracy,
@@ -28,6 +29,7 @@ from flaxmnist.report.table import (
     format_table,
     mean_curve,
     split_by_study,
+    study_description,
     summarize,
     varied_keys,
     write_summary_csv,
@@ -45,11 +47,26 @@ __all__ = [
     "plot_grid",
     "save_plots",
     "split_by_study",
+    "study_description",
     "summarize",
     "varied_keys",
     "write_report",
     "write_summary_csv",
 ]
+
+
+#: What a record needs to be reported.
+RECORD_KEYS = (
+    "study",
+    "config",
+    "config_index",
+    "seed",
+    "history",
+    "val_accuracy",
+    "test_accuracy",
+    "diverged",
+    "at_chance",
+)
 
 
 def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -64,20 +81,35 @@ def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
         >>> len(records), records[0]["study"]
         (24, 'lr')
 
+    A last line cut short is left out with a ``UserWarning`` (see ``rundir.read_jsonl``).
+
     Raises:
       FileNotFoundError: no results file there.
-      json.JSONDecodeError: a line is not JSON.
+      RunDirError: a line before the last is not a JSON object, or an object is not a
+        result (it lacks one of ``RECORD_KEYS``); the message names file and line or record.
     """
     path = Path(run_dir)
     path = path / RESULTS if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results file")
-    return read_jsonl(path)
+    records = read_jsonl(path)
+    for number, record in enumerate(records, 1):
+        missing = [key for key in RECORD_KEYS if key not in record]
+        if missing:
+            raise RunDirError(f"{path} record {number}: not a flaxmnist result (no {missing[0]!r})")
+    return records
 
 
-def write_report(records: Sequence[dict[str, Any]], directory: str | Path) -> list[Path]:
-    """Write ``summary.csv`` and every plot into ``directory``; returns the paths."""
+def write_report(
+    records: Sequence[dict[str, Any]],
+    directory: str | Path,
+    descriptions: Mapping[str, str] | None = None,
+) -> list[Path]:
+    """Write ``summary.csv`` and every plot into ``directory``; returns the paths.
+
+    ``descriptions`` (study name -> description) goes to ``save_plots``.
+    """
     return [
         write_summary_csv(records, Path(directory) / "summary.csv"),
-        *save_plots(records, directory),
+        *save_plots(records, directory, descriptions),
     ]

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from flaxmnist.errors import RunDirError
 from flaxmnist.report import format_table, load_results, write_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code (2: no readable results)."""
+    """Run the command; returns the exit code (2: no readable results, named on stderr)."""
     parser = argparse.ArgumentParser(
         prog="python -m flaxmnist.report",
         description="Re-render the table, summary.csv and the plots of a run directory from "
@@ -29,8 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         print(f"{parser.prog}: error: {results}: {err.strerror}", file=sys.stderr)
         return 2
-    except json.JSONDecodeError as err:
-        print(f"{parser.prog}: error: {results}: not JSON lines ({err})", file=sys.stderr)
+    except RunDirError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
     if not records:
         print(f"{parser.prog}: error: {results}: no results yet", file=sys.stderr)

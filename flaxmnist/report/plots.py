@@ -1,171 +1,229 @@
 """Plots from records: accuracy against the swept hyperparameter, learning curves, and a
 heatmap for two-layer grids. matplotlib is imported only when a plot is drawn.
+
+Every plot names the split that selects (``holdout`` or ``test``), its study's description
+when known, and whatever its zoomed y axis leaves out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flaxmnist.report.table import format_value, mean_curve, split_by_study, summarize, varied_keys
+from flaxmnist.report.curves import (
+    band_text,
+    collect,
+    draw_curves,
+    label,
+    note,
+    note_under,
+    panel_axes,
+    panels,
+    swept_axis,
+    unique_legend,
+    y_range,
+)
+from flaxmnist.report.table import (
+    split_by_study,
+    study_description,
+    summarize,
+    varied_keys,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
-def _label(config: dict[str, Any], keys: Sequence[str]) -> str:
-    return ", ".join(f"{_SHORT.get(k, k)}={format_value(config.get(k))}" for k in keys)
+def _holdout(records: Sequence[dict[str, Any]]) -> bool:
+    return records[0]["config"].get("validate_on", "holdout") == "holdout"
 
 
-_SHORT = {"learning_rate": "lr", "weight_decay": "wd", "batch_size": "batch"}
+def _split_name(records: Sequence[dict[str, Any]]) -> str:
+    """The y label of the selecting split's accuracy."""
+    return "holdout accuracy %" if _holdout(records) else "test accuracy % (selects)"
 
 
-def _swept_axis(records: Sequence[dict[str, Any]]) -> tuple[str, Callable[[dict], float]] | None:
-    """The one numeric hyperparameter a study sweeps, as (name, value getter), if any."""
-    keys = varied_keys(records)
-    if len(keys) != 1:
-        return None
-    key = keys[0]
-    values = [r["config"].get(key) for r in records]
-    if all(isinstance(v, int | float) for v in values):
-        return key, lambda config: float(config[key])
-    if all(isinstance(v, list) and len(v) == 1 for v in values):
-        return key, lambda config: float(config[key][0])
-    return None
+def _heading(records: Sequence[dict[str, Any]], what: str, description: str | None) -> str:
+    if description is None:
+        description = study_description(records[0]["study"], records)
+    return f"{records[0]['study']}: {what}" + (f"\n{description}" if description else "")
 
 
-def plot_accuracy(records: Sequence[dict[str, Any]], ax=None):
-    """Accuracy (mean ± std over seeds) against the swept hyperparameter, on ``ax``.
+def plot_accuracy(
+    records: Sequence[dict[str, Any]], ax: Axes | None = None, *, description: str | None = None
+) -> Axes:
+    """Accuracy after the last epoch (mean ± std over seeds) against the swept value, on ``ax``.
 
-    Learning rates and widths get a log axis. A study without one numeric swept value
-    (hand-picked models, grids) gets one bar per configuration instead. Returns the Axes.
+    Holdout and test accuracy for a holdout run; the test accuracy alone when the test set
+    selected (``validate_on="test"``). Learning rates and widths get a log axis. A study
+    without one numeric swept value (hand-picked models, grids) gets one bar per
+    configuration instead. Rows at chance or diverged are left off a zoomed axis and named
+    under it. ``description`` as in ``plot_curves``. Returns the Axes.
 
     Example::
 
         >>> import matplotlib; matplotlib.use("Agg")
         >>> import flaxmnist
         >>> records = flaxmnist.run_sweep("lr", epochs=1, seeds=2, limit_train=400)
-        >>> flaxmnist.plot_accuracy(records).get_xscale()
-        'log'
+        >>> ax = flaxmnist.plot_accuracy(records)
+        >>> ax.get_xscale(), [t.get_text() for t in ax.get_legend().get_texts()]
+        ('log', ['holdout', 'test'])
     """
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4.5))
+        _, ax = plt.subplots(figsize=(8, 5), layout="constrained")
     rows = summarize(records)
-    holdout = records[0]["config"].get("validate_on", "holdout") == "holdout"
-    series = (
-        ("val_mean", "val_std", "holdout" if holdout else "validation (= test)"),
-        ("test_mean", "test_std", "test"),
-    )
-    axis = _swept_axis(records)
+    series = [("val_mean", "val_std", "holdout"), ("test_mean", "test_std", "test")]
+    if not _holdout(records):
+        series = [("val_mean", "val_std", "test (selects)")]
+    axis = swept_axis(records)
     if axis is not None:
         _accuracy_lines(ax, rows, axis, series)
     else:
         _accuracy_bars(ax, rows, varied_keys(records), series)
-    ax.set_ylabel("accuracy % (last epoch)")
-    ax.set_title(f"{records[0]['study']}: accuracy, mean ± std over {rows[0]['seeds']} seed(s)")
+    epochs = {record["config"].get("epochs") for record in records}
+    after = f"epoch {epochs.pop()}" if len(epochs) == 1 else "the last epoch"
+    ax.set_ylabel(f"accuracy % after {after}")
+    seeds = rows[0]["seeds"]
+    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
+    ax.set_title(_heading(records, f"accuracy, {spread}", description), fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend()
     return ax
 
 
-def _accuracy_lines(ax, rows, axis, series) -> None:
+def _accuracy_lines(ax: Axes, rows, axis, series) -> None:
     key, value_of = axis
     order = sorted(range(len(rows)), key=lambda i: value_of(rows[i]["config"]))
     x = [value_of(rows[i]["config"]) for i in order]
-    for mean, std, label in series:
+    for mean, std, name in series:
         ax.errorbar(
             x,
             [100 * rows[i][mean] for i in order],
             yerr=[100 * np.nan_to_num(rows[i][std]) for i in order],
             marker="o",
             capsize=3,
-            label=label,
+            label=name,
         )
     if key in ("learning_rate", "hidden"):
         ax.set_xscale("log")
-    # Keep the interesting range readable: rows at chance or diverged are named below the
+    # Keep the interesting range readable: rows at chance or diverged are named under the
     # axis instead of stretching it down to 10 %.
-    kept = [100 * r["val_mean"] for r in rows if not (r["at_chance"] or r["diverged"])]
-    kept = [v for v in kept if not np.isnan(v)]
-    if kept and len(kept) < len(rows):
+    bad = [r for r in rows if r["at_chance"] or r["diverged"] or np.isnan(r["val_mean"])]
+    kept = [100 * r[m] for r in rows if r not in bad for m, _, _ in series]
+    if kept and bad:
         ax.set_ylim(max(0.0, min(kept) - 2.0), min(100.0, max(kept) + 1.0))
-        dropped = [
-            f"{format_value(r['config'][key])}: {100 * r['val_mean']:.1f}%"
-            for r in rows
-            if r["at_chance"] or r["diverged"]
-        ]
-        ax.text(
-            0.01,
-            0.02,
-            "off the axis (at chance or diverged): " + ", ".join(dropped),
-            transform=ax.transAxes,
-            fontsize=7,
-        )
+        dropped = [f"{label(r['config'], [key])} ({_row_state(r)})" for r in bad]
+        note_under(ax, note(dropped))
     ax.set_xlabel(key.replace("_", " "))
 
 
-def _accuracy_bars(ax, rows, keys, series) -> None:
+def _row_state(row: dict[str, Any]) -> str:
+    parts = ["no value" if np.isnan(row["val_mean"]) else f"{100 * row['val_mean']:.1f}%"]
+    parts += [
+        f"{key.replace('_', ' ')} {row[key]}/{row['seeds']}"
+        for key in ("diverged", "at_chance")
+        if row[key]
+    ]
+    return ", ".join(parts)
+
+
+def _accuracy_bars(ax: Axes, rows, keys, series) -> None:
     positions = np.arange(len(rows))
-    for offset, (mean, std, label) in zip((-0.2, 0.2), series, strict=True):
+    width = 0.8 / len(series)
+    for number, (mean, std, name) in enumerate(series):
         ax.bar(
-            positions + offset,
-            [100 * row[mean] for row in rows],
-            width=0.4,
+            positions + (number - (len(series) - 1) / 2) * width,
+            [100 * np.nan_to_num(row[mean]) for row in rows],
+            width=width,
             yerr=[100 * np.nan_to_num(row[std]) for row in rows],
             capsize=2,
-            label=label,
+            label=name,
         )
-    ax.set_xticks(positions, [_label(row["config"], keys) for row in rows], rotation=75, fontsize=7)
+    names = [f"#{row['config_index'] + 1}: {label(row['config'], keys)}" for row in rows]
+    # Rotated as little as the labels allow: level, slanted, or upright when crowded.
+    crowd = max(len(n) for n in names) * len(rows)
+    rotation = 0 if crowd <= 90 else 30 if len(rows) <= 8 else 90
+    ax.set_xticks(positions, names, rotation=rotation, ha="right" if rotation == 30 else "center")
+    ax.tick_params(axis="x", labelsize=7 if len(rows) > 12 else 9)
     finite = [100 * row["val_mean"] for row in rows if not np.isnan(row["val_mean"])]
-    if finite:
-        ax.set_ylim(max(0.0, min(finite) - 2.0), 100.0)
+    tops = [100 * (row[m] + np.nan_to_num(row[d])) for row in rows for m, d, _ in series]
+    low = max(0.0, min(finite) - 2.0) if finite else 0.0
+    ax.set_ylim(low, min(100.0, np.nanmax([low + 1.0, *tops]) + 1.0))
+    clipped = [
+        f"{name} ({_row_state(row)})"
+        for name, row in zip(names, rows, strict=True)
+        if not 100 * row["val_mean"] >= low
+    ]
+    if clipped:
+        note_under(ax, note(clipped))
 
 
-def plot_curves(records: Sequence[dict[str, Any]], ax=None):
-    """Validation accuracy per epoch (mean over seeds), one line per configuration.
+def plot_curves(
+    records: Sequence[dict[str, Any]], ax: Axes | None = None, *, description: str | None = None
+) -> Axes | np.ndarray:
+    """Accuracy per epoch on the selecting split: mean over seeds, band from min to max.
+
+    One curve per distinct configuration (one the study lists twice is drawn once), told
+    apart by colour, line style and, up to 12 epochs, a marker; one epoch gives a point per
+    configuration, spread sideways. The y axis zooms on the best curves (down to the first
+    gap of 10 points between final accuracies); the curves it leaves out are named under
+    the plot ("off the axis: lr=1 (diverged)"). Into ``ax`` goes every curve; without
+    ``ax`` a figure is made, split into panels sharing the y axis when more than 8
+    configurations have more than one epoch. ``description`` (default: the packaged
+    study's, see ``study_description``; ``""`` for none) goes under the title.
+
+    Returns ``ax`` (or the new Axes), or with several panels an array of them.
 
     Example::
 
         >>> import matplotlib; matplotlib.use("Agg")
         >>> import flaxmnist
-        >>> records = flaxmnist.run_sweep("lr", epochs=2, seeds=1, limit_train=400)
-        >>> len(flaxmnist.plot_curves(records).get_lines())
-        24
+        >>> records = flaxmnist.run_sweep("lr", epochs=2, seeds=2, limit_train=400)
+        >>> axes = flaxmnist.plot_curves(records)  # 22 distinct learning rates: 4 panels
+        >>> len(axes), axes[0].get_ylabel(), axes[0].get_xticks().tolist()
+        (4, 'holdout accuracy %', [1, 2])
+        >>> import matplotlib.pyplot as plt
+        >>> ax = flaxmnist.plot_curves(records, ax=plt.figure().gca())
+        >>> len(ax.get_legend().get_texts())
+        22
     """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4.5))
-    keys = varied_keys(records)
-    by_index: dict[int, list[dict[str, Any]]] = {}
-    for record in records:
-        by_index.setdefault(record["config_index"], []).append(record)
-    axis = _swept_axis(records)
-    order = sorted(by_index)
-    if axis is not None:  # colour by the swept value, low to high
-        order = sorted(order, key=lambda i: axis[1](by_index[i][0]["config"]))
-    colours = plt.get_cmap("viridis")(np.linspace(0, 0.95, len(order)))
-    for colour, index in zip(colours, order, strict=True):
-        group = by_index[index]
-        curve = 100 * mean_curve(group)
-        ax.plot(
-            np.arange(1, len(curve) + 1),
-            curve,
-            label=_label(group[0]["config"], keys),
-            linewidth=1,
-            color=colour,
+    study = records[0]["study"]
+    if description is None:
+        description = study_description(study, records)
+    axis = swept_axis(records)
+    curves = collect(records, axis[1] if axis is not None else None)
+    epochs = max(len(curve.mean) for curve in curves)
+    # One epoch gives one point per configuration: they fit one panel, spread sideways.
+    groups = panels(curves, records, split=ax is None and epochs > 1)
+    axes = [ax] if ax is not None else panel_axes(len(groups))
+    limits = y_range(curves)
+    seeds = max(curve.seeds for curve in curves)
+    for panel, (title, keys, group) in zip(axes, groups, strict=True):
+        draw_curves(panel, group, keys, epochs, limits)
+        panel.legend(
+            *unique_legend(panel),
+            title=band_text(seeds, epochs),
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            fontsize=8,
+            title_fontsize=8,
+            frameon=False,
+            alignment="left",
         )
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy %")
-    finals = [c for c in (100 * mean_curve(g)[-1] for g in by_index.values()) if c > 50]
-    if finals:
-        ax.set_ylim(min(finals) - 3.0, 100.0)
-    ax.set_title(f"{records[0]['study']}: learning curves")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2 if len(by_index) > 12 else 1)
-    return ax
+        panel.set_title(title, fontsize=10)
+        if panel.get_subplotspec() is None or panel.get_subplotspec().is_first_col():
+            panel.set_ylabel(_split_name(records))
+    heading = f"{study}: learning curves" + (f"\n{description}" if description else "")
+    if len(axes) > 1:
+        axes[0].figure.suptitle(heading)
+        return np.array(axes)
+    axes[0].set_title(heading, fontsize=11)
+    return axes[0]
 
 
 def is_grid_of_two_layers(records: Sequence[dict[str, Any]]) -> bool:
@@ -175,12 +233,14 @@ def is_grid_of_two_layers(records: Sequence[dict[str, Any]]) -> bool:
     )
 
 
-def plot_grid(records: Sequence[dict[str, Any]], ax=None):
-    """Heatmap of mean validation accuracy: widths (rows) × dropout rates (columns)."""
+def plot_grid(
+    records: Sequence[dict[str, Any]], ax: Axes | None = None, *, description: str | None = None
+) -> Axes:
+    """Heatmap of the selecting split's mean accuracy: widths (rows) × dropout (columns)."""
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 4.5))
+        _, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     rows = summarize(records)
     widths = sorted({tuple(r["config"]["hidden"]) for r in rows})
     rates = sorted({tuple(r["config"]["dropout"]) for r in rows})
@@ -207,13 +267,22 @@ def plot_grid(records: Sequence[dict[str, Any]], ax=None):
     )
     ax.set_ylabel("hidden widths M-N")
     ax.set_xlabel("dropout p1/p2")
-    ax.set_title(f"{records[0]['study']}: validation accuracy % (mean over seeds)")
+    seeds = rows[0]["seeds"]
+    what = f"{_split_name(records)}, mean over {seeds} seed{'s' if seeds > 1 else ''}"
+    ax.set_title(_heading(records, what, description), fontsize=11)
     ax.figure.colorbar(image, ax=ax)
     return ax
 
 
-def save_plots(records: Sequence[dict[str, Any]], directory: str | Path) -> list[Path]:
+def save_plots(
+    records: Sequence[dict[str, Any]],
+    directory: str | Path,
+    descriptions: Mapping[str, str] | None = None,
+) -> list[Path]:
     """Save every study's plots as PNG files in ``directory``; returns their paths.
+
+    ``descriptions`` maps study names to the descriptions shown under the titles (default:
+    the packaged studies', see ``study_description``).
 
     Example::
 
@@ -231,15 +300,15 @@ def save_plots(records: Sequence[dict[str, Any]], directory: str | Path) -> list
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for study, study_records in split_by_study(records).items():
+        description = study_description(study, study_records, descriptions)
         plots = [("accuracy", plot_accuracy), ("curves", plot_curves)]
         if is_grid_of_two_layers(study_records):
             plots.append(("grid", plot_grid))
         for name, plot in plots:
-            figure, ax = plt.subplots(figsize=(8, 5))
-            plot(study_records, ax=ax)
-            figure.tight_layout()
+            drawn = plot(study_records, description=description)
+            figure = np.ravel(drawn)[0].figure
             path = directory / f"{study}-{name}.png"
-            figure.savefig(path, dpi=100)
+            figure.savefig(path, dpi=100, bbox_inches="tight")
             plt.close(figure)
             paths.append(path)
     return paths

@@ -6,13 +6,16 @@ Works from records alone (the dicts of ``results.jsonl``); nothing here trains.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from flaxmnist.errors import SpecError
 from flaxmnist.specs import CONFIG_KEYS
+from flaxmnist.studies import builtin_studies, load_study
 
 #: Config keys that are hyperparameters (a record's config also describes the data).
 HYPERPARAMETER_KEYS = CONFIG_KEYS
@@ -93,9 +96,12 @@ def best_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     )
 
 
-def format_value(value: Any) -> str:
+def format_value(value: Any, key: str = "") -> str:
+    """A config value as text: floats short (``1e-05``); widths ``hidden`` joined by ``-``
+    (``300-150``, as in 784-300-150-10), other per-layer values by ``/`` (``0.1/0.2``).
+    """
     if isinstance(value, list):
-        return "-".join(format_value(v) for v in value)
+        return ("-" if key == "hidden" else "/").join(format_value(v) for v in value)
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -126,8 +132,53 @@ def split_by_study(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str
     return studies
 
 
-def format_table(records: Sequence[dict[str, Any]]) -> str:
+def study_description(
+    study: str,
+    records: Sequence[dict[str, Any]] = (),
+    descriptions: Mapping[str, str] | None = None,
+) -> str:
+    """The ``description`` of ``study``'s spec, or ``""`` when it is not known.
+
+    ``descriptions`` (study name -> description) wins. Otherwise a packaged study of that
+    name is asked, but only if ``records`` match its configurations (a spec file of the same
+    name with other values gets no borrowed description; ``epochs`` may differ, as the
+    command line overrides it).
+
+    Example::
+
+        >>> study_description("lr")
+        'Part 2.1 - tuning learning rates (M=300, 10 epochs, batch 200)'
+        >>> study_description("my-own", descriptions={"my-own": "a test"}), study_description("x")
+        ('a test', '')
+    """
+    if descriptions is not None and study in descriptions:
+        return descriptions[study]
+    if study not in builtin_studies():
+        return ""
+    try:
+        packaged = load_study(study)
+    except SpecError:  # a composite spec, or a broken one: no description to show
+        return ""
+    keys = [key for key in packaged.varied if key != "epochs"]
+    for record in records:
+        index = record.get("config_index", -1)
+        if not 0 <= index < len(packaged.configs):
+            return ""
+        config = packaged.configs[index].to_dict()
+        if any(config[key] != record["config"].get(key) for key in keys):
+            return ""
+    return packaged.description
+
+
+def format_table(
+    records: Sequence[dict[str, Any]], descriptions: Mapping[str, str] | None = None
+) -> str:
     """Each study's table as text: varied hyperparameters, accuracies in %, status, best.
+
+    The header line of each study names its spec's description (see
+    ``study_description``; ``descriptions`` maps study names to descriptions, for studies
+    from spec files), the epochs when every configuration shares them, and the split that
+    selects.
 
     Example::
 
@@ -138,10 +189,13 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     """
     if not records:
         return "(no results)"
-    return "\n\n".join(_format_study(r) for r in split_by_study(records).values())
+    return "\n\n".join(
+        _format_study(group, study_description(study, group, descriptions))
+        for study, group in split_by_study(records).items()
+    )
 
 
-def _format_study(records: Sequence[dict[str, Any]]) -> str:
+def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> str:
     rows = summarize(records)
     keys = varied_keys(records)
     config = records[0]["config"]
@@ -155,15 +209,17 @@ def _format_study(records: Sequence[dict[str, Any]]) -> str:
         body.append(
             [
                 str(row["config_index"] + 1),
-                *(format_value(row["config"].get(key)) for key in keys),
+                *(format_value(row["config"].get(key), key) for key in keys),
                 _format_accuracy(row["val_mean"], row["val_std"]),
                 _format_accuracy(row["test_mean"], row["test_std"]),
                 status,
             ]
         )
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    epochs = "" if "epochs" in keys else f"{config.get('epochs', '?')} epochs, "
+    named = f' ("{description}")' if description else ""
     lines = [
-        f"study {records[0]['study']}: {len(rows)} configs x {seeds} seed(s), "
+        f"study {records[0]['study']}{named}: {len(rows)} configs x {seeds} seed(s), {epochs}"
         f"{config.get('train_size', '?')} training images, "
         + (
             "validation on the holdout (last 10,000 training images, never trained on)"
@@ -174,7 +230,7 @@ def _format_study(records: Sequence[dict[str, Any]]) -> str:
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False)) for line in body]
     best = best_row(rows)
-    setting = ", ".join(f"{key}={format_value(best['config'].get(key))}" for key in keys)
+    setting = ", ".join(f"{key}={format_value(best['config'].get(key), key)}" for key in keys)
     lines.append(
         f"best by {'holdout' if holdout else 'validation'} accuracy: #{best['config_index'] + 1} "
         f"({setting}): validation {_format_accuracy(best['val_mean'], best['val_std'])} %, "
@@ -201,10 +257,10 @@ SUMMARY_COLUMNS = (
     "validate_on",
     "train_size",
     "seeds",
-    "val_mean",
-    "val_std",
-    "test_mean",
-    "test_std",
+    "val_mean_pct",
+    "val_std_pct",
+    "test_mean_pct",
+    "test_std_pct",
     "best_epoch",
     "diverged",
     "at_chance",
@@ -214,8 +270,12 @@ SUMMARY_COLUMNS = (
 def write_summary_csv(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Write ``summary.csv``: one row per (study, configuration), columns ``SUMMARY_COLUMNS``.
 
-    Lists (layer widths, per-layer rates) are written as ``300-150``; accuracies as
-    fractions; an empty cell is a missing value (one seed has no std).
+    ``config`` is the 1-based configuration number of the table. Accuracies are in percent
+    (``val_mean_pct`` ... ``test_std_pct``: mean and sample std over seeds of the last
+    epoch; ``val`` is the split that selects, ``validate_on`` names it). Lists (layer widths
+    ``hidden``, per-layer ``dropout`` and ``l2``) are JSON arrays, e.g. ``[300, 150]`` and
+    ``[0.0, 0.0]`` (quoted, as they hold commas), so ``json.loads`` reads them back. An
+    empty cell is a missing value (one seed has no std; a diverged mean has no value).
     """
     path = Path(path)
     with path.open("w", newline="") as handle:
@@ -223,15 +283,20 @@ def write_summary_csv(records: Sequence[dict[str, Any]], path: str | Path) -> Pa
         writer.writerow(SUMMARY_COLUMNS)
         for study, study_records in split_by_study(records).items():
             for row in summarize(study_records):
-                config = row["config"]
-                values = {**config, **row, "study": study, "config": row["config_index"] + 1}
-                writer.writerow(
-                    [
-                        "" if _missing(values.get(c)) else format_value(values.get(c))
-                        for c in SUMMARY_COLUMNS
-                    ]
-                )
+                values = {**row["config"], "study": study, "config": row["config_index"] + 1}
+                values |= {k: row[k] for k in ("seeds", "best_epoch", "diverged", "at_chance")}
+                for key in ("val_mean", "val_std", "test_mean", "test_std"):
+                    values[f"{key}_pct"] = None if _missing(row[key]) else 100 * row[key]
+                writer.writerow([_csv_cell(values.get(c)) for c in SUMMARY_COLUMNS])
     return path
+
+
+def _csv_cell(value: Any) -> str:
+    if _missing(value):
+        return ""
+    if isinstance(value, list):
+        return json.dumps(value)
+    return format_value(value)
 
 
 def _missing(value: Any) -> bool:
