@@ -56,9 +56,14 @@ def lock_run_dir(out: str | Path) -> int:
             parameter="out",
             value=out,
         ) from None
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}".encode(), 0)
+    except OSError as err:  # a file system without locks (some NFS or FUSE mounts)
+        os.close(fd)
+        reason = f"cannot lock it ({err.strerror or err}); use a directory on a local disk"
+        raise RunDirError(reason, parameter="out", value=out) from err
+    with contextlib.suppress(OSError):  # who holds it: for the message of a second run only
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}".encode(), 0)
     return fd
 
 
@@ -89,7 +94,8 @@ class Attempt:
 
     def update(self, stats: dict[str, Any], status: str = "running") -> None:
         """Record ``stats`` (e.g. ``dataclasses.asdict(RunStats)``) and ``status`` now."""
-        self.entry.update(stats, status=status, updated=_now())
+        rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
+        self.entry.update(rounded, status=status, updated=_now())
         self.entry["wall_seconds"] = round(time.monotonic() - self.started, 3)
         if status != "running":
             self.entry["ended"] = self.entry["updated"]

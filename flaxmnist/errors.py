@@ -1,11 +1,19 @@
-"""The errors flaxmnist raises for bad input: one line each, naming what is at fault.
+"""The errors flaxmnist raises, for bad input and for a run that cannot go on (a run
+directory in use, torn or unwritable, memory run out): one line each, naming what is at
+fault and what to do. And the warnings it gives when it goes on (``FlaxmnistWarning``).
 
 Library functions name their *parameters* (``out='runs/x': ...``); the command line words
-the same error with its *flags* (``--out runs/x: ...``) through ``flag_message``.
+the same error with its *flags* (``--out runs/x: ...``) through ``flag_message``. Every
+error is a ``ValueError`` (bad input, in the widest sense): catch ``FlaxmnistError``, or a
+subclass, rather than ``ValueError`` to tell them from other errors.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import PurePath
 from typing import Any
 
@@ -103,3 +111,24 @@ class OutOfMemoryError(FlaxmnistError):
         Traceback (most recent call last):
         flaxmnist.errors.OutOfMemoryError: lr (...): one lane of 784-300-10 needs about ...
     """
+
+
+class FlaxmnistWarning(UserWarning):
+    """A run went on after something worth knowing: a record cut short left out (its lane is
+    trained again), a call retried with fewer lanes after running out of memory."""
+
+
+@contextlib.contextmanager
+def one_line_warnings(prog: str) -> Iterator[None]:
+    """Within it, warnings are one line on stderr, ``PROG: warning: ...``: flaxmnist's as
+    they are, others with their category and origin. The usual display comes back after."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = (str(message).splitlines() or [""])[0]
+        if not issubclass(category, FlaxmnistWarning):
+            text = f"{category.__name__}: {text} ({filename}:{lineno})"
+        print(f"{prog}: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

@@ -14,15 +14,17 @@ from typing import Any
 
 import numpy as np
 from jax.errors import JaxRuntimeError
+from jax.sharding import Mesh
 
 from flaxmnist.attempt import Attempt
-from flaxmnist.errors import OutOfMemoryError
+from flaxmnist.data import DataSplits
+from flaxmnist.errors import FlaxmnistWarning, OutOfMemoryError
 from flaxmnist.grid import LaneGrid
 from flaxmnist.plan import Call, split_call
-from flaxmnist.progress import Progress
+from flaxmnist.progress import Progress, RunStats
 from flaxmnist.records import make_records
 from flaxmnist.rundir import write_results
-from flaxmnist.specs import Config
+from flaxmnist.specs import Config, Study
 from flaxmnist.train import Hyperparams, TrainSpec, make_hyperparams
 
 
@@ -51,7 +53,16 @@ class SweepLoop:
     """Trains planned calls one after another, keeping every record and the run directory
     up to date; a call that runs out of memory is split in halves and tried again."""
 
-    def __init__(self, studies, data_settings, data, chance, mesh, stats, progress):
+    def __init__(
+        self,
+        studies: Sequence[Study],
+        data_settings: dict[str, Any],
+        data: DataSplits,
+        chance: float,
+        mesh: Mesh,
+        stats: RunStats,
+        progress: Progress,
+    ):
         self.studies, self.data_settings, self.data, self.chance = (
             studies, data_settings, data, chance,
         )  # fmt: skip
@@ -76,7 +87,7 @@ class SweepLoop:
             except JaxRuntimeError as err:
                 if not _is_out_of_memory(err):
                     raise
-                fits[call.spec] = self._smaller(call, err)
+                fits[call.spec] = self._smaller(call, err, halved=call.spec in fits)
                 queue.appendleft(call)
                 number -= 1
                 continue
@@ -86,20 +97,22 @@ class SweepLoop:
         self.progress.finished(self._summary(time.perf_counter() - start))
         return [self.done[key] for key in sorted(self.done)]
 
-    def _smaller(self, call: Call, err: Exception) -> int:
+    def _smaller(self, call: Call, err: Exception, halved: bool) -> int:
         """The lanes to retry ``call`` with after it ran out of memory; raises at one."""
         lanes = len(call.lanes)
         study = self.studies[call.study_index]
         if lanes == 1:
             detail = str(err).splitlines()[0][:160]
+            tried = ", after calls of more lanes failed too" if halved else ""
             raise OutOfMemoryError(
-                f"{study.name}: out of memory training one lane of {widths(call.spec)}, after "
-                f"calls of more lanes failed too; the records before are kept; train a smaller "
-                f"model or on a device with more memory (XLA: {detail})"
+                f"{study.name}: out of memory training one lane of {widths(call.spec)}{tried}; "
+                "the records before are kept; train a smaller model or on a device with more "
+                f"memory (XLA: {detail})"
             ) from None
         warnings.warn(
             f"{study.name}: out of memory with {lanes} lanes of {widths(call.spec)} per "
             f"call; trying {lanes // 2}",
+            FlaxmnistWarning,
             stacklevel=3,
         )
         return lanes // 2

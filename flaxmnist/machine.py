@@ -8,6 +8,7 @@ packages' metadata.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import resource
@@ -35,26 +36,48 @@ def host_memory_bytes() -> int | None:
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY:
         limits.append(soft)
-    try:
-        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if text.isdigit():
-            limits.append(int(text))
-    except OSError:
-        pass
+    for path in _cgroup_limit_files():
+        with contextlib.suppress(OSError, ValueError):
+            limits.append(int(path.read_text().strip()))  # "max" (no limit) is skipped
     return min(limits) if limits else None
 
 
-def default_memory_budget(device: Any) -> int:
-    """Bytes of memory one call's lanes may plan to use on ``device`` (a ``jax.Device``).
+def _cgroup_limit_files() -> list[Path]:
+    """This process's cgroup memory limits: v2 (its own group and the root) and v1."""
+    root = Path("/sys/fs/cgroup")
+    files = [root / "memory.max", root / "memory" / "memory.limit_in_bytes"]
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            if line.startswith("0::/") and len(line) > 4:
+                files.append(root / line[4:] / "memory.max")
+    return files
 
-    ``MEMORY_SHARE`` of what the device reports as its limit (accelerators), else of the
-    host's memory (``host_memory_bytes``, CPUs), else ``FALLBACK_MEMORY_BUDGET``.
-    """
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    limit = (stats or {}).get("bytes_limit")
-    if limit is None and device.platform == "cpu":
-        limit = host_memory_bytes()
-    return int(MEMORY_SHARE * limit) if limit else FALLBACK_MEMORY_BUDGET
+
+def memory_limit(device: Any) -> tuple[int | None, str]:
+    """The memory ``device`` (a ``jax.Device``) has, and where the figure comes from: what
+    the device reports as its limit (accelerators), else on a CPU the host's memory
+    (``host_memory_bytes``); ``(None, ...)`` when neither is known."""
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - a backend without memory statistics
+        stats = {}
+    limit = stats.get("bytes_limit")
+    if isinstance(limit, int) and limit > 0:  # -1 means unavailable
+        return limit, "the device's memory"
+    if device.platform == "cpu":
+        host = host_memory_bytes()
+        if host:
+            return host, "the host's memory"
+    return None, f"{device.platform} reports no memory limit"
+
+
+def default_memory_budget(device: Any) -> tuple[int | None, str]:
+    """Bytes one call's lanes may plan to use on ``device``: ``MEMORY_SHARE`` of
+    ``memory_limit``, and words saying so; ``(None, why)`` when the memory is unknown."""
+    limit, source = memory_limit(device)
+    if limit is None:
+        return None, source
+    return int(MEMORY_SHARE * limit), f"{MEMORY_SHARE:.0%} of {source}"
 
 
 def format_bytes(count: float) -> str:
@@ -90,8 +113,8 @@ def parse_bytes(text: str) -> int:
         value = float(body[: len(body) - len(suffix)]) * units[suffix]
     except ValueError:
         raise ValueError(f"expected a size such as 12G, 500M or 8GiB, got {text!r}") from None
-    if not value >= 1:
-        raise ValueError(f"expected a positive size, got {text!r}")
+    if not (math.isfinite(value) and value >= 1):
+        raise ValueError(f"expected a positive, finite size, got {text!r}")
     return int(value)
 
 
@@ -114,6 +137,15 @@ def _git_commit() -> str | None:
     return f"{commit}+dirty" if changed else commit
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -131,6 +163,7 @@ def environment(devices: Sequence[Any]) -> dict[str, Any]:
         "host": {
             "system": platform.system(),
             "machine": platform.machine(),
+            "cpu": _cpu_model(),
             "cpu_count": os.cpu_count(),
         },  # fmt: skip
         "devices": {

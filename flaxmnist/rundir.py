@@ -4,13 +4,16 @@ A run directory holds the resolved settings of one experiment (``manifest.json``
 SHA-256) and one JSON object per lane (``results.jsonl``), rewritten atomically (temp file,
 fsync, rename) after every call, so that a kill at any moment leaves either the old file or
 the new one. Running the same settings into the same directory resumes; other settings are
-refused rather than mixed. A line of ``results.jsonl`` cut short is left out with a warning
-(its lane is trained again); any other damage is a ``RunDirError`` naming file and line, as is
-a full disk. It knows nothing of training.
+refused rather than mixed, and so is a folder that holds other files (``check_usable``).
+A last line of ``results.jsonl`` cut short is left out with a warning (its lane is trained
+again); any other damage is a ``RunDirError`` naming file and line, as is a full disk. The
+lock file (``LOCK``) and the manifest's record of attempts are ``flaxmnist.attempt``'s. It
+knows nothing of training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -22,13 +25,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flaxmnist.errors import RunDirError, SettingsError
+from flaxmnist.errors import FlaxmnistWarning, RunDirError, SettingsError
 from flaxmnist.specs import Config
 
 MANIFEST = "manifest.json"
 RESULTS = "results.jsonl"
 #: The lock file a running sweep holds in its run directory (``flaxmnist.attempt``).
 LOCK = ".lock"
+# Read once: os.umask can only be read by setting it, which is not thread-safe.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
@@ -64,26 +70,31 @@ def _write_atomic(path: Path, text: str) -> None:
         raise RunDirError(reason, parameter="out", value=path.parent) from err
 
 
+def _temp_prefix(name: str) -> str:
+    return f".{name}."
+
+
 def _replace_with(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=".tmp")
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # make the rename itself durable
-        finally:
-            os.close(directory)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    # Make the rename itself durable; some network and FUSE file systems cannot, and the
+    # file is in place either way.
+    with contextlib.suppress(OSError):
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -99,7 +110,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return []
-    lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    lines = [(n, line) for n, line in enumerate(_read_text(path).splitlines(), 1) if line.strip()]
     objects = []
     for position, (number, line) in enumerate(lines):
         try:
@@ -109,6 +120,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
                 warnings.warn(
                     f"{path} line {number} is cut short ({err.msg}): left out; a resumed run "
                     "trains its lane again",
+                    FlaxmnistWarning,
                     stacklevel=2,
                 )
                 break
@@ -131,16 +143,42 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     advice = "restore it, or use another directory (or delete this one) to start over"
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(_read_text(path))
     except json.JSONDecodeError as err:
         raise RunDirError(
             f"{path} line {err.lineno}: not JSON ({err.msg} at column {err.colno}); {advice}"
         ) from None
-    except OSError as err:
-        raise RunDirError(f"{path}: cannot read it ({err.strerror})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("settings"), dict):
         raise RunDirError(f"{path}: not a flaxmnist manifest (no settings); {advice}")
     return manifest
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise RunDirError(f"{path}: not UTF-8 text (byte {err.start}); not flaxmnist's") from None
+    except OSError as err:
+        raise RunDirError(f"{path}: cannot read it ({err.strerror or err})") from None
+
+
+#: The keys every record of ``results.jsonl`` has, whatever the version that wrote it.
+RECORD_KEYS = (
+    "study", "config", "config_index", "seed", "history",
+    "val_accuracy", "test_accuracy", "diverged", "at_chance",
+)  # fmt: skip
+
+
+def check_records(records: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Raise ``RunDirError`` naming the first record (of file ``path``) that lacks one of
+    ``RECORD_KEYS``."""
+    for number, record in enumerate(records, 1):
+        missing = [key for key in RECORD_KEYS if key not in record]
+        if missing:
+            raise RunDirError(
+                f"{path} record {number}: not a flaxmnist result (no {', '.join(missing)}); "
+                "repair or delete that line"
+            )
 
 
 def default_out_dir(study_name: str) -> Path:
@@ -207,7 +245,9 @@ def open_run_dir(out: str | Path, settings: dict[str, Any]) -> list[dict[str, An
                 parameter="out",
                 value=out,
             )
-        return [_with_record_defaults(r) for r in read_jsonl(out / RESULTS)]
+        records = read_jsonl(out / RESULTS)
+        check_records(records, out / RESULTS)
+        return [_with_record_defaults(r) for r in records]
     write_json_atomic(manifest_path, {"fingerprint": fingerprint(settings), "settings": settings})
     return []
 
@@ -220,10 +260,11 @@ def check_usable(out: Path) -> None:
     """
     if out.exists() and not out.is_dir():
         raise SettingsError("exists and is not a directory", parameter="out", value=out)
+    ours = (LOCK, *(_temp_prefix(name) for name in (MANIFEST, RESULTS)))
     if (
         out.exists()
         and not (out / MANIFEST).exists()
-        and any(p.name != LOCK for p in out.iterdir())
+        and any(not p.name.startswith(ours) for p in out.iterdir())  # a first run killed early
     ):
         raise SettingsError(
             "exists, is not empty and holds no flaxmnist manifest", parameter="out", value=out

@@ -1,11 +1,11 @@
-"""``run_sweep``: load the data, plan the calls, train each as a grid, keep the records.
+"""``run_sweep``: load the data, check every setting (and that a lane fits the memory
+budget) before anything runs, plan the calls, and train them (``loop.SweepLoop``) inside the
+locked run directory, whose manifest records the attempt (``attempt.run_directory``).
 
 One record per (study, configuration, seed) comes out, the same dicts that
-``results.jsonl`` holds. Lanes are independent: a lane whose loss goes non-finite carries
-NaNs in its own slice of the grid only; it is reported as ``diverged`` with the accuracy
-its parameters really give, and the other lanes are unaffected. A lane that stays finite
-but ends no more accurate on the validation split than always guessing that split's most
-common class is reported as ``at_chance``.
+``results.jsonl`` holds (``records.make_records`` says what ``diverged`` and ``at_chance``
+mean). Lanes are independent: a lane whose loss goes non-finite carries NaNs in its own
+slice of the grid only, and the other lanes are unaffected.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from flaxmnist.data import ValidateOn, chance_accuracy, make_splits
 from flaxmnist.errors import OutOfMemoryError, SettingsError
 from flaxmnist.grid import lane_mesh, replicate
 from flaxmnist.loop import SweepLoop, widths
-from flaxmnist.machine import default_memory_budget, format_bytes
+from flaxmnist.machine import FALLBACK_MEMORY_BUDGET, default_memory_budget, format_bytes
 from flaxmnist.plan import (
     DEFAULT_MAX_LANES,
     lane_bytes,
@@ -114,13 +114,14 @@ def run_sweep(
     }
     mesh = lane_mesh()
     device = mesh.devices.flat[0]
-    budget = memory_budget or default_memory_budget(device)
-    _check_memory(studies, budget, memory_budget is None, validate_on == "test", dtype)
+    budget, source = (memory_budget, "as given") if memory_budget else default_memory_budget(device)
+    if budget is not None:  # unknown memory: no refusal; a call that runs out is halved
+        _check_memory(studies, budget, source, validate_on == "test", dtype)
     calls = plan_calls(
         [s.configs for s in studies],
         seeds,
         max_lanes=max_lanes,
-        memory_budget=budget,
+        memory_budget=budget or FALLBACK_MEMORY_BUDGET,
         val_is_test=validate_on == "test",
         dtype=dtype,
         # Measured on a CPU only (BENCHMARKS.md); an accelerator gets every lane at once and
@@ -174,7 +175,7 @@ def _check(seeds: int, max_lanes: int | None, memory_budget: int | None, dtype: 
 
 
 def _check_memory(
-    studies: Sequence[Study], budget: int, is_default: bool, val_is_test: bool, dtype: str
+    studies: Sequence[Study], budget: int, source: str, val_is_test: bool, dtype: str
 ) -> None:
     """Refuse, before anything runs, a configuration whose one lane exceeds ``budget``."""
     for study in studies:
@@ -182,7 +183,6 @@ def _check_memory(
             spec = train_spec_of(config, val_is_test, dtype)
             need = lane_bytes(spec)
             if need > budget:
-                source = "80% of the device's memory" if is_default else "as given"
                 raise OutOfMemoryError(
                     f"{study.name} ({study.source}): one lane of {widths(spec)} needs about "
                     f"{format_bytes(need)} by flaxmnist's estimate, more than the memory "

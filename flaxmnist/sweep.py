@@ -17,19 +17,25 @@ import argparse
 import os
 import shlex
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import jax
 
 from flaxmnist.compile_cache import default_compilation_cache_dir, enable_compilation_cache
-from flaxmnist.errors import DataError, FlaxmnistError, OutOfMemoryError, RunDirError, SpecError
+from flaxmnist.errors import (
+    DataError,
+    FlaxmnistError,
+    OutOfMemoryError,
+    RunDirError,
+    SpecError,
+    one_line_warnings,
+)
 from flaxmnist.machine import parse_bytes
 from flaxmnist.plan import DEFAULT_MAX_LANES
 from flaxmnist.progress import TqdmProgress
 from flaxmnist.report import format_table, write_report
-from flaxmnist.rundir import default_out_dir
+from flaxmnist.rundir import MANIFEST, default_out_dir
 from flaxmnist.runner import run_sweep
 from flaxmnist.specs import COMPUTE_DTYPES
 from flaxmnist.studies import builtin_studies, load_studies
@@ -225,8 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    prog = parser.prog
-    warnings.showwarning = _show_warning
+    with one_line_warnings(parser.prog):
+        return _run(args, parser.prog, list(sys.argv[1:] if argv is None else argv))
+
+
+def _run(args: argparse.Namespace, prog: str, argv: list[str]) -> int:
     try:
         studies = load_studies(args.study)
     except SpecError as err:
@@ -258,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=TqdmProgress(disable=args.quiet),
         )
     except (RunDirError, OutOfMemoryError) as err:
-        print(f"{prog}: error: {err.flag_message()}{_resume_hint(args, out)}", file=sys.stderr)
+        hint = _resume_hint(args, argv, out)
+        print(f"{prog}: error: {err.flag_message()}{hint}", file=sys.stderr)
         return 3
     except FlaxmnistError as err:
         print(f"{prog}: error: {err.flag_message()}", file=sys.stderr)
@@ -267,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if isinstance(err, DataError) and shipped else 2
     except KeyboardInterrupt:
         print(
-            f"{prog}: interrupted; finished calls are in {out}{_resume_hint(args, out)}",
+            f"{prog}: interrupted; finished calls are in {out}{_resume_hint(args, argv, out)}",
             file=sys.stderr,
         )
         return 130
@@ -276,11 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _write_report(prog, records, out, descriptions)
 
 
-def _resume_hint(args: argparse.Namespace, out: Path) -> str:
-    """How to resume: the same command, with ``--out`` if the directory was the default."""
-    if args.out is not None:
+def _resume_hint(args: argparse.Namespace, argv: list[str], out: Path) -> str:
+    """How to resume, when there is something to resume and the directory was the default:
+    the same command with ``--out``."""
+    if args.out is not None or not (out / MANIFEST).exists():
         return ""
-    argv = [*sys.argv[1:]] if sys.argv[1:] else [args.study]
     return f" (to resume: python -m flaxmnist.sweep {shlex.join([*argv, '--out', str(out)])})"
 
 
@@ -297,11 +307,6 @@ def _write_report(prog: str, records, out: Path, descriptions: dict[str, str]) -
         return 3
     print(f"results: {out / 'results.jsonl'}, summary.csv and plots in {out}")
     return 0
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one line each, ``python -m flaxmnist.sweep: warning: ...``."""
-    print(f"python -m flaxmnist.sweep: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

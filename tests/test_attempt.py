@@ -1,4 +1,7 @@
+import errno
+import fcntl
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -79,3 +82,26 @@ def test_a_strangers_folder_is_refused_and_left_untouched(tmp_path):
     with refused, run_directory(stranger, SETTINGS, ENVIRONMENT):
         pass
     assert [p.name for p in stranger.iterdir()] == ["notes.txt"]
+
+
+def test_a_file_system_without_locks_is_one_clear_error(tmp_path, monkeypatch):
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    open_before = len(os.listdir("/proc/self/fd"))
+    refused = pytest.raises(RunDirError, match=r"cannot lock it \(No locks available\)")
+    with refused, run_directory(tmp_path / "run", SETTINGS, ENVIRONMENT):
+        pass
+    assert len(os.listdir("/proc/self/fd")) == open_before  # the lock file is closed
+
+
+def test_a_first_run_killed_while_writing_its_manifest_leaves_a_usable_directory(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("")
+    (out / ".manifest.json.abc123.tmp").write_text('{"fingerp')  # a write cut short
+    with run_directory(out, SETTINGS, ENVIRONMENT) as attempt:
+        assert attempt.earlier == []
+    assert attempt.manifest["settings"] == SETTINGS
+    assert attempt.entry["status"] == "finished"

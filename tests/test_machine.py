@@ -16,7 +16,7 @@ def test_parse_bytes(text, size):
     assert machine.parse_bytes(text) == size
 
 
-@pytest.mark.parametrize("text", ["", "G", "twelve", "-1G", "0"])
+@pytest.mark.parametrize("text", ["", "G", "twelve", "-1G", "0", "inf", "1e400", "nan"])
 def test_parse_bytes_refuses_what_is_not_a_size(text):
     with pytest.raises(ValueError, match="size"):
         machine.parse_bytes(text)
@@ -29,20 +29,32 @@ def test_format_bytes():
 
 
 class FakeDevice:
-    def __init__(self, platform, limit):
-        self.platform, self.limit = platform, limit
+    def __init__(self, platform, stats):
+        self.platform, self.stats = platform, stats
 
     def memory_stats(self):
-        return None if self.limit is None else {"bytes_limit": self.limit}
+        if isinstance(self.stats, Exception):
+            raise self.stats
+        return self.stats
 
 
 def test_the_budget_is_a_share_of_what_the_device_or_host_has(monkeypatch):
-    assert machine.default_memory_budget(FakeDevice("gpu", 100 * 2**30)) == 80 * 2**30
+    gpu = FakeDevice("gpu", {"bytes_limit": 100 * 2**30})
+    assert machine.default_memory_budget(gpu) == (80 * 2**30, "80% of the device's memory")
     monkeypatch.setattr(machine, "host_memory_bytes", lambda: 10 * 2**30)
-    assert machine.default_memory_budget(FakeDevice("cpu", None)) == 8 * 2**30
+    cpu = FakeDevice("cpu", None)
+    assert machine.default_memory_budget(cpu) == (8 * 2**30, "80% of the host's memory")
     monkeypatch.setattr(machine, "host_memory_bytes", lambda: None)
-    assert machine.default_memory_budget(FakeDevice("cpu", None)) == 8 * 2**30
-    assert machine.default_memory_budget(FakeDevice("tpu", None)) == 8 * 2**30
+    assert machine.default_memory_budget(cpu) == (None, "cpu reports no memory limit")
+
+
+@pytest.mark.parametrize(
+    "stats", [None, {}, {"bytes_limit": -1}, {"bytes_limit": 0}, NotImplementedError("no stats")]
+)
+def test_an_accelerator_without_a_memory_limit_gets_no_budget(stats):
+    assert machine.default_memory_budget(FakeDevice("gpu", stats)) == (
+        None, "gpu reports no memory limit"
+    )  # fmt: skip
 
 
 def test_host_memory_honours_an_address_space_limit(monkeypatch):
@@ -59,5 +71,6 @@ def test_environment_names_versions_commit_and_devices():
     assert environment["devices"] == {
         "platform": "cpu", "kind": jax.devices()[0].device_kind, "count": len(jax.devices())
     }  # fmt: skip
+    assert environment["host"]["cpu"] and environment["host"]["cpu_count"] >= 1
     commit = environment["git_commit"]
     assert commit is None or len(commit.removesuffix("+dirty")) == 40

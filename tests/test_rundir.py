@@ -25,6 +25,14 @@ SETTINGS = {
 }
 
 
+def result(config):
+    """A whole record, as results.jsonl holds it, of ``config``."""
+    accuracies = {"val_accuracy": 0.5, "test_accuracy": 0.5}
+    return {"study": "t", "config": config, "config_index": 0, "seed": 0,
+            "history": {k: [v] for k, v in accuracies.items()}, **accuracies,
+            "diverged": False, "at_chance": False}  # fmt: skip
+
+
 def test_write_jsonl_atomic_refuses_nan_and_keeps_the_old_file(tmp_path):
     path = tmp_path / "results.jsonl"
     write_jsonl_atomic(path, [{"a": 1}])
@@ -41,7 +49,7 @@ def test_a_new_directory_gets_a_manifest_and_resumes_with_its_records(tmp_path):
     assert open_run_dir(out, SETTINGS) == []
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest == {"fingerprint": fingerprint(SETTINGS), "settings": SETTINGS}
-    record = {"study": "t", "config": {**Config().to_dict(), "dtype": "float32"}, "seed": 0}
+    record = result({**Config().to_dict(), "dtype": "float32"})
     write_results(out, [record])
     assert open_run_dir(out, SETTINGS) == [record]
 
@@ -73,7 +81,7 @@ def test_an_older_manifest_and_its_records_read_as_today(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "manifest.json").write_text(json.dumps({"settings": old_settings}))
-    write_results(out, [{"study": "t", "config": {**old_config, "dataset": "mnist"}}])
+    write_results(out, [result({**old_config, "dataset": "mnist"})])
     (record,) = open_run_dir(out, SETTINGS)
     assert record["config"]["loss"] == "cross_entropy" and record["config"]["dtype"] == "float32"
 
@@ -125,3 +133,14 @@ def test_a_full_disk_leaves_the_file_as_it_was_and_says_so(tmp_path, monkeypatch
     monkeypatch.undo()
     assert read_jsonl(out / "results.jsonl") == [{"a": 1}]
     assert sorted(p.name for p in out.iterdir()) == ["results.jsonl"]  # no temp file left
+
+
+def test_bytes_that_are_not_text_and_records_that_are_not_results_are_named(tmp_path):
+    out = tmp_path / "run"
+    open_run_dir(out, SETTINGS)
+    (out / "results.jsonl").write_bytes(b'{"a": "\xff"}\n')
+    with pytest.raises(RunDirError, match=r"results.jsonl: not UTF-8 text \(byte 7\)"):
+        open_run_dir(out, SETTINGS)
+    (out / "results.jsonl").write_text('{"study": "t", "seed": 0}\n')
+    with pytest.raises(RunDirError, match=r"record 1: not a flaxmnist result \(no config, "):
+        open_run_dir(out, SETTINGS)

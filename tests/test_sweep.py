@@ -289,3 +289,27 @@ def test_a_real_full_disk(tiny_disk, tmp_path):
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     resumed = (moved / "results.jsonl").read_text().splitlines()
     assert len(resumed) == 24 and resumed[: len(kept)] == kept
+
+
+def test_nothing_to_resume_means_no_resume_hint(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default run directory, runs/<study>-<time>, goes here
+    spec = tmp_path / "huge.toml"
+    spec.write_text("[base]\nhidden = [2000000]\n[grid]\nlearning_rate = [0.001]\n")
+    code, line = run_cli(capsys, [str(spec), "--memory-budget", "12G"])
+    assert code == 3 and "needs about" in line and "resume" not in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_warnings_are_one_line_and_only_while_the_cli_runs(capsys):
+    import warnings
+
+    from flaxmnist.errors import FlaxmnistWarning, one_line_warnings
+
+    with one_line_warnings("prog"):
+        warnings.warn("kept short\nsecond line", FlaxmnistWarning, stacklevel=1)
+        warnings.warn("from elsewhere", DeprecationWarning, stacklevel=1)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "prog: warning: kept short"
+    assert lines[1].startswith("prog: warning: DeprecationWarning: from elsewhere (")
+    assert len(lines) == 2
+    assert warnings.showwarning.__module__ == "warnings"  # restored

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flaxmnist.errors import RunDirError
 from flaxmnist.report.plots import (
     is_grid_of_two_layers,
     plot_accuracy,
@@ -34,7 +33,7 @@ from flaxmnist.report.table import (
     varied_keys,
     write_summary_csv,
 )
-from flaxmnist.rundir import RESULTS, read_jsonl
+from flaxmnist.rundir import RESULTS, check_records, read_jsonl
 
 __all__ = [
     "best_row",
@@ -55,20 +54,6 @@ __all__ = [
 ]
 
 
-#: What a record needs to be reported.
-RECORD_KEYS = (
-    "study",
-    "config",
-    "config_index",
-    "seed",
-    "history",
-    "val_accuracy",
-    "test_accuracy",
-    "diverged",
-    "at_chance",
-)
-
-
 def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
     """The records of a run directory (its ``results.jsonl``), or of a results file.
 
@@ -86,17 +71,14 @@ def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
     Raises:
       FileNotFoundError: no results file there.
       RunDirError: a line before the last is not a JSON object, or an object is not a
-        result (it lacks one of ``RECORD_KEYS``); the message names file and line or record.
+        result (it lacks one of ``rundir.RECORD_KEYS``); the message names file and line or record.
     """
     path = Path(run_dir)
     path = path / RESULTS if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results file")
     records = read_jsonl(path)
-    for number, record in enumerate(records, 1):
-        missing = [key for key in RECORD_KEYS if key not in record]
-        if missing:
-            raise RunDirError(f"{path} record {number}: not a flaxmnist result (no {missing[0]!r})")
+    check_records(records, path)
     return records
 
 

@@ -7,12 +7,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flaxmnist.errors import RunDirError
+from flaxmnist.errors import RunDirError, one_line_warnings
 from flaxmnist.report import format_table, load_results, write_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code (2: no readable results, named on stderr)."""
+    """Run the command; returns the exit code (2: no readable results; 3: the report cannot
+    be written; either named in one line on stderr)."""
     parser = argparse.ArgumentParser(
         prog="python -m flaxmnist.report",
         description="Re-render the table, summary.csv and the plots of a run directory from "
@@ -20,23 +21,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path, help="a directory written by flaxmnist.sweep")
     args = parser.parse_args(argv)
-    results = args.run_dir / "results.jsonl"
+    with one_line_warnings(parser.prog):
+        return _report(parser.prog, args.run_dir)
+
+
+def _report(prog: str, run_dir: Path) -> int:
+    results = run_dir / "results.jsonl"
     try:
         records = load_results(results)
     except FileNotFoundError:
-        print(f"{parser.prog}: error: {results}: no such file", file=sys.stderr)
+        print(f"{prog}: error: {results}: no such file", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"{parser.prog}: error: {results}: {err.strerror}", file=sys.stderr)
+        print(f"{prog}: error: {results}: {err.strerror}", file=sys.stderr)
         return 2
     except RunDirError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     if not records:
-        print(f"{parser.prog}: error: {results}: no results yet", file=sys.stderr)
+        print(f"{prog}: error: {results}: no results yet", file=sys.stderr)
         return 2
     print(format_table(records))
-    for path in write_report(records, args.run_dir):
+    try:
+        paths = write_report(records, run_dir)
+    except OSError as err:
+        print(f"{prog}: error: cannot write the report into {run_dir}: {err.strerror or err}",
+              file=sys.stderr)  # fmt: skip
+        return 3
+    for path in paths:
         print(f"wrote {path}")
     return 0
 
