@@ -296,7 +296,7 @@ def test_nothing_to_resume_means_no_resume_hint(tmp_path, capsys, monkeypatch):
     spec = tmp_path / "huge.toml"
     spec.write_text("[base]\nhidden = [2000000]\n[grid]\nlearning_rate = [0.001]\n")
     code, line = run_cli(capsys, [str(spec), "--memory-budget", "12G"])
-    assert code == 3 and "needs about" in line and "resume" not in line
+    assert code == 3 and "needs about" in line and "to resume" not in line
     assert not (tmp_path / "runs").exists()
 
 
