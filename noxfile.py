@@ -1,5 +1,6 @@
 """Developer tasks. ``nox`` runs the light sessions, ``tests`` and ``lint``; ``nox -s tfds``
-installs TensorFlow (about 2.5 GB) to check the TensorFlow Datasets source. CI runs both.
+installs TensorFlow (its environment took 2.5 GB here) to check the TensorFlow Datasets
+source. CI runs both.
 
 ``nox -s bench`` runs the speed benchmark (BENCHMARKS.md).
 """

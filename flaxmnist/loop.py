@@ -94,7 +94,7 @@ class SweepLoop:
             if attempt is not None:
                 write_results(attempt.out, [self.done[key] for key in sorted(self.done)])
                 attempt.update(asdict(self.stats))
-        self.progress.finished(self._summary(time.perf_counter() - start))
+        self.progress.finished(self._summary(calls, time.perf_counter() - start))
         return [self.done[key] for key in sorted(self.done)]
 
     def _smaller(self, call: Call, err: Exception, halved: bool) -> int:
@@ -137,9 +137,9 @@ class SweepLoop:
             key = (call.study_index, record["config_index"], record["seed"])
             self.done.setdefault(key, {"study": study, "config": config, **record})
 
-    def _summary(self, seconds: float) -> str:
+    def _summary(self, calls: Sequence[Call], seconds: float) -> str:
         configs = sum(len(s.configs) for s in self.studies)
-        seeds = len({key[2] for key in self.done}) or "no"
+        seeds = len({seed for call in calls for seed in call.seeds})
         return (
             f"{', '.join(s.name for s in self.studies)}: {configs} configs x {seeds} seeds in "
             f"{seconds:.1f}s ({self.stats.compile_seconds:.1f}s compiling, "

@@ -88,11 +88,11 @@ def format_bytes(count: float) -> str:
         >>> format_bytes(300 * 2**20), format_bytes(57.1 * 2**30)
         ('300.0 MiB', '57.1 GiB')
     """
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(count) < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit in ("B", "KiB") else f"{count:.1f} {unit}"
+    for unit in ("B", "KiB", "MiB"):
+        if abs(count) < 1024:
+            return f"{count:.0f} {unit}" if unit != "MiB" else f"{count:.1f} {unit}"
         count /= 1024
-    raise AssertionError("unreachable")
+    return f"{count:.1f} GiB"
 
 
 def parse_bytes(text: str) -> int:

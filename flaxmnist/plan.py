@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from flaxmnist.machine import FALLBACK_MEMORY_BUDGET
 from flaxmnist.models import param_count
 from flaxmnist.specs import Config
 from flaxmnist.train import TrainSpec
@@ -18,8 +19,6 @@ from flaxmnist.train import TrainSpec
 #: On a CPU, lanes per call when neither ``max_lanes`` nor the memory budget asks for fewer
 #: (the fastest per lane measured, BENCHMARKS.md). Accelerators get no such cap.
 DEFAULT_MAX_LANES = 24
-#: Bytes of device memory one call's lanes may use, by ``lane_bytes``.
-DEFAULT_MEMORY_BUDGET = 8 * 2**30
 INPUT_SIZE = 784
 
 
@@ -125,7 +124,7 @@ def plan_calls(
     seeds: int,
     *,
     max_lanes: int | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int = FALLBACK_MEMORY_BUDGET,
     val_is_test: bool = False,
     dtype: str = "float32",
     lane_cap: int | None = DEFAULT_MAX_LANES,

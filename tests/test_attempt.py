@@ -7,19 +7,11 @@ import sys
 import textwrap
 
 import pytest
+from test_rundir import SETTINGS  # the same small run's settings
 
 from flaxmnist.attempt import run_directory
 from flaxmnist.errors import RunDirError, SettingsError
-from flaxmnist.specs import Config
 
-SETTINGS = {
-    "studies": [{"name": "t", "configs": [Config(hidden=(8,)).to_dict()]}],
-    "seeds": 1,
-    "dataset": "mnist",
-    "validate_on": "holdout",
-    "train_size": 300,
-    "dtype": "float32",
-}
 ENVIRONMENT = {"versions": {"jax": "x"}, "devices": {"platform": "cpu", "count": 1}}
 
 
