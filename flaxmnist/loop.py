@@ -8,21 +8,23 @@ from __future__ import annotations
 import time
 import warnings
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
+import jax
 import numpy as np
 from jax.errors import JaxRuntimeError
 from jax.sharding import Mesh
 
 from flaxmnist.attempt import Attempt
+from flaxmnist.checkpoint import save_model
 from flaxmnist.data import DataSplits
 from flaxmnist.errors import FlaxmnistWarning, OutOfMemoryError
 from flaxmnist.grid import LaneGrid
-from flaxmnist.plan import Call, split_call
+from flaxmnist.plan import Call, split_call, train_flops
 from flaxmnist.progress import Progress, RunStats
-from flaxmnist.records import make_records
+from flaxmnist.records import best_config, make_records
 from flaxmnist.rundir import write_results
 from flaxmnist.specs import Config, Study
 from flaxmnist.train import Hyperparams, TrainSpec, make_hyperparams
@@ -36,6 +38,12 @@ def hyperparams_of(spec: TrainSpec, config: Config) -> Hyperparams:
         l2=config.l2,
         weight_decay=config.weight_decay,
         dropout=config.applied_dropout(),
+        input_dropout=config.input_dropout,
+        max_norm=config.max_norm,
+        lr_schedule=config.lr_schedule,
+        lr_decay=config.lr_decay,
+        warmup_epochs=config.warmup_epochs,
+        schedule_epochs=config.epochs,
     )
 
 
@@ -62,16 +70,30 @@ class SweepLoop:
         mesh: Mesh,
         stats: RunStats,
         progress: Progress,
+        seeds: Sequence[int],
     ):
         self.studies, self.data_settings, self.data, self.chance = (
             studies, data_settings, data, chance,
         )  # fmt: skip
         self.mesh, self.stats, self.progress = mesh, stats, progress
         self.done: dict[tuple[int, int, int], dict[str, Any]] = {}
+        self.seeds = tuple(seeds)
+        self.attempt: Attempt | None = None
+        self.budget: float | None = None  # training FLOPs the run may spend (runner sets it)
+        self.out = None
+        self.saved: dict[int, int] = {}  # study index → config index of its saved model
+        self._partial: dict[tuple[int, int], dict[int, Any]] = {}  # seeds split over calls
 
-    def run(self, calls: Sequence[Call], attempt: Attempt | None = None) -> list[dict[str, Any]]:
-        """Train ``calls`` (skipping lanes ``attempt.earlier`` holds); every record, sorted."""
+    def run(
+        self,
+        calls: Sequence[Call],
+        attempt: Attempt | None = None,
+        then: Sequence[Callable[[SweepLoop], None]] = (),
+    ) -> list[dict[str, Any]]:
+        """Train ``calls`` (skipping lanes ``attempt.earlier`` holds), then run each of
+        ``then`` (the search strategies' drivers) with this loop; every record, sorted."""
         names = [s.name for s in self.studies]
+        self.attempt, self.out = attempt, attempt.out if attempt else None
         for record in attempt.earlier if attempt else []:
             key = (names.index(record["study"]), record["config_index"], record["seed"])
             self.done[key] = record
@@ -91,10 +113,20 @@ class SweepLoop:
                 queue.appendleft(call)
                 number -= 1
                 continue
-            if attempt is not None:
-                write_results(attempt.out, [self.done[key] for key in sorted(self.done)])
-                attempt.update(asdict(self.stats))
-        self.progress.finished(self._summary(calls, time.perf_counter() - start))
+            self.save_progress()
+        for driver in then:
+            driver(self)
+        self.progress.finished(self._summary(time.perf_counter() - start))
+        return self.records()
+
+    def save_progress(self) -> None:
+        """Rewrite ``results.jsonl`` with every record so far, and the attempt's costs."""
+        if self.attempt is not None:
+            write_results(self.out, self.records())
+            self.attempt.update(asdict(self.stats))
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record so far: study, configuration, seed order."""
         return [self.done[key] for key in sorted(self.done)]
 
     def _smaller(self, call: Call, err: Exception, halved: bool) -> int:
@@ -131,17 +163,77 @@ class SweepLoop:
             call.seeds, self.data, mesh=self.mesh, stats=self.stats,
         )  # fmt: skip
         history = _train(grid, call, label, self.progress)
-        study = self.studies[call.study_index].name
-        for record in make_records(history, call.config_indices, call.seeds, self.chance):
-            config = {**configs[record["config_index"]].to_dict(), **self.data_settings}
-            key = (call.study_index, record["config_index"], record["seed"])
-            self.done.setdefault(key, {"study": study, "config": config, **record})
+        self.add_records(call.study_index, call.spec, history, call.config_indices, call.seeds)
+        self.keep_best(call.study_index, grid, call.config_indices)
 
-    def _summary(self, calls: Sequence[Call], seconds: float) -> str:
+    def add_records(
+        self, study_index, spec, history, config_indices, seeds, configs=None, extra=None
+    ) -> None:
+        """Keep the records of ``history`` (``[seed, config, epoch]``), each with the
+        compute it used (``plan.train_flops`` per epoch trained). ``configs`` overrides the
+        study's configurations (PBT changes them), ``extra`` adds a ``search`` field."""
+        study = self.studies[study_index]
+        per_epoch = train_flops(spec, self.data_settings["train_size"])
+        epochs = history["val_accuracy"].shape[-1]
+        for record in make_records(history, config_indices, seeds, self.chance):
+            index = record["config_index"]
+            trained = (configs or {}).get(index, study.configs[index])
+            config = {**trained.to_dict(), **self.data_settings}
+            record = {"study": study.name, "config": config, **record}
+            record["compute"] = epochs * per_epoch
+            if extra and index in extra:
+                record["search"] = extra[index]
+            self.done.setdefault((study_index, index, record["seed"]), record)
+
+    def keep_best(self, study_index: int, grid: LaneGrid, config_indices: Sequence[int]) -> None:
+        """Save the parameters of the study's validation-best configuration (every seed) in
+        ``out/models/<study>`` when it is one of ``grid``'s, before its records are written."""
+        if self.out is None:
+            return
+        for column, index in enumerate(config_indices):
+            for row, seed in enumerate(grid.seeds):
+                params = jax.tree.map(lambda x, r=row, c=column: x[r, c], grid.state.params)
+                self._partial.setdefault((study_index, index), {})[seed] = params
+        records = [r for (s, _, _), r in self.done.items() if s == study_index]
+        best = best_config(records, len(self.seeds))
+        held = self._partial.get((study_index, best), {})
+        if (
+            best is not None
+            and self.saved.get(study_index) != best
+            and len(held) >= len(self.seeds)
+        ):
+            self._save(study_index, best, held)
+        # Only a configuration whose seeds are still coming may become the best later.
+        self._partial = {
+            key: value for key, value in self._partial.items() if len(value) < len(self.seeds)
+        }
+
+    def _save(self, study_index: int, index: int, params_by_seed: dict[int, Any]) -> None:
+        study = self.studies[study_index]
+        mine = [self.done[(study_index, index, seed)] for seed in self.seeds]
+        info = {
+            "study": study.name,
+            "config_index": index,
+            "config": mine[0]["config"],
+            "seeds": list(self.seeds),
+            "val_accuracy": [r["val_accuracy"] for r in mine],
+            "test_accuracy": [r["test_accuracy"] for r in mine],
+            "selected_by": self.data_settings["validate_on"],
+        }
+        stacked = jax.tree.map(
+            lambda *xs: np.stack([np.asarray(x) for x in xs]),
+            *[params_by_seed[seed] for seed in self.seeds],
+        )
+        save_model(self.out, study.name, stacked, info)
+        self.saved[study_index] = index
+
+    def _summary(self, seconds: float) -> str:
         configs = sum(len(s.configs) for s in self.studies)
-        seeds = len({seed for call in calls for seed in call.seeds})
+        compute = sum(r.get("compute", 0) for r in self.done.values())
+        budget = f" of a budget of {self.budget:.4g}" if self.budget is not None else ""
         return (
-            f"{', '.join(s.name for s in self.studies)}: {configs} configs x {seeds} seeds in "
+            f"{', '.join(s.name for s in self.studies)}: {configs} configs x {len(self.seeds)} "
+            f"seeds; compute {compute:.4g} training FLOPs{budget}; "
             f"{seconds:.1f}s ({self.stats.compile_seconds:.1f}s compiling, "
             f"{self.stats.train_seconds:.1f}s training, {self.mesh.devices.size} device(s))"
         )

@@ -96,6 +96,21 @@ def group_configs(
     return result
 
 
+def train_flops(spec: TrainSpec, train_size: int, input_size: int = INPUT_SIZE) -> int:
+    """The compute of one lane-epoch, the unit of ``--budget``: training FLOPs, counted as
+    6 per weight per training image (2 for the forward multiply-add, 4 for the backward
+    pass's two), ``6 * train_size * sum(fan_in * fan_out)``. Biases, activations, dropout,
+    Adam and evaluation are not counted.
+
+    Example::
+
+        >>> train_flops(TrainSpec(hidden=(300,)), 50_000)  # 784-300-10, one epoch
+        71460000000
+    """
+    sizes = [input_size, *spec.hidden, spec.num_classes]
+    return 6 * train_size * sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
 def lane_bytes(spec: TrainSpec, input_size: int = INPUT_SIZE) -> int:
     """A generous estimate of the device memory one lane needs while it trains.
 
@@ -121,7 +136,7 @@ def lanes_per_call(spec: TrainSpec, max_lanes: int | None, budget: int, cap: int
 
 def plan_calls(
     studies_configs: Sequence[Sequence[Config]],
-    seeds: int,
+    seeds: int | Sequence[int],
     *,
     max_lanes: int | None = None,
     memory_budget: int = FALLBACK_MEMORY_BUDGET,
@@ -132,15 +147,17 @@ def plan_calls(
 ) -> list[Call]:
     """Split every study's groups into calls of configurations × seeds, in study order.
 
-    A call holds ``lanes_per_call`` lanes at most. All seeds of a configuration share a call
-    when the size allows (then a call is whole configurations × every seed); otherwise a
-    configuration's seeds are split over calls.
+    ``seeds``: a count (seeds 0 … N-1) or the seeds themselves. A call holds
+    ``lanes_per_call`` lanes at most. All seeds of a configuration share a call when the size
+    allows (then a call is whole configurations × every seed); otherwise a configuration's
+    seeds are split over calls.
     """
+    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
     calls = []
     for study_index, configs in enumerate(studies_configs):
         for group in group_configs(configs, val_is_test, split_regularisers, dtype):
             size = lanes_per_call(group.spec, max_lanes, memory_budget, lane_cap)
-            whole = Call(study_index, group.spec, group.config_indices, tuple(range(seeds)))
+            whole = Call(study_index, group.spec, group.config_indices, seeds)
             calls.extend(split_call(whole, size))
     return calls
 

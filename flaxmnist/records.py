@@ -52,3 +52,24 @@ def make_records(
                 }
             )
     return records
+
+
+def selection_key(config_index: int, records: Sequence[dict[str, Any]]) -> tuple:
+    """How one configuration's records (its seeds) rank, higher first: most epochs trained
+    (a search stops the losers early), then mean validation accuracy (a NaN, from a diverged
+    seed, ranks as -1), then the lower ``config_index``."""
+    epochs = max(len(r["history"]["val_accuracy"]) for r in records)
+    values = [np.nan if r["val_accuracy"] is None else r["val_accuracy"] for r in records]
+    return epochs, float(np.nan_to_num(np.mean(values), nan=-1.0)), -config_index
+
+
+def best_config(records: Sequence[dict[str, Any]], seeds: int) -> int | None:
+    """The ``config_index`` that validation selects (``selection_key``) among the
+    configurations with ``seeds`` records or more; ``None`` when there is none yet."""
+    by_index: dict[int, list[dict[str, Any]]] = {}
+    for record in records:
+        by_index.setdefault(record["config_index"], []).append(record)
+    complete = {c: group for c, group in by_index.items() if len(group) >= seeds}
+    if not complete:
+        return None
+    return max(complete, key=lambda c: selection_key(c, complete[c]))

@@ -10,6 +10,7 @@ slice of the grid only, and the other lanes are unaffected.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -18,20 +19,26 @@ from typing import Any
 from flaxmnist import machine
 from flaxmnist.attempt import run_directory
 from flaxmnist.data import ValidateOn, chance_accuracy, make_splits
-from flaxmnist.errors import OutOfMemoryError, SettingsError
+from flaxmnist.errors import FlaxmnistWarning, OutOfMemoryError, SettingsError
 from flaxmnist.grid import lane_mesh, replicate
 from flaxmnist.loop import SweepLoop, widths
 from flaxmnist.machine import FALLBACK_MEMORY_BUDGET, default_memory_budget, format_bytes
 from flaxmnist.plan import (
     DEFAULT_MAX_LANES,
     lane_bytes,
+    lanes_per_call,
     plan_calls,
+    train_flops,
     train_spec_of,
 )
 from flaxmnist.progress import Progress, RunStats, TqdmProgress
+from flaxmnist.search import SearchDriver
 from flaxmnist.sources import load_dataset
 from flaxmnist.specs import COMPUTE_DTYPES, Study
 from flaxmnist.studies import load_studies
+
+#: Strategies whose configurations are all known up front and trained as planned calls.
+GRIDDED = ("grid", "random", "quasi-random")
 
 
 def run_sweep(
@@ -39,6 +46,8 @@ def run_sweep(
     *,
     epochs: int | None = None,
     seeds: int = 3,
+    first_seed: int = 0,
+    budget: float | None = None,
     limit_train: int | None = None,
     validate_on: ValidateOn = "holdout",
     dataset: str = "mnist",
@@ -59,6 +68,12 @@ def run_sweep(
       epochs: override every configuration's epoch count.
       seeds: seeds per configuration, paired across configurations (seed ``i`` is the key
         ``jax.random.key(i)`` everywhere), run as extra lanes of the same calls.
+      first_seed: the first seed: seeds ``first_seed`` … ``first_seed + seeds - 1`` (fresh
+        seeds to retrain a configuration a search selected).
+      budget: training FLOPs the run may spend (``plan.train_flops``: 6 per weight per
+        training image, every lane counted). A grid, random or quasi-random study keeps the
+        configurations, in order, that fit; a halving or PBT search stops before the epoch
+        that would pass it. Every record has its ``compute``.
       limit_train: train on only the first N images of the train split.
       validate_on: ``"holdout"`` (the last 10,000 training images, never trained on) or
         ``"test"`` (the reference notebook's protocol: the test set selects).
@@ -104,8 +119,15 @@ def run_sweep(
     """
     studies = _studies(study, epochs)
     _check(seeds, max_lanes, memory_budget, dtype)
+    if first_seed < 0:
+        raise SettingsError("must be >= 0", parameter="first_seed", value=first_seed)
+    if budget is not None and not budget > 0:
+        raise SettingsError("must be > 0 (training FLOPs)", parameter="budget", value=budget)
     splits = make_splits(load_dataset(dataset, data_dir), validate_on, limit_train=limit_train)
     _check_batch_sizes(studies, len(splits.train_labels))
+    seed_list = tuple(range(first_seed, first_seed + seeds))
+    if budget is not None:
+        studies = within_budget(studies, len(seed_list), budget, len(splits.train_labels))
     data_settings = {
         "dataset": dataset if data_dir is None else str(data_dir),
         "validate_on": validate_on,
@@ -114,32 +136,63 @@ def run_sweep(
     }
     mesh = lane_mesh()
     device = mesh.devices.flat[0]
-    budget, source = (memory_budget, "as given") if memory_budget else default_memory_budget(device)
-    if budget is not None:  # unknown memory: no refusal; a call that runs out is halved
-        _check_memory(studies, budget, source, validate_on == "test", dtype)
-    calls = plan_calls(
-        [s.configs for s in studies],
-        seeds,
-        max_lanes=max_lanes,
-        memory_budget=budget or FALLBACK_MEMORY_BUDGET,
-        val_is_test=validate_on == "test",
-        dtype=dtype,
-        # Measured on a CPU only (BENCHMARKS.md); an accelerator gets every lane at once and
-        # one program per shape.
-        lane_cap=DEFAULT_MAX_LANES if device.platform == "cpu" else None,
-        split_regularisers=device.platform == "cpu",
+    device_budget, source = (
+        (memory_budget, "as given") if memory_budget else default_memory_budget(device)
     )
+    if device_budget is not None:  # unknown memory: no refusal; a call that runs out is halved
+        _check_memory(studies, device_budget, source, validate_on == "test", dtype)
+    calls, searches = _plan(
+        studies, seed_list, device.platform, max_lanes,
+        device_budget or FALLBACK_MEMORY_BUDGET, validate_on == "test", dtype,
+    )  # fmt: skip
     sweep = SweepLoop(
         studies, data_settings, replicate(splits, mesh), chance_accuracy(splits.val_labels),
         mesh, RunStats() if stats is None else stats,
-        TqdmProgress(disable=quiet) if progress is None else progress,
+        TqdmProgress(disable=quiet) if progress is None else progress, seed_list,
     )  # fmt: skip
+    sweep.budget = budget
     if out is None:
-        return sweep.run(calls)
-    settings = {"studies": [_study_settings(s) for s in studies], "seeds": seeds}
+        return sweep.run(calls, then=searches)
+    settings = {
+        "studies": [_study_settings(s) for s in studies],
+        "seeds": seeds,
+        "first_seed": first_seed,
+        "budget": budget,
+    }
     environment = machine.environment(list(mesh.devices.flat))
     with run_directory(out, {**settings, **data_settings}, environment) as attempt:
-        return sweep.run(calls, attempt)
+        return sweep.run(calls, attempt, then=searches)
+
+
+def _plan(
+    studies: Sequence[Study],
+    seeds: tuple[int, ...],
+    platform: str,
+    max_lanes: int | None,
+    memory: int,
+    val_is_test: bool,
+    dtype: str,
+) -> tuple[list, list[SearchDriver]]:
+    """The calls of the grid-like studies, and a driver per search study."""
+    gridded = [s if s.strategy in GRIDDED else replace(s, configs=()) for s in studies]
+    calls = plan_calls(
+        [s.configs for s in gridded],
+        seeds,
+        max_lanes=max_lanes,
+        memory_budget=memory,
+        val_is_test=val_is_test,
+        dtype=dtype,
+        # Measured on a CPU only (BENCHMARKS.md); an accelerator gets every lane at once and
+        # one program per shape.
+        lane_cap=DEFAULT_MAX_LANES if platform == "cpu" else None,
+        split_regularisers=platform == "cpu",
+    )
+    searches = [
+        SearchDriver(i, lambda spec: lanes_per_call(spec, max_lanes, memory, None))
+        for i, s in enumerate(studies)
+        if s.strategy not in GRIDDED
+    ]
+    return calls, searches
 
 
 def _studies(study: str | Path | Study | Sequence[Study], epochs: int | None) -> list[Study]:
@@ -202,4 +255,47 @@ def _check_batch_sizes(studies: Sequence[Study], train_size: int) -> None:
 
 
 def _study_settings(study: Study) -> dict[str, Any]:
-    return {"name": study.name, "configs": [c.to_dict() for c in study.configs]}
+    settings = {"name": study.name, "configs": [c.to_dict() for c in study.configs]}
+    if study.strategy != "grid":
+        settings["search"] = study.search.settings
+    return settings
+
+
+def within_budget(
+    studies: Sequence[Study], seeds: int, budget: float, train_size: int
+) -> list[Study]:
+    """``studies`` with the configurations of grid, random and quasi-random studies that fit
+    ``budget`` (training FLOPs, every seed), in order; a search study (halving, PBT) keeps
+    them all and stops itself when the budget is spent.
+
+    Raises:
+      SettingsError: not even the first configuration fits.
+    """
+    left, kept = budget, []
+    for study in studies:
+        if study.strategy not in GRIDDED:
+            kept.append(study)
+            continue
+        configs = []
+        for config in study.configs:
+            cost = seeds * config.epochs * train_flops(train_spec_of(config), train_size)
+            if cost > left:
+                break
+            configs.append(config)
+            left -= cost
+        if not configs:
+            raise SettingsError(
+                f"{study.name}: its first configuration needs {cost:.4g} training FLOPs, "
+                f"more than the {left:.4g} left",
+                parameter="budget",
+                value=budget,
+            )
+        if len(configs) < len(study.configs):
+            warnings.warn(
+                f"{study.name}: the budget of {budget:.4g} training FLOPs holds "
+                f"{len(configs)} of its {len(study.configs)} configurations",
+                FlaxmnistWarning,
+                stacklevel=3,
+            )
+        kept.append(replace(study, configs=tuple(configs)))
+    return kept

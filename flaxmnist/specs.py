@@ -31,6 +31,13 @@ Keys, in ``[base]``, ``[grid]`` (as lists of values) and ``[[configs]]`` alike:
 - ``l2``: Keras-style coupled L2 per dense layer, hidden layers then output (a number applies
   to every layer).
 - ``weight_decay``: decoupled (AdamW) weight decay of the kernels.
+- ``input_dropout``: dropout rate on the input pixels, in [0, 1).
+- ``max_norm``: the largest L2 norm of each hidden unit's incoming weights (Srivastava et
+  al. 2014), enforced after every step; 0 (default) means none.
+- ``lr_schedule``: ``"constant"`` (default), ``"cosine"`` (to 0 at the last epoch) or
+  ``"exponential"`` (times ``lr_decay`` per epoch, applied step by step).
+- ``lr_decay``: the exponential schedule's factor per epoch, in (0, 1].
+- ``warmup_epochs``: a linear warmup of the learning rate over this many epochs (0: none).
 - ``epochs``, ``batch_size``: integers >= 1.
 
 This module knows nothing about how configurations run: it turns parsed TOML into ``Config``
@@ -49,6 +56,10 @@ from flaxmnist.errors import SpecError
 DROPOUT_SEMANTICS = ("flaxmnist", "keras1")
 LOSSES = ("cross_entropy", "keras1")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+#: How a study's configurations are searched (``flaxmnist.space``, ``flaxmnist.search``).
+STRATEGIES = ("grid", "random", "quasi-random", "halving", "pbt")
+#: Learning-rate schedules, in the order ``train.Hyperparams.lr_schedule`` numbers them.
+LR_SCHEDULES = ("constant", "cosine", "exponential")
 #: The per-epoch metrics of a run, in the order records hold them.
 HISTORY_KEYS = (
     "train_loss",
@@ -84,6 +95,11 @@ class Config:
     batch_size: int = 200
     dropout_semantics: str = "flaxmnist"
     loss: str = "cross_entropy"
+    input_dropout: float = 0.0
+    max_norm: float = 0.0
+    lr_schedule: str = "constant"
+    lr_decay: float = 1.0
+    warmup_epochs: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as JSON-ready values (tuples become lists)."""
@@ -100,6 +116,9 @@ class Config:
 class Study:
     """A named list of configurations, the keys that vary across them, and its file.
 
+    ``strategy`` says how the configurations are searched (``STRATEGIES``); for every
+    strategy but ``"grid"``, ``search`` holds the sampler's settings (``flaxmnist.space``).
+
     Example::
 
         >>> from flaxmnist import load_study
@@ -113,6 +132,8 @@ class Study:
     configs: tuple[Config, ...]
     varied: tuple[str, ...]
     source: str = "<memory>"
+    strategy: str = "grid"
+    search: Any = None
 
 
 #: The spec keys, in ``Config``'s order.
@@ -136,7 +157,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _check_value(source: str, table: str, key: str, value: Any) -> None:
+def check_value(source: str, table: str, key: str, value: Any) -> None:
     """Raise ``SpecError`` if ``value`` is not acceptable for ``key`` (found in ``table``)."""
 
     def bad(why: str) -> SpecError:
@@ -157,11 +178,20 @@ def _check_value(source: str, table: str, key: str, value: Any) -> None:
             raise bad("expected a number")
         if not value > 0:
             raise bad("must be > 0")
-    elif key == "weight_decay":
+    elif key in ("weight_decay", "max_norm", "warmup_epochs"):
         if not _is_number(value):
             raise bad("expected a number")
         if value < 0:
             raise bad("must be >= 0")
+    elif key == "input_dropout":
+        if not _is_number(value) or not 0 <= value < 1:
+            raise bad("expected a rate in [0, 1)")
+    elif key == "lr_decay":
+        if not _is_number(value) or not 0 < value <= 1:
+            raise bad("expected a per-epoch factor in (0, 1]")
+    elif key == "lr_schedule":
+        if value not in LR_SCHEDULES:
+            raise bad(f"expected one of {', '.join(map(repr, LR_SCHEDULES))}")
     elif key == "loss":
         if value not in LOSSES:
             raise bad(f"expected one of {', '.join(map(repr, LOSSES))}")
@@ -209,8 +239,13 @@ def _table(source: str, name: str, value: Any) -> dict[str, Any]:
     return value
 
 
-def parse_spec(document: dict[str, Any], name: str, source: str) -> Study:
+def parse_spec(
+    document: dict[str, Any], name: str, source: str, allow_empty: bool = False
+) -> Study:
     """Validate a parsed TOML document and expand it into a ``Study``.
+
+    ``allow_empty``: no ``[grid]`` nor ``[[configs]]`` is allowed (a search space supplies
+    the configurations; ``flaxmnist.space``).
 
     Raises:
       SpecError: naming ``source``, the offending key and its value.
@@ -227,18 +262,18 @@ def parse_spec(document: dict[str, Any], name: str, source: str) -> Study:
     if not isinstance(explicit, list):
         raise SpecError(f"{source}: configs must be a list of tables ([[configs]])")
     for key, value in base.items():
-        _check_value(source, "base", key, value)
+        check_value(source, "base", key, value)
     for key, values in grid.items():
         if key not in DEFAULTS:
             raise SpecError(f"{source}: unknown key grid.{key} (known: {', '.join(DEFAULTS)})")
         if not isinstance(values, list) or not values:
             raise SpecError(f"{source}: grid.{key} = {values!r}: expected a non-empty list")
         for value in values:
-            _check_value(source, "grid", key, value)
+            check_value(source, "grid", key, value)
     for number, entry in enumerate(explicit, 1):
         for key, value in _table(source, f"configs[{number}]", entry).items():
-            _check_value(source, f"configs[{number}]", key, value)
-    if not grid and not explicit:
+            check_value(source, f"configs[{number}]", key, value)
+    if not grid and not explicit and not allow_empty:
         raise SpecError(f"{source}: nothing to sweep: [grid] and [[configs]] are both empty")
 
     settings = {**DEFAULTS, **base}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flaxmnist.errors import SpecError
+from flaxmnist.space import is_search_spec, parse_search_spec
 from flaxmnist.specs import Study, parse_spec
 
 
@@ -91,7 +92,8 @@ def _load_studies(
         raise SpecError(f"{chain[0]}: composite specs include each other: {cycle}")
     document = _read_toml(path)
     if "studies" not in document:
-        return [parse_spec(document, name=name, source=str(path))]
+        parse = parse_search_spec if is_search_spec(document) else parse_spec
+        return [parse(document, name=name, source=str(path))]
     entries = document["studies"]
     extra = set(document) - {"studies", "description"}
     if extra:

@@ -17,7 +17,8 @@ RANK = {
     "machine": 1,
     "losses": 2,
     "sources": 2,
-    "studies": 2,
+    "studies": 3,
+    "space": 2,
     "train": 3,
     "compile_cache": 3,
     "plan": 4,
@@ -26,12 +27,16 @@ RANK = {
     "records": 4,
     "attempt": 5,
     "report": 5,
+    "checkpoint": 5,
     "loop": 6,
-    "runner": 7,
-    "sweep": 8,
+    "search_state": 6,
+    "search": 7,
+    "runner": 8,
+    "sweep": 9,
+    "evaluate": 9,
 }
 #: Modules that must not import JAX: what reads results never trains.
-NO_JAX = ("errors", "specs", "progress", "machine", "rundir", "records", "attempt", "report")
+NO_JAX = ("errors", "specs", "space", "progress", "machine", "rundir", "records", "attempt", "report")
 #: Lines a module may have (train.py holds the whole training function and its docs).
 MAX_MODULE_LINES = {"train": 420}
 

@@ -82,6 +82,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "test_mean": test_mean,
                 "test_std": test_std,
                 "best_epoch": _best_epoch(group),
+                "epochs": max(len(r["history"]["val_accuracy"]) for r in group),
                 "diverged": sum(bool(r["diverged"]) for r in group),
                 "at_chance": sum(bool(r["at_chance"]) for r in group),
             }
@@ -90,9 +91,15 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def best_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The configuration with the highest mean validation accuracy (first one on ties)."""
+    """The configuration with the highest mean validation accuracy (first one on ties) among
+    those trained the most epochs (``records.selection_key``)."""
     return max(
-        rows, key=lambda row: (np.nan_to_num(row["val_mean"], nan=-1.0), -row["config_index"])
+        rows,
+        key=lambda row: (
+            row.get("epochs", 0),
+            np.nan_to_num(row["val_mean"], nan=-1.0),
+            -row["config_index"],
+        ),
     )
 
 
