@@ -197,7 +197,7 @@ def fingerprint(settings: dict[str, Any]) -> str:
 
 
 #: Run settings added since the first run directories, with the value older runs had.
-ADDED_SETTINGS = {"dtype": "float32"}
+ADDED_SETTINGS = {"dtype": "float32", "first_seed": 0, "budget": None}
 
 
 def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:

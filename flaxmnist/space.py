@@ -109,11 +109,11 @@ def parse_search_spec(document: dict[str, Any], name: str, source: str) -> Study
         )
     space = _table(source, "search", document.get("search", {}))
     priors = tuple(_prior(source, key, value) for key, value in space.items())
+    if strategy in ("random", "quasi-random") and not priors:
+        raise SpecError(f"{source}: strategy = {strategy!r} needs a [search] table of priors")
     search = _search(source, document, strategy, priors)
     rest = {k: v for k, v in document.items() if k not in SEARCH_KEYS}
     study = parse_spec(rest, name, source, allow_empty=bool(priors))
-    if strategy in ("random", "quasi-random") and not priors:
-        raise SpecError(f"{source}: strategy = {strategy!r} needs a [search] table of priors")
     if priors and (study.configs or "grid" in document):
         raise SpecError(f"{source}: [search] draws the configurations: drop [grid]/[[configs]]")
     if not priors:

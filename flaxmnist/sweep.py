@@ -22,6 +22,7 @@ from pathlib import Path
 
 import jax
 
+from flaxmnist.cli import ArgumentParser, flops, natural, positive_int, size
 from flaxmnist.compile_cache import default_compilation_cache_dir, enable_compilation_cache
 from flaxmnist.errors import (
     DataError,
@@ -31,7 +32,6 @@ from flaxmnist.errors import (
     SpecError,
     one_line_warnings,
 )
-from flaxmnist.machine import parse_bytes
 from flaxmnist.plan import DEFAULT_MAX_LANES
 from flaxmnist.progress import TqdmProgress
 from flaxmnist.report import format_table, write_report
@@ -44,26 +44,9 @@ from flaxmnist.studies import builtin_studies, load_studies
 DEFAULT_CPU_DEVICES = 2
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse, but bad arguments give a single line (no usage dump) and exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    parser = _ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m flaxmnist.sweep",
         description=(
             "Train every configuration of a hyperparameter study of MNIST MLPs as one "
@@ -84,12 +67,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=_positive_int, help="override every config's epochs")
+    parser.add_argument("--epochs", type=positive_int, help="override every config's epochs")
     parser.add_argument(
         "--seeds",
-        type=_positive_int,
+        type=positive_int,
         default=3,
         help="seeds per config, paired across configs, run in the same call (default: 3)",
+    )
+    parser.add_argument(
+        "--first-seed",
+        type=natural,
+        default=0,
+        metavar="N",
+        help="seeds N .. N+seeds-1 (default: 0): fresh seeds, e.g. to retrain a "
+        "configuration a search selected",
+    )
+    parser.add_argument(
+        "--budget",
+        type=flops,
+        metavar="FLOPS",
+        help="training FLOPs the run may spend, e.g. 2.2e13 or 22T (6 per weight per "
+        "training image, every lane counted; see README): a grid, random or quasi-random "
+        "study keeps the configurations that fit, a halving or PBT search stops before the "
+        "epoch that would pass it",
     )
     parser.add_argument(
         "--out",
@@ -103,7 +103,7 @@ def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit-train",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="train on the first N images of the train split only (quick looks, tests)",
     )
@@ -132,24 +132,17 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _size(text: str) -> int:
-    try:
-        return parse_bytes(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def _add_machine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-lanes",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="at most N lanes (config x seed) per compiled call (default: as many as the "
         f"memory budget allows, and on a CPU at most {DEFAULT_MAX_LANES})",
     )
     parser.add_argument(
         "--memory-budget",
-        type=_size,
+        type=size,
         metavar="SIZE",
         help="memory one call's lanes may use, e.g. 12G or 500M (default: 80%% of what the "
         "device reports, on a CPU of the host's memory). A config whose one lane cannot fit "
@@ -165,7 +158,7 @@ def _add_machine_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--cpu-devices",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="on a CPU-only machine, split it into N JAX devices and shard the lanes over "
         f"them (default: {DEFAULT_CPU_DEVICES}). Ignored when an accelerator is present",
@@ -256,6 +249,8 @@ def _run(args: argparse.Namespace, prog: str, argv: list[str]) -> int:
             studies,
             epochs=args.epochs,
             seeds=args.seeds,
+            first_seed=args.first_seed,
+            budget=args.budget,
             limit_train=args.limit_train,
             validate_on=args.validate_on,
             dataset=args.dataset,

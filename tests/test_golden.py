@@ -29,7 +29,18 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 
 #: Config fields added to records after the golden files were written, with the value every
 #: golden record would have had.
-ADDED_CONFIG_KEYS = {"dtype": "float32"}
+ADDED_CONFIG_KEYS = {
+    "dtype": "float32",
+    "input_dropout": 0.0,
+    "max_norm": 0.0,
+    "lr_schedule": "constant",
+    "lr_decay": 1.0,
+    "warmup_epochs": 0.0,
+}
+#: Record fields added since: each record's compute (checked in tests/test_search.py).
+ADDED_RECORD_KEYS = ("compute",)
+#: Run settings added since, with the value the golden runs had.
+ADDED_SETTINGS = {"dtype": "float32", "first_seed": 0, "budget": None}
 
 
 def golden_command(protocol: str, out: Path) -> list[str]:
@@ -82,6 +93,8 @@ def without_added_keys(line: str) -> str:
     record = json.loads(line)
     for key, value in ADDED_CONFIG_KEYS.items():
         assert record["config"].pop(key, value) == value, key
+    for key in ADDED_RECORD_KEYS:
+        record.pop(key, None)
     return json.dumps(record, allow_nan=False)
 
 
@@ -113,5 +126,10 @@ def test_golden_results_are_reproduced_byte_for_byte(protocol, tmp_path):
         assert without_added_keys(new[number - 1]) == golden[number - 1], f"line {number}"
     old_settings = json.loads((GOLDEN / protocol / "manifest.json").read_text())["settings"]
     new_settings = json.loads((out / "manifest.json").read_text())["settings"]
-    assert new_settings.pop("dtype", "float32") == "float32"
+    for key, value in ADDED_SETTINGS.items():
+        assert new_settings.pop(key, value) == value, key
+    for study in new_settings["studies"]:
+        for config in study["configs"]:
+            for key, value in ADDED_CONFIG_KEYS.items():
+                assert config.pop(key, value) == value, key
     assert new_settings == old_settings

@@ -14,6 +14,7 @@ RANK = {
     "models": 1,
     "specs": 1,
     "progress": 1,
+    "cli": 2,
     "machine": 1,
     "losses": 2,
     "sources": 2,
@@ -36,7 +37,7 @@ RANK = {
     "evaluate": 9,
 }
 #: Modules that must not import JAX: what reads results never trains.
-NO_JAX = ("errors", "specs", "space", "progress", "machine", "rundir", "records", "attempt", "report")
+NO_JAX = ("errors", "specs", "space", "cli", "progress", "machine", "rundir", "records", "attempt", "report")
 #: Lines a module may have (train.py holds the whole training function and its docs).
 MAX_MODULE_LINES = {"train": 420}
 

@@ -1,0 +1,58 @@
+"""Argument types and the parser class the command lines share (flags, one-line errors)."""
+
+from __future__ import annotations
+
+import argparse
+
+from flaxmnist.machine import parse_bytes
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but bad arguments give a single line (no usage dump) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def natural(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+_SI = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+
+
+def flops(text: str) -> float:
+    """A positive number of FLOPs: ``2.2e13``, or with an SI suffix, ``22T``."""
+    number, scale = (text[:-1], _SI[text[-1]]) if text[-1:] in _SI else (text, 1.0)
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of FLOPs such as 2.2e13 or 22T, got {text!r}"
+        ) from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of FLOPs, got {text!r}")
+    return value
+
+
+def size(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
