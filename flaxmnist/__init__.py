@@ -14,12 +14,18 @@ The public surface, for notebooks and your own loops::
     params, history = jax.jit(train)(flaxmnist.make_hyperparams(spec, 1e-3),
                                      jax.random.key(0), data)
 
+    model = flaxmnist.load_model("runs/lr-...")   # the best configuration a run kept
+    labels = model.predict(images)                # (seeds, n), one row per seed
+
 The modules, bottom to top: ``errors``; ``data``, ``models``, ``specs``, ``progress``,
 ``machine``; ``sources``, ``studies``, ``losses``; ``train``, ``compile_cache``; ``plan``,
 ``grid``, ``rundir``, ``records``; ``attempt``, ``report`` (reads results; none of its
-modules imports anything that trains); ``loop``; ``runner``; ``sweep`` (the command line).
+modules imports anything that trains), ``checkpoint`` (pytrees on disk, and the best model
+a run kept: ``load_model``); ``loop``; ``runner``; ``sweep`` (the command line), ``evaluate``
+(``python -m flaxmnist.evaluate RUN_DIR``: a kept model checked against its record, refitted).
 """
 
+from flaxmnist.checkpoint import load_model
 from flaxmnist.data import load_mnist, make_splits
 from flaxmnist.errors import DataError, OutOfMemoryError, RunDirError, SettingsError, SpecError
 from flaxmnist.progress import RunStats
@@ -50,6 +56,7 @@ __all__ = [
     "TrainSpec",
     "format_table",
     "load_mnist",
+    "load_model",
     "load_results",
     "load_study",
     "make_hyperparams",

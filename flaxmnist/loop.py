@@ -183,6 +183,8 @@ class SweepLoop:
             record["compute"] = epochs * per_epoch
             if extra and index in extra:
                 record["search"] = extra[index]
+            elif study.strategy != "grid":
+                record["search"] = {"strategy": study.strategy}
             self.done.setdefault((study_index, index, record["seed"]), record)
 
     def keep_best(self, study_index: int, grid: LaneGrid, config_indices: Sequence[int]) -> None:

@@ -37,7 +37,10 @@ RANK = {
     "evaluate": 9,
 }
 #: Modules that must not import JAX: what reads results never trains.
-NO_JAX = ("errors", "specs", "space", "cli", "progress", "machine", "rundir", "records", "attempt", "report")
+NO_JAX = (
+    "errors", "specs", "space", "cli", "progress", "machine", "rundir", "records", "attempt",
+    "report",
+)  # fmt: skip
 #: Lines a module may have (train.py holds the whole training function and its docs).
 MAX_MODULE_LINES = {"train": 420}
 

@@ -7,7 +7,9 @@ re-reported without training anything: ``python -m flaxmnist.report DIR``. In a 
     print(flaxmnist.format_table(records))
     flaxmnist.plot_accuracy(records, ax=ax)   # or plot_curves, plot_grid, save_plots
 
-``table`` holds the table and CSV, ``plots`` the pictures, ``__main__`` the command line.
+``table`` holds the table and CSV, ``plots`` the pictures, ``search`` those of search
+strategies (``search_trace``, ``plot_search_progress``, ``plot_halving``, ``plot_pbt``),
+``__main__`` the command line (``--compare`` sets runs of several strategies side by side).
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ from flaxmnist.report.plots import (
     plot_curves,
     plot_grid,
     save_plots,
+)
+from flaxmnist.report.search import (
+    plot_halving,
+    plot_pbt,
+    plot_search_progress,
+    save_search_plots,
+    search_strategy,
+    search_trace,
 )
 from flaxmnist.report.table import (
     best_row,
@@ -44,7 +54,13 @@ __all__ = [
     "plot_accuracy",
     "plot_curves",
     "plot_grid",
+    "plot_halving",
+    "plot_pbt",
+    "plot_search_progress",
     "save_plots",
+    "save_search_plots",
+    "search_strategy",
+    "search_trace",
     "split_by_study",
     "study_description",
     "summarize",

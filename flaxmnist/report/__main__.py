@@ -1,4 +1,9 @@
-"""``python -m flaxmnist.report DIR``: table, summary.csv and plots from results.jsonl."""
+"""``python -m flaxmnist.report DIR``: table, summary.csv and plots from results.jsonl.
+
+``python -m flaxmnist.report --compare OUT.png LABEL=DIR ...`` sets runs side by side (say,
+three sampler seeds of each strategy): their progress plot, and per label the test accuracy
+of the configuration the holdout selects in each run and the compute spent.
+"""
 
 from __future__ import annotations
 
@@ -6,51 +11,189 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from flaxmnist.errors import RunDirError, one_line_warnings
-from flaxmnist.report import format_table, load_results, write_report
+from flaxmnist.records import best_config
+from flaxmnist.report import (
+    format_table,
+    load_results,
+    plot_search_progress,
+    split_by_study,
+    write_report,
+)
+
+USAGE = """%(prog)s DIR
+       %(prog)s --compare OUT.png [--study NAME] LABEL=DIR [LABEL=DIR ...]"""
+ACCURACIES = ("val_accuracy", "test_accuracy")
+DESCRIPTION = """\
+Re-render the table, summary.csv and the plots of a run directory from its results.jsonl
+alone (nothing is trained); or, with --compare, plot the best holdout accuracy against the
+compute spent of several runs, grouped by label, and print per label the test accuracy of
+the configuration the holdout selects (mean ± std over runs) and the mean compute."""
+EXAMPLE = """\
+example: three sampler seeds of random search against two of successive halving:
+  %(prog)s --compare strategies.png \\
+      random=runs/r0 random=runs/r1 random=runs/r2 halving=runs/h0 halving=runs/h1"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code (2: no readable results; 3: the report cannot
-    be written; either named in one line on stderr)."""
+    """Run the command; returns the exit code (2: no readable results, or arguments that do
+    not fit; 3: the report cannot be written; either named in one line on stderr)."""
     parser = argparse.ArgumentParser(
         prog="python -m flaxmnist.report",
-        description="Re-render the table, summary.csv and the plots of a run directory from "
-        "its results.jsonl alone (nothing is trained).",
+        usage=USAGE,
+        description=DESCRIPTION,
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run_dir", type=Path, help="a directory written by flaxmnist.sweep")
+    parser.add_argument(
+        "dirs",
+        nargs="+",
+        metavar="DIR",
+        help="a directory written by flaxmnist.sweep; with --compare, LABEL=DIR once per run "
+        "(the runs of one label are drawn in one colour, their mean thick)",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="OUT.png",
+        type=Path,
+        help="write the runs' progress plot here and print per label: runs, the holdout-"
+        "selected configuration's test accuracy (mean ± std over runs), compute spent",
+    )
+    parser.add_argument(
+        "--study", metavar="NAME", help="with --compare: the study to read in each directory"
+    )
     args = parser.parse_args(argv)
     with one_line_warnings(parser.prog):
-        return _report(parser.prog, args.run_dir)
+        if args.compare is not None:
+            return _compare(parser.prog, args.compare, args.dirs, args.study)
+        if len(args.dirs) > 1 or args.study is not None:
+            return _error(parser.prog, "one DIR, or --compare OUT.png with LABEL=DIR ... (-h)")
+        return _report(parser.prog, Path(args.dirs[0]))
 
 
-def _report(prog: str, run_dir: Path) -> int:
-    results = run_dir / "results.jsonl"
+def _error(prog: str, message: str, code: int = 2) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _read(prog: str, results: Path) -> list[dict[str, Any]] | None:
+    """The records of ``results``, or None after naming on stderr why there are none."""
     try:
         records = load_results(results)
     except FileNotFoundError:
-        print(f"{prog}: error: {results}: no such file", file=sys.stderr)
-        return 2
+        _error(prog, f"{results}: no such file")
+        return None
     except OSError as err:
-        print(f"{prog}: error: {results}: {err.strerror}", file=sys.stderr)
-        return 2
+        _error(prog, f"{results}: {err.strerror}")
+        return None
     except RunDirError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+        _error(prog, str(err))
+        return None
     if not records:
-        print(f"{prog}: error: {results}: no results yet", file=sys.stderr)
+        _error(prog, f"{results}: no results yet")
+        return None
+    return records
+
+
+def _report(prog: str, run_dir: Path) -> int:
+    records = _read(prog, run_dir / "results.jsonl")
+    if records is None:
         return 2
     print(format_table(records))
     try:
         paths = write_report(records, run_dir)
     except OSError as err:
-        print(f"{prog}: error: cannot write the report into {run_dir}: {err.strerror or err}",
-              file=sys.stderr)  # fmt: skip
-        return 3
+        return _error(prog, f"cannot write the report into {run_dir}: {err.strerror or err}", 3)
     for path in paths:
         print(f"wrote {path}")
     return 0
+
+
+def _one_study(prog: str, item: str, study: str | None) -> list[dict[str, Any]] | None:
+    """The records of one study in the directory of ``LABEL=DIR``, or None (said why)."""
+    directory = Path(item.partition("=")[2])
+    records = _read(prog, directory / "results.jsonl")
+    if records is None:
+        return None
+    studies = split_by_study(records)
+    if study is None and len(studies) == 1:
+        return next(iter(studies.values()))
+    if study in studies:
+        return studies[study]
+    held = ", ".join(studies)
+    if study is None:
+        _error(prog, f"{directory} holds the studies {held}: pick one with --study NAME")
+    else:
+        _error(prog, f"{directory}: no study {study} (it holds {held})")
+    return None
+
+
+def _compare(prog: str, out: Path, items: Sequence[str], study: str | None) -> int:
+    runs: dict[str, list[list[dict[str, Any]]]] = {}
+    for item in items:
+        name, _, directory = item.partition("=")
+        if not name or not directory:
+            return _error(prog, f"{item}: expected LABEL=DIR, e.g. random=runs/r0")
+        records = _one_study(prog, item, study)
+        if records is None:
+            return 2
+        runs.setdefault(name, []).append(records)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    try:
+        figure = plot_search_progress(runs)
+    except ValueError as err:
+        return _error(prog, str(err))
+    try:
+        figure.savefig(out, dpi=100, bbox_inches="tight")
+    except OSError as err:
+        return _error(prog, f"cannot write {out}: {err.strerror or err}", 3)
+    finally:
+        plt.close(figure)
+    print(_comparison(runs))
+    print(f"wrote {out}")
+    return 0
+
+
+def _selected(records: Sequence[dict[str, Any]]) -> tuple[float, float]:
+    """Holdout and test accuracy (means over seeds) of the configuration that
+    ``records.best_config`` selects among those with every seed."""
+    by_config: dict[int, list[dict[str, Any]]] = {}
+    for record in records:
+        by_config.setdefault(record["config_index"], []).append(record)
+    chosen = by_config[best_config(records, max(map(len, by_config.values())))]
+    val, test = ([np.nan if r[k] is None else r[k] for r in chosen] for k in ACCURACIES)
+    return float(np.mean(val)), float(np.mean(test))
+
+
+def _spread(values: Sequence[float]) -> str:
+    """Mean ± sample std over runs, in %; the mean alone for one run."""
+    text = f"{100 * np.mean(values):.2f}"
+    return text + (f" ± {100 * np.std(values, ddof=1):.2f}" if len(values) > 1 else "")
+
+
+def _comparison(runs: dict[str, list[list[dict[str, Any]]]]) -> str:
+    """The table of ``--compare``: a row per label."""
+    width = max(5, *map(len, runs))
+    lines = [f"{'label':<{width}}  runs  holdout % (selected)  test % (selected)  compute (FLOP)"]
+    for name, group in runs.items():
+        selected = [_selected(records) for records in group]
+        spent = np.mean([sum(r["compute"] for r in records) for records in group])
+        val, test = _spread([v for v, _ in selected]), _spread([t for _, t in selected])
+        lines.append(f"{name:<{width}}  {len(group):>4}  {val:<20}  {test:<17}  {spent:.4g}")
+    lines.append(
+        "selected: in each run, the configuration with the best mean holdout accuracy over "
+        "seeds (flaxmnist.records.best_config),\nits accuracies the means over seeds; ± the "
+        "sample std over runs; compute: training FLOPs, all seeds, mean over runs"
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

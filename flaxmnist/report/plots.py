@@ -26,6 +26,7 @@ from flaxmnist.report.curves import (
     unique_legend,
     y_range,
 )
+from flaxmnist.report.search import save_search_plots
 from flaxmnist.report.table import (
     split_by_study,
     study_description,
@@ -279,7 +280,8 @@ def save_plots(
     directory: str | Path,
     descriptions: Mapping[str, str] | None = None,
 ) -> list[Path]:
-    """Save every study's plots as PNG files in ``directory``; returns their paths.
+    """Save every study's plots as PNG files in ``directory``; returns their paths. A study
+    searched by a strategy gets ``search.save_search_plots``'s too.
 
     ``descriptions`` maps study names to the descriptions shown under the titles (default:
     the packaged studies', see ``study_description``).
@@ -311,4 +313,5 @@ def save_plots(
             figure.savefig(path, dpi=100, bbox_inches="tight")
             plt.close(figure)
             paths.append(path)
+        paths += save_search_plots(study_records, directory)  # none for a grid study
     return paths

@@ -1,0 +1,233 @@
+"""The best model a run kept: load it, use it, check it, refit it.
+
+A sweep with a run directory keeps, for each study, the parameters of its best configuration
+(every seed) and what they are: ``RUN_DIR/models/<study>/params.msgpack`` and ``model.json``
+(``flaxmnist.checkpoint`` has the layout, and ``load_model``, which this module re-exports).
+The best is the configuration with the highest mean validation accuracy, on the holdout
+unless the run validated on the test set (``info["selected_by"]``); it is saved again
+whenever a later call of the run beats it.
+
+In a notebook::
+
+    import flaxmnist
+
+    model = flaxmnist.load_model("runs/lr-20250101-120000")  # study: the only one saved
+    model.info["config"]                  # every hyperparameter, and the data it trained on
+    logits = model(images)                # uint8 (n, 28, 28) or (n, 784) -> (seeds, n, 10)
+    labels = model.predict(images)        # (seeds, n): one prediction per seed
+    ensemble = logits.mean(axis=0).argmax(-1)   # or average the seeds yourself
+
+    from flaxmnist.evaluate import evaluate_test
+    evaluate_test(model)                  # each seed's test accuracy, as the run recorded it
+
+``evaluate_test`` computes the test accuracy with training's own evaluation
+(``make_evaluate``, chunks of 1,000, no dropout), so each seed's value equals the
+record's, float32 for float32. That is what the command line checks::
+
+    python -m flaxmnist.evaluate RUN_DIR [--study NAME] [--refit] [--quiet]
+
+It prints each seed's test accuracy beside the record's, their mean ± std, and which
+configuration it is; exit 0 when every seed equals its record, 1 when one does not, 2 on bad
+arguments or data, 3 when RUN_DIR holds no usable model. ``--refit`` then trains the
+configuration again on every training image (60,000 for MNIST, the holdout too), selecting
+nothing, and reports its test accuracy: an honest estimate for the configuration. It goes to
+``RUN_DIR/refit-<study>``, and the same command resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from flaxmnist.checkpoint import Model, load_model
+from flaxmnist.cli import ArgumentParser
+from flaxmnist.data import DataSplits, make_splits
+from flaxmnist.errors import FlaxmnistError, OutOfMemoryError, RunDirError, one_line_warnings
+from flaxmnist.records import json_float
+from flaxmnist.runner import run_sweep
+from flaxmnist.sources import TFDS_PREFIX, load_dataset
+from flaxmnist.specs import CONFIG_KEYS, Config, Study
+from flaxmnist.train import TrainSpec, make_evaluate
+
+#: The chunk size training evaluates with (``TrainSpec``'s default, which the runner keeps).
+EVAL_BATCH_SIZE = TrainSpec().eval_batch_size
+PROG = "python -m flaxmnist.evaluate"
+
+
+def data_source(dataset: str) -> tuple[str, str | None]:
+    """A record's ``config["dataset"]`` as ``run_sweep``'s ``(dataset, data_dir)``: the
+    runner records a ``data_dir`` in place of the dataset's name."""
+    if dataset == "mnist" or dataset.startswith(TFDS_PREFIX):
+        return dataset, None
+    return "mnist", dataset
+
+
+def load_splits(config: dict[str, Any]) -> DataSplits:
+    """The splits a configuration trained with (``dataset``, ``validate_on``; the whole
+    train split: only the test set is the same whatever ``train_size`` was)."""
+    dataset, data_dir = data_source(config.get("dataset", "mnist"))
+    return make_splits(load_dataset(dataset, data_dir), config.get("validate_on", "holdout"))
+
+
+def evaluate_test(model: Model, data: Any = None) -> list[float]:
+    """Each seed's test accuracy, computed as training computed it (``make_evaluate``,
+    chunks of ``EVAL_BATCH_SIZE``, vmapped over seeds), as the record's float32 values.
+
+    ``data``: anything with ``test_images`` and ``test_labels`` (``DataSplits``,
+    ``MnistArrays``); default: the dataset the model trained on.
+    """
+    data = load_splits(model.config) if data is None else data
+    loss = model.config.get("loss", "cross_entropy")
+    evaluate = jax.vmap(make_evaluate(model.module, EVAL_BATCH_SIZE, loss), (0, None, None))
+    images, labels = jax.device_put((data.test_images, data.test_labels))
+    _, accuracy = jax.jit(evaluate)(model.params, images, labels)
+    return [json_float(value) for value in np.asarray(accuracy)]
+
+
+def refit(
+    run_dir: str | Path, model: Model, quiet: bool = False, **options: Any
+) -> list[dict[str, Any]]:
+    """Train ``model``'s configuration again on the whole training set, as many seeds from
+    its first, validating on the test set (nothing is selected); the records of
+    ``run_dir/refit-<study>`` (resumed when it exists). ``options`` go to ``run_sweep``."""
+    config, name = model.config, model.info["study"]
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    study = Study(
+        name=name,
+        description=f"refit of {name}'s configuration {model.info['config_index'] + 1} on "
+        "every training image",
+        configs=(Config(**{k: values[k] for k in CONFIG_KEYS if k in values}),),
+        varied=(),
+    )
+    dataset, data_dir = data_source(config.get("dataset", "mnist"))
+    return run_sweep(
+        study,
+        seeds=len(model.seeds),
+        first_seed=min(model.seeds),
+        validate_on="test",
+        dataset=dataset,
+        data_dir=data_dir,
+        dtype=config.get("dtype", "float32"),
+        out=Path(run_dir) / f"refit-{name}",
+        quiet=quiet,
+        **options,
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "n/a (diverged)" if value is None else f"{100 * value:.2f} %"
+
+
+def _mean_std(values: Sequence[float | None]) -> str:
+    array = np.array([np.nan if v is None else v for v in values], np.float64) * 100
+    spread = f" ± {np.std(array, ddof=1):.2f}" if len(array) > 1 else ""
+    return f"{np.mean(array):.2f}{spread} %"
+
+
+def describe(model: Model) -> str:
+    """Which configuration ``model`` is, on two lines."""
+    info = model.info
+    settings = " ".join(f"{k}={v}" for k, v in model.config.items())
+    widths = "-".join(str(w) for w in (784, *model.module.hidden, model.module.num_classes))
+    return (
+        f"study {info['study']}, configuration {info['config_index'] + 1} "
+        f"({widths}), selected by its {info['selected_by']} accuracy, "
+        f"{len(model.seeds)} seed(s)\nconfig: {settings}"
+    )
+
+
+def compare(model: Model, accuracies: Sequence[float | None]) -> tuple[list[str], bool]:
+    """Lines setting each seed's test accuracy beside the record's; whether all are equal."""
+    lines, same = [], True
+    for seed, value, record in zip(
+        model.seeds, accuracies, model.info["test_accuracy"], strict=True
+    ):
+        equal = value == record
+        same = same and equal
+        verdict = "equal" if equal else f"DIFFERENT: {value!r} != {record!r}"
+        shown = f"{_percent(value)} (the record: {_percent(record)}, {verdict})"
+        lines.append(f"seed {seed}: test accuracy {shown}")
+    lines.append(f"mean over {len(accuracies)} seed(s): test accuracy {_mean_std(accuracies)}")
+    lines.append(
+        "every seed's test accuracy equals its record exactly (float32)"
+        if same
+        else "NOT the record's test accuracy: these are not the parameters the run evaluated"
+    )
+    return lines, same
+
+
+def refit_line(records: Sequence[dict[str, Any]], selected_by: str = "holdout") -> str:
+    """The refit's test accuracy, labelled as such (and as biased when the configuration
+    was selected on the test set)."""
+    accuracies = [r["test_accuracy"] for r in records]
+    train_size = records[0]["config"]["train_size"]
+    per_seed = ", ".join(_percent(a) for a in accuracies)
+    return (
+        f"refit on all {train_size:,} training images ({len(records)} seed(s), no selection): "
+        f"test accuracy {_mean_std(accuracies)} (per seed: {per_seed})"
+        + ("; but the test set selected this configuration" if selected_by == "test" else "")
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    parser = ArgumentParser(
+        prog=PROG,
+        description="Load the best model a sweep kept in RUN_DIR, compute each seed's test "
+        "accuracy again and check that it equals the run's record; optionally refit it.",
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a sweep's run directory")
+    parser.add_argument(
+        "--study", metavar="NAME", help="the study whose model to load (needed when the run "
+        "directory holds several)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--refit",
+        action="store_true",
+        help="then train the configuration again on every training image (no selection) "
+        "and report its test accuracy; written to RUN_DIR/refit-<study>, resumable",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr (--refit)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    with one_line_warnings(PROG):
+        try:
+            return _run(args)
+        except FlaxmnistError as err:
+            print(f"{PROG}: error: {_message(err)}", file=sys.stderr)
+            return 3 if isinstance(err, RunDirError | OutOfMemoryError) else 2
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted; the same command resumes a refit", file=sys.stderr)
+            return 130
+
+
+def _message(err: FlaxmnistError) -> str:
+    """The error with its subject as this command names it (RUN_DIR is no flag)."""
+    if err.parameter is None or err.parameter == "study":
+        return err.flag_message()
+    return f"{err.value}: {err.reason}"
+
+
+def _run(args: argparse.Namespace) -> int:
+    model = load_model(args.run_dir, args.study)
+    print(describe(model))
+    lines, same = compare(model, evaluate_test(model))
+    print("\n".join(lines))
+    if args.refit:
+        records = refit(args.run_dir, model, quiet=args.quiet)
+        print(refit_line(records, model.info["selected_by"]))
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
