@@ -46,9 +46,10 @@ import jax
 import numpy as np
 
 from flaxmnist.checkpoint import Model, load_model
-from flaxmnist.cli import ArgumentParser
+from flaxmnist.cli import ArgumentParser, natural, positive_int
 from flaxmnist.data import DataSplits, make_splits
 from flaxmnist.errors import FlaxmnistError, OutOfMemoryError, RunDirError, one_line_warnings
+from flaxmnist.host import set_cpu_devices
 from flaxmnist.records import json_float
 from flaxmnist.runner import run_sweep
 from flaxmnist.sources import TFDS_PREFIX, load_dataset
@@ -91,11 +92,18 @@ def evaluate_test(model: Model, data: Any = None) -> list[float]:
 
 
 def refit(
-    run_dir: str | Path, model: Model, quiet: bool = False, **options: Any
+    run_dir: str | Path,
+    model: Model,
+    quiet: bool = False,
+    seeds: int | None = None,
+    first_seed: int | None = None,
+    **options: Any,
 ) -> list[dict[str, Any]]:
-    """Train ``model``'s configuration again on the whole training set, as many seeds from
-    its first, validating on the test set (nothing is selected); the records of
-    ``run_dir/refit-<study>`` (resumed when it exists). ``options`` go to ``run_sweep``."""
+    """Train ``model``'s configuration again on the whole training set, validating on the
+    test set (nothing is selected): the model's seeds, or ``seeds`` seeds from
+    ``first_seed`` (fresh ones, which the search never used); the records of
+    ``run_dir/refit-<study>`` (``refit-<study>-seeds-N-M`` for other seeds), resumed when it
+    exists. ``options`` go to ``run_sweep``."""
     config, name = model.config, model.info["study"]
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
     study = Study(
@@ -106,15 +114,20 @@ def refit(
         varied=(),
     )
     dataset, data_dir = data_source(config.get("dataset", "mnist"))
+    count = len(model.seeds) if seeds is None else seeds
+    first = min(model.seeds) if first_seed is None else first_seed
+    folder = f"refit-{name}"
+    if (count, first) != (len(model.seeds), min(model.seeds)):
+        folder += f"-seeds-{first}-{first + count - 1}"
     return run_sweep(
         study,
-        seeds=len(model.seeds),
-        first_seed=min(model.seeds),
+        seeds=count,
+        first_seed=first,
         validate_on="test",
         dataset=dataset,
         data_dir=data_dir,
         dtype=config.get("dtype", "float32"),
-        out=Path(run_dir) / f"refit-{name}",
+        out=Path(run_dir) / folder,
         quiet=quiet,
         **options,
     )
@@ -193,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="then train the configuration again on every training image (no selection) "
         "and report its test accuracy; written to RUN_DIR/refit-<study>, resumable",
     )
+    parser.add_argument(
+        "--seeds", type=positive_int, metavar="K", help="--refit with K seeds (default: the "
+        "model's seed count)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--first-seed", type=natural, metavar="N", help="--refit with seeds N .. N+K-1 "
+        "(default: the model's): fresh seeds, ones the search never used"
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr (--refit)")
     return parser
 
@@ -219,12 +240,18 @@ def _message(err: FlaxmnistError) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    problem = set_cpu_devices(None)  # as flaxmnist.sweep: the CPU split into 2 devices
+    if problem:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 2
     model = load_model(args.run_dir, args.study)
     print(describe(model))
     lines, same = compare(model, evaluate_test(model))
     print("\n".join(lines))
     if args.refit:
-        records = refit(args.run_dir, model, quiet=args.quiet)
+        records = refit(
+            args.run_dir, model, quiet=args.quiet, seeds=args.seeds, first_seed=args.first_seed
+        )
         print(refit_line(records, model.info["selected_by"]))
     return 0 if same else 1
 

@@ -213,8 +213,7 @@ def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
 
 def _with_record_defaults(record: dict[str, Any]) -> dict[str, Any]:
     config = {**Config().to_dict(), **record["config"]}
-    for key, value in ADDED_SETTINGS.items():
-        config.setdefault(key, value)
+    config.setdefault("dtype", ADDED_SETTINGS["dtype"])  # the one data setting added since
     return {**record, "config": config}
 
 
@@ -237,6 +236,7 @@ def open_run_dir(out: str | Path, settings: dict[str, Any]) -> list[dict[str, An
     manifest_path = out / MANIFEST
     if manifest_path.exists():
         old = with_defaults(read_manifest(manifest_path)["settings"])
+        settings = with_defaults(settings)
         if fingerprint(old) != fingerprint(settings):
             changed = sorted(k for k in {*old, *settings} if old.get(k) != settings.get(k))
             raise SettingsError(

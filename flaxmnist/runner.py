@@ -114,8 +114,8 @@ def run_sweep(
 
         >>> import flaxmnist
         >>> records = flaxmnist.run_sweep("lr", epochs=1, seeds=1, limit_train=400)
-        >>> len(records), sorted(records[0])[:3]
-        (24, ['at_chance', 'config', 'config_index'])
+        >>> len(records), sorted(records[0])[:4]
+        (24, ['at_chance', 'compute', 'config', 'config_index'])
     """
     studies = _studies(study, epochs)
     _check(seeds, max_lanes, memory_budget, dtype)

@@ -25,6 +25,7 @@ loses at most the work since, and resumes to the same final results.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import replace
 from typing import Any
@@ -155,8 +156,10 @@ class SearchDriver:
         label = f"{self.study.name} [{self.study.strategy}, {state.epoch}->{stop} epochs]"
         loop.progress.call_started(label, (stop - state.epoch) * len(grids))
         try:
-            for grid in grids:
-                grid.compile()
+            start = time.perf_counter()
+            hows = {grid.compile() for grid in grids}
+            how = next(h for h in ("compiled", "loaded", "reused") if h in hows)
+            loop.progress.compiled(time.perf_counter() - start, how)
             while state.epoch < stop:
                 cost = sum(self._epoch_cost(g) for g in grids)
                 if loop.budget is not None and self._spent(state, grids) + cost > loop.budget:

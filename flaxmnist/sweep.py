@@ -20,8 +20,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import jax
-
 from flaxmnist.cli import ArgumentParser, flops, natural, positive_int, size
 from flaxmnist.compile_cache import default_compilation_cache_dir, enable_compilation_cache
 from flaxmnist.errors import (
@@ -32,6 +30,7 @@ from flaxmnist.errors import (
     SpecError,
     one_line_warnings,
 )
+from flaxmnist.host import DEFAULT_CPU_DEVICES, set_cpu_devices
 from flaxmnist.plan import DEFAULT_MAX_LANES
 from flaxmnist.progress import TqdmProgress
 from flaxmnist.report import format_table, write_report
@@ -39,9 +38,6 @@ from flaxmnist.rundir import MANIFEST, default_out_dir
 from flaxmnist.runner import run_sweep
 from flaxmnist.specs import COMPUTE_DTYPES
 from flaxmnist.studies import builtin_studies, load_studies
-
-#: JAX devices a CPU-only machine is split into (``--cpu-devices``); see BENCHMARKS.md.
-DEFAULT_CPU_DEVICES = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,30 +192,6 @@ def _set_compile_cache(args: argparse.Namespace) -> tuple[str, str] | None:
     return None
 
 
-def _set_cpu_devices(requested: int | None) -> str | None:
-    """Split the CPU into JAX devices, before JAX initialises; an error message or ``None``.
-
-    Without ``--cpu-devices``, a device count the user forced through ``XLA_FLAGS`` is kept.
-    When JAX already runs (``main`` called from a Python session that used JAX), its
-    devices stay as they are; that is an error only if ``--cpu-devices`` asked for others.
-    """
-    if requested is None and "xla_force_host_platform_device_count" in os.environ.get(
-        "XLA_FLAGS", ""
-    ):
-        return None
-    count = requested or DEFAULT_CPU_DEVICES
-    try:
-        jax.config.update("jax_num_cpu_devices", count)
-    except RuntimeError:
-        have = len(jax.devices("cpu"))
-        if requested is not None and have != requested:
-            return (
-                f"--cpu-devices {requested}: JAX is already initialised with {have} CPU "
-                "device(s) in this process; run the command in a new process"
-            )
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
@@ -235,7 +207,7 @@ def _run(args: argparse.Namespace, prog: str, argv: list[str]) -> int:
         print(f"{prog}: error: {err.flag_message()}", file=sys.stderr)
         return 2
     out = args.out if args.out is not None else default_out_dir(Path(args.study).stem)
-    problem = _set_cpu_devices(args.cpu_devices)
+    problem = set_cpu_devices(args.cpu_devices)
     if problem:
         print(f"{prog}: error: {problem}", file=sys.stderr)
         return 2

@@ -210,6 +210,11 @@ def test_refit_asks_run_sweep_for_the_configuration_its_seeds_and_data(
         "data_dir": "/data/fashion", "dtype": "bfloat16", "out": tmp_path / "refit-tiny",
         "quiet": True,
     }  # fmt: skip
+    # Fresh seeds, ones the search never used, train into a directory of their own.
+    evaluate.refit(tmp_path, load_model(tmp_path), quiet=True, seeds=3, first_seed=10)
+    options = calls[-1][1]
+    assert (options["seeds"], options["first_seed"]) == (3, 10)
+    assert options["out"] == tmp_path / "refit-tiny-seeds-10-12"
 
 
 def test_a_refit_of_a_configuration_the_test_set_selected_says_so():

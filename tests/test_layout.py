@@ -22,6 +22,7 @@ RANK = {
     "space": 2,
     "train": 3,
     "compile_cache": 3,
+    "host": 3,
     "plan": 4,
     "grid": 4,
     "rundir": 4,

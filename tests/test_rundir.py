@@ -22,6 +22,8 @@ SETTINGS = {
     "validate_on": "holdout",
     "train_size": 300,
     "dtype": "float32",
+    "first_seed": 0,
+    "budget": None,
 }
 
 

@@ -17,7 +17,7 @@ from flaxmnist.data import load_mnist, make_splits
 from flaxmnist.errors import OutOfMemoryError
 from flaxmnist.grid import LaneGrid
 from flaxmnist.progress import Progress
-from flaxmnist.specs import parse_spec
+from flaxmnist.specs import Config, parse_spec
 from flaxmnist.train import TrainSpec, make_hyperparams, make_train
 
 
@@ -32,7 +32,9 @@ def test_run_sweep_records_and_results_file(tmp_path):
         limit_train=300,
         out=tmp_path,
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "manifest.json", "results.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".lock", "manifest.json", "models", "results.jsonl",
+    ]  # fmt: skip
     assert len(records) == 8
     assert [(r["config_index"], r["seed"]) for r in records] == [
         (i, s) for i in range(4) for s in range(2)
@@ -49,6 +51,11 @@ def test_run_sweep_records_and_results_file(tmp_path):
         "batch_size": 200,
         "dropout_semantics": "flaxmnist",
         "loss": "cross_entropy",
+        "input_dropout": 0.0,
+        "max_norm": 0.0,
+        "lr_schedule": "constant",
+        "lr_decay": 1.0,
+        "warmup_epochs": 0.0,
         "dataset": "mnist",
         "validate_on": "holdout",
         "train_size": 300,
@@ -215,7 +222,7 @@ def test_the_committed_reproduction_runs_still_resume(run_dir, spec, protocol, t
     for record, line in zip(records, lines, strict=True):
         old = json.loads(line)
         assert record["history"] == old["history"]
-        assert record["config"] == {"loss": "cross_entropy", "dtype": "float32", **old["config"]}
+        assert record["config"] == {**Config().to_dict(), "dtype": "float32", **old["config"]}
 
 
 def test_changed_settings_are_refused_not_mixed(tmp_path):
@@ -393,3 +400,17 @@ def test_out_of_memory_at_one_lane_stops_and_keeps_what_finished(tmp_path, monke
     assert [(r["config"]["hidden"], r["seed"]) for r in kept] == [([8], 0), ([8], 1)]
     (attempt,) = json.loads((tmp_path / "manifest.json").read_text())["attempts"]
     assert attempt["status"].startswith("failed: t: out of memory training one lane")
+
+
+def test_first_seed_trains_fresh_seeds_and_is_part_of_the_settings(tmp_path):
+    spec = study({"learning_rate": [0.01]}, hidden=[8])
+    fresh = run_sweep(spec, seeds=2, first_seed=5, limit_train=300, out=tmp_path, quiet=True)
+    assert [r["seed"] for r in fresh] == [5, 6]
+    assert json.loads((tmp_path / "manifest.json").read_text())["settings"]["first_seed"] == 5
+    # Seed 5 is the key jax.random.key(5) whichever seeds run beside it.
+    alone = run_sweep(spec, seeds=1, first_seed=5, limit_train=300, quiet=True)
+    assert alone[0]["history"] == fresh[0]["history"]
+    first = run_sweep(spec, seeds=1, limit_train=300, quiet=True)
+    assert first[0]["history"] != fresh[0]["history"]
+    with pytest.raises(SettingsError, match="first_seed=-1: must be >= 0"):
+        run_sweep(spec, first_seed=-1, limit_train=300)

@@ -159,7 +159,7 @@ def test_named_studies_are_found_from_any_directory(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0
-    assert "Named studies: all, dropout, hidden, l2, lr, three-layer." in result.stdout
+    assert "Named studies: all, better-mlp, dropout, hidden, l2, lr, three-layer." in result.stdout
 
 
 def test_an_unusable_compile_cache_is_an_error_only_when_asked_for(tmp_path, capsys):

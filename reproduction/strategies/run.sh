@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Strategies side by side (REPRODUCTION.md): one search space, a tenth of the notebook's
+# compute each (--budget 2.183e13 training FLOPs), five strategies, three repeats: repeat r
+# draws with sampler seed r (specs/*-r.toml) and trains with seed r (--first-seed r; the
+# grid has no sampler, its repeats differ by the training seed only). Every run resumes:
+# run this script again to finish what a kill or a session's end interrupted.
+set -euo pipefail
+cd "$(dirname "$0")"
+for r in 0 1 2; do
+  for strategy in grid random quasi-random halving pbt; do
+    python -m flaxmnist.sweep "specs/$strategy-$r.toml" --seeds 1 --first-seed "$r" \
+      --budget 2.183e13 --out "runs/$strategy-$r" --quiet > "runs-$strategy-$r.log" 2>&1 \
+      || { echo "$strategy-$r failed: runs-$strategy-$r.log"; exit 1; }
+    echo "$strategy-$r done"
+  done
+done
+args=()
+for strategy in grid random quasi-random halving pbt; do
+  for r in 0 1 2; do args+=("$strategy=runs/$strategy-$r"); done
+done
+python -m flaxmnist.report --compare compare.png "${args[@]}" | tee compare.txt
