@@ -11,11 +11,9 @@ exploits: one gather and one wide matrix product per seed instead of one per lan
 The configuration axis is sharded over the mesh; a grid with fewer configurations than
 devices shards its seeds instead (``_Layout``). A driver steps the grid one epoch at a time
 and gets every lane's metrics back on the host, ``[seed, config]``. Between epochs it may
-reshape the grid: ``keep`` a subset of the configurations (their state gathered into a
-smaller grid), ``copy`` one configuration's state onto another, ``set_hyperparams``.
-Programs are compiled once per distinct grid shape in a process (the epoch count is not part
-of a program) and kept in JAX's persistent compilation cache across processes when that is
-enabled.
+reshape the grid (``keep``, ``copy``, ``set_hyperparams``). Programs are compiled once per
+grid shape in a process (the epoch count is not part of a program) and kept in JAX's
+persistent compilation cache across processes when that is enabled.
 """
 
 from __future__ import annotations
@@ -167,6 +165,8 @@ class LaneGrid:
     ):
         if not hparams or not seeds:
             raise ValueError("a grid needs at least one configuration and one seed")
+        for h in hparams:  # a feature compiled out would be silently ignored
+            _check_fits(spec, h)
         self.spec, self.seeds, self.data = spec, tuple(seeds), data
         self.mesh = lane_mesh() if mesh is None else mesh
         self.stats = RunStats() if stats is None else stats
@@ -229,6 +229,12 @@ class LaneGrid:
         self.stats.train_seconds += time.perf_counter() - start
         self.stats.lane_epochs += len(self.seeds) * self.num_configs
         return {k: v[: len(self.seeds), : self.num_configs] for k, v in metrics.items()}
+
+    def load_state(self, state: TrainState, epoch: int) -> None:
+        """Go on from ``state`` (host arrays shaped as ``self.state``, padding included, e.g.
+        a saved ``jax.device_get(grid.state)``) at ``epoch``."""
+        self.state = jax.device_put(state, self._layout.state)
+        self.epoch = epoch
 
     def keep(self, configs: Sequence[int]) -> None:
         """Go on with configurations ``configs`` only (positions in this grid, in the order
@@ -296,18 +302,16 @@ class LaneGrid:
 
 def _check_fits(spec: TrainSpec, hparams: Hyperparams) -> None:
     """Refuse hyperparameters that ``spec``'s program would not apply as given."""
-    if np.shape(hparams.l2) != (spec.num_layers,) or np.shape(hparams.dropout) != (
-        len(spec.hidden),
-    ):
+    depth = (np.shape(hparams.l2), np.shape(hparams.dropout))
+    if depth != ((spec.num_layers,), (len(spec.hidden),)):
         raise ValueError(f"hyperparameters for another depth than {spec.hidden}")
+    flag_of = {"lr_schedule": "schedule", "warmup_epochs": "schedule"}  # else its own name
+    names = ("dropout", "l2", "weight_decay", "input_dropout", "max_norm", *flag_of)
     compiled_out = [
         name
-        for name, used, values in (
-            ("dropout", spec.use_dropout, hparams.dropout),
-            ("l2", spec.use_l2, hparams.l2),
-            ("weight_decay", spec.use_weight_decay, hparams.weight_decay),
-        )
-        if not used and np.any(np.asarray(values) != 0)
+        for name in names
+        if not getattr(spec, f"use_{flag_of.get(name, name)}")
+        and np.any(np.asarray(getattr(hparams, name)) != 0)
     ]
     if compiled_out:
         raise ValueError(

@@ -2,8 +2,9 @@
 
 Keras 1 semantics by default: hidden kernels drawn from N(0, 0.05²) (Keras 1's
 ``init='normal'``), the output kernel from ``glorot_uniform``, zero biases, ReLU, and
-inverted dropout after each hidden activation. The module returns logits; the 10-way softmax
-lives in the loss (``log_softmax`` is the stable way to compute it).
+inverted dropout after each hidden activation (and, optionally, on the input pixels). The
+module returns logits; the 10-way softmax lives in the loss (``log_softmax`` is the stable way
+to compute it).
 
 Kernels are stored output-major, ``(out_features, in_features)`` (``Dense`` below), not
 Flax's ``(in, out)``: training ran faster that way (step C in BENCHMARKS.md). The initial
@@ -78,7 +79,9 @@ class MLP(nn.Module):
 
     Call with ``images`` of shape ``(batch, ...)``: integer images are scaled by 1/255, then
     flattened. Pass ``dropout_rates`` (shape ``(len(hidden),)``) and
-    ``deterministic=False`` with ``rngs={"dropout": key}`` to train with dropout.
+    ``deterministic=False`` with ``rngs={"dropout": key}`` to train with dropout; pass
+    ``input_dropout`` (shape ``()``) with ``rngs={"input_dropout": key}`` to drop input pixels
+    too. Either may come alone; each has its own stream, so neither moves the other's draws.
     Parameters are named ``hidden_0``, ``hidden_1``, …, ``output``; kernels are
     ``(out, in)`` (see ``Dense``).
     """
@@ -94,11 +97,16 @@ class MLP(nn.Module):
         dropout_rates: jax.Array | None = None,
         *,
         deterministic: bool = True,
+        input_dropout: jax.Array | None = None,
     ) -> jax.Array:
         x = images.reshape(images.shape[0], -1)
         if jnp.issubdtype(x.dtype, jnp.integer):
             x = x.astype(jnp.float32) / 255.0
         x = x.astype(self.compute_dtype)
+        if not deterministic and dropout_rates is None and input_dropout is None:
+            raise ValueError("deterministic=False needs dropout_rates or input_dropout")
+        if not deterministic and input_dropout is not None:
+            x = dropout(x, input_dropout, self.make_rng("input_dropout"))
         for i, width in enumerate(self.hidden):
             x = Dense(
                 width,
@@ -107,9 +115,7 @@ class MLP(nn.Module):
                 name=f"hidden_{i}",
             )(x)
             x = nn.relu(x)
-            if not deterministic:
-                if dropout_rates is None:
-                    raise ValueError("deterministic=False needs dropout_rates")
+            if not deterministic and dropout_rates is not None:
                 x = dropout(x, dropout_rates[i], self.make_rng("dropout"))
         logits = Dense(
             self.num_classes,

@@ -19,6 +19,11 @@ from flaxmnist.train import TrainSpec
 #: On a CPU, lanes per call when neither ``max_lanes`` nor the memory budget asks for fewer
 #: (the fastest per lane measured, BENCHMARKS.md). Accelerators get no such cap.
 DEFAULT_MAX_LANES = 24
+#: ``TrainSpec`` flags of what a program may compile out (a configuration's rate is 0).
+FEATURES = (
+    "use_dropout", "use_l2", "use_weight_decay", "use_input_dropout", "use_max_norm",
+    "use_schedule",
+)  # fmt: skip
 INPUT_SIZE = 784
 
 
@@ -48,9 +53,9 @@ class Call:
 def train_spec_of(config: Config, val_is_test: bool = False, dtype: str = "float32") -> TrainSpec:
     """The static part of a configuration, with the run's protocol and dtype.
 
-    Regularisers a configuration does not use are compiled out (``use_dropout`` etc.):
-    exact, and cheaper, so configurations without dropout never share a call with ones that
-    have it.
+    Regularisers and features a configuration does not use are compiled out
+    (``FEATURES``): exact, and cheaper, so configurations without dropout never share a
+    call with ones that have it.
     """
     return TrainSpec(
         hidden=config.hidden,
@@ -60,6 +65,9 @@ def train_spec_of(config: Config, val_is_test: bool = False, dtype: str = "float
         use_dropout=any(rate != 0 for rate in config.applied_dropout()),
         use_l2=any(coefficient != 0 for coefficient in config.l2),
         use_weight_decay=config.weight_decay != 0,
+        use_input_dropout=config.input_dropout != 0,
+        use_max_norm=config.max_norm > 0,
+        use_schedule=config.lr_schedule != "constant" or config.warmup_epochs > 0,
         val_is_test=val_is_test,
         compute_dtype=dtype,
     )
@@ -81,17 +89,12 @@ def group_configs(
     groups: dict[TrainSpec, list[int]] = {}
     for index, spec in enumerate(specs):
         if not split_regularisers:
-            spec = replace(spec, use_dropout=False, use_l2=False, use_weight_decay=False)
+            spec = replace(spec, **dict.fromkeys(FEATURES, False))
         groups.setdefault(spec, []).append(index)
     result = []
     for spec, indices in groups.items():
         members = [specs[i] for i in indices]
-        spec = replace(
-            spec,
-            use_dropout=any(m.use_dropout for m in members),
-            use_l2=any(m.use_l2 for m in members),
-            use_weight_decay=any(m.use_weight_decay for m in members),
-        )
+        spec = replace(spec, **{f: any(getattr(m, f) for m in members) for f in FEATURES})
         result.append(Group(spec, tuple(indices)))
     return result
 

@@ -11,6 +11,7 @@ search ranks, and records, exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Callable
@@ -99,6 +100,8 @@ class SearchState:
     def remove(out: Path, study: str) -> None:
         """Delete ``study``'s checkpoint (its search is done and recorded)."""
         shutil.rmtree(Path(out) / SEARCH / study, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the last search of the run: no folder left
+            (Path(out) / SEARCH).rmdir()
 
 
 def _dtype(key: str):

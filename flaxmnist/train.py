@@ -3,9 +3,10 @@
 ``make_train(spec)`` returns ``train(hparams, key, data) -> (params, history)``. Everything
 that changes array *shapes* (layer widths, epochs, batch size, and the data sizes, read off
 the arrays at trace time) is static and lives in ``TrainSpec``; every hyperparameter that does
-not (learning rate, L2, weight decay, dropout rates) is an array in ``Hyperparams``. So a
-whole batch of configurations is ``jax.jit(jax.vmap(train, in_axes=(0, 0, None)))``: one
-compile, one call, one lane per configuration and seed.
+not (learning rate and its schedule, L2, weight decay, dropout rates, max-norm) is an array in
+``Hyperparams``. So a whole batch of configurations is
+``jax.jit(jax.vmap(train, in_axes=(0, 0, None)))``: one compile, one call, one lane per
+configuration and seed.
 
 The data is an argument, not a closure: a jitted function that closes over arrays bakes them
 into the program as constants (47 MB of MNIST, seconds of compile time).
@@ -20,9 +21,9 @@ once per seed and multiplies it by all configurations' kernels in one wide matri
 Inside ``train``: parameters are initialised from the key; every epoch reshuffles the
 training set with a key folded from the epoch number; ``lax.scan`` runs the minibatch steps;
 Adam comes from ``optax.inject_hyperparams``, so its learning rate and weight decay are
-arrays, set from ``hparams`` at the start of every epoch; dropout draws
-a fresh key per step; at the end of every epoch the train, validation and test loss and
-accuracy are recorded.
+arrays, set from ``hparams`` every epoch (the learning rate every step, times
+``schedule_factor``); ``apply_max_norm`` follows each update; dropout draws a fresh key per
+step; at the end of every epoch the train, validation and test loss and accuracy are recorded.
 
 Two regularisers, both named, both on kernels only (biases are never decayed):
 
@@ -52,9 +53,10 @@ import numpy as np
 import optax
 
 from flaxmnist.data import DataSplits
-from flaxmnist.losses import cross_entropy, l2_penalty, make_loss
+from flaxmnist.losses import l2_penalty, make_evaluate, make_loss, make_update
+from flaxmnist.losses import schedule_factor as schedule_factor  # public here too
 from flaxmnist.models import MLP
-from flaxmnist.specs import COMPUTE_DTYPES, LOSSES
+from flaxmnist.specs import COMPUTE_DTYPES, LOSSES, LR_SCHEDULES
 
 #: Adam's constants as in Keras 1 (``keras.optimizers.Adam`` defaults).
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
@@ -72,10 +74,13 @@ class TrainSpec:
       num_classes: width of the output layer.
       loss: ``"cross_entropy"`` (exact) or ``"keras1"`` (Keras 1's clipped probabilities);
         see ``cross_entropy``.
-      use_dropout, use_l2, use_weight_decay: ``False`` compiles a program without that
-        regulariser (no dropout masks drawn, no penalty, plain Adam). Exact for lanes whose
-        rate or coefficient is 0, which then train as with ``True`` up to float rounding
-        (another program; tested); cheaper.
+      use_dropout, use_l2, use_weight_decay, use_input_dropout, use_max_norm, use_schedule:
+        ``False`` compiles a program without that feature (no dropout masks drawn, no
+        penalty, plain Adam, no input masks, no constraint, a constant learning rate). Exact
+        for lanes whose rate or coefficient is 0 (``max_norm`` 0, the constant schedule
+        without warmup), which then train as with ``True`` up to float rounding (another
+        program; tested); cheaper. Input dropout the most: it gives each lane its own input,
+        so lanes of a seed no longer share one wide first-layer product.
       val_is_test: the validation split *is* the test set (``--validate-on test``): it is
         evaluated once per epoch and reported as both.
       compute_dtype: ``"float32"`` or ``"bfloat16"`` for activations and matrix products
@@ -98,6 +103,9 @@ class TrainSpec:
     use_dropout: bool = True
     use_l2: bool = True
     use_weight_decay: bool = True
+    use_input_dropout: bool = True
+    use_max_norm: bool = True
+    use_schedule: bool = True
     val_is_test: bool = False
     compute_dtype: str = "float32"
 
@@ -131,12 +139,22 @@ class Hyperparams(NamedTuple):
         layer), shape ``(num_layers,)``.
       weight_decay: decoupled (AdamW) weight decay of all kernels, shape ``()``.
       dropout: dropout rate after each hidden layer, shape ``(num_hidden,)``.
+      input_dropout: dropout rate of the input pixels, shape ``()``.
+      max_norm: bound on each hidden unit's incoming weight norm, 0 for none, shape ``()``.
+      lr_schedule: int32 index into ``specs.LR_SCHEDULES``; with ``lr_decay``, ``warmup_epochs``
+        and ``schedule_epochs`` (all shape ``()``), see ``schedule_factor``.
     """
 
     learning_rate: jax.Array
     l2: jax.Array
     weight_decay: jax.Array
     dropout: jax.Array
+    input_dropout: jax.Array
+    max_norm: jax.Array
+    lr_schedule: jax.Array
+    lr_decay: jax.Array
+    warmup_epochs: jax.Array
+    schedule_epochs: jax.Array
 
 
 def make_hyperparams(
@@ -145,8 +163,16 @@ def make_hyperparams(
     l2: float | Sequence[float] = 0.0,
     weight_decay: float = 0.0,
     dropout: float | Sequence[float] = 0.0,
+    input_dropout: float = 0.0,
+    max_norm: float = 0.0,
+    lr_schedule: str = "constant",
+    lr_decay: float = 1.0,
+    warmup_epochs: float = 0.0,
+    schedule_epochs: float = 1.0,
 ) -> Hyperparams:
     """Build ``Hyperparams`` for ``spec``; a scalar ``l2`` or ``dropout`` applies to every layer.
+
+    ``lr_schedule``: a name in ``specs.LR_SCHEDULES`` (else ``ValueError``). Defaults: no effect.
 
     Example::
 
@@ -155,13 +181,15 @@ def make_hyperparams(
         >>> hparams.l2.tolist(), hparams.dropout.tolist()
         ([0.0020000000949949026, 0.0, 0.0], [0.0, 0.0])
     """
-    l2_array = np.broadcast_to(np.asarray(l2, np.float32), (spec.num_layers,))
-    dropout_array = np.broadcast_to(np.asarray(dropout, np.float32), (len(spec.hidden),))
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    l2 = np.broadcast_to(np.asarray(l2, np.float32), (spec.num_layers,))
+    dropout = np.broadcast_to(np.asarray(dropout, np.float32), (len(spec.hidden),))
+    floats = (learning_rate, l2, weight_decay, dropout, input_dropout, max_norm)
     return Hyperparams(
-        learning_rate=jnp.asarray(learning_rate, jnp.float32),
-        l2=jnp.asarray(l2_array),
-        weight_decay=jnp.asarray(weight_decay, jnp.float32),
-        dropout=jnp.asarray(dropout_array),
+        *(jnp.asarray(x, jnp.float32) for x in floats),
+        jnp.asarray(LR_SCHEDULES.index(lr_schedule), jnp.int32),
+        *(jnp.asarray(x, jnp.float32) for x in (lr_decay, warmup_epochs, schedule_epochs)),
     )
 
 
@@ -209,41 +237,10 @@ def with_hyperparams(opt_state, hparams: Hyperparams):
     return opt_state._replace(hyperparams=stored)
 
 
-def make_evaluate(model: MLP, eval_batch_size: int, loss: str = "cross_entropy"):
-    """``evaluate(params, images, labels) -> (mean loss, accuracy)``, in chunks, no dropout."""
-
-    def evaluate(params, images, labels):
-        count = images.shape[0]
-        chunk = min(eval_batch_size, count)
-        num_chunks = math.ceil(count / chunk)
-        pad = num_chunks * chunk - count
-        images = jnp.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1))
-        labels = jnp.pad(labels, (0, pad))
-        weights = jnp.arange(num_chunks * chunk) < count
-
-        def body(totals, chunk_data):
-            x, y, w = chunk_data
-            logits = model.apply(params, x)
-            ce = cross_entropy(logits, y, loss)
-            correct = (jnp.argmax(logits, -1) == y) & w
-            # `where`, not a product: the padding's loss may be inf, and 0 * inf is NaN.
-            return (totals[0] + jnp.sum(jnp.where(w, ce, 0.0)), totals[1] + jnp.sum(correct)), None
-
-        def chunked(a):
-            return a.reshape(num_chunks, chunk, *a.shape[1:])
-
-        (loss_sum, correct_sum), _ = jax.lax.scan(
-            body,
-            (jnp.float32(0), jnp.int32(0)),
-            (chunked(images), chunked(labels), chunked(weights)),
-        )
-        return loss_sum / count, correct_sum / count
-
-    return evaluate
-
-
-def _all_finite(tree) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+def _nonfinite(losses, params, evaluation) -> jax.Array:
+    """Whether a training loss, a parameter, or the validation or test loss is NaN or infinite."""
+    leaves = [losses, *jax.tree.leaves(params), evaluation["val_loss"], evaluation["test_loss"]]
+    return ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
 class TrainState(NamedTuple):
@@ -321,13 +318,12 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
     if model is None:
         model = MLP(spec.hidden, num_classes=spec.num_classes, compute_dtype=spec.compute_dtype)
     num_hidden = len(spec.hidden)
-    loss_fn = make_loss(model, num_hidden, spec.loss, spec.use_dropout, spec.use_l2)
+    loss_fn = make_loss(
+        model, num_hidden, spec.loss, spec.use_dropout, spec.use_l2, spec.use_input_dropout
+    )
     loss_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+    update = make_update(num_hidden, spec.use_schedule, spec.use_max_norm)
     evaluate_epoch = _make_evaluate_epoch(model, spec)
-
-    def split_key(key):
-        init_key, shuffle_key, dropout_key = jax.random.split(key, 3)
-        return init_key, shuffle_key, dropout_key
 
     def init(hparams: Hyperparams, key: jax.Array, data: DataSplits) -> TrainState:
         num_train = data.train_images.shape[0]
@@ -335,46 +331,42 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
             raise ValueError(
                 f"batch_size {spec.batch_size} is larger than the training set ({num_train})"
             )
-        params = model.init(split_key(key)[0], data.train_images[:1])
+        params = model.init(jax.random.split(key, 3)[0], data.train_images[:1])
         opt_state = make_optimizer(hparams, spec.use_weight_decay).init(params)
         return TrainState(params, opt_state)
 
     def run_epoch(state: TrainState, hparams: Hyperparams, key, data: DataSplits, epoch_index):
         num_train = data.train_images.shape[0]
-        _, shuffle_key, dropout_key = split_key(key)
+        _, shuffle_key, dropout_key = jax.random.split(key, 3)
         optimizer = make_optimizer(hparams, spec.use_weight_decay)
         # Train with the hyperparameters given, not those the state was created with.
         state = state._replace(opt_state=with_hyperparams(state.opt_state, hparams))
         indices, batch_weights = _batches(
             num_train, spec.batch_size, jax.random.fold_in(shuffle_key, epoch_index)
         )
+        num_batches = len(indices)
 
         def step(state, batch):
-            indices, weights, step_key = batch
+            indices, weights, step_key, t = batch
             images = data.train_images[indices]
             labels = data.train_labels[indices]
             (loss, (_, correct)), grads = loss_and_grad(
                 state.params, hparams, images, labels, weights, step_key
             )
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-            new_state = TrainState(optax.apply_updates(state.params, updates), opt_state)
+            new_state = TrainState(*update(optimizer, state, grads, hparams, t, num_batches))
             return new_state, (loss, correct)
 
-        step_keys = jax.random.split(jax.random.fold_in(dropout_key, epoch_index), len(indices))
-        state, (losses, corrects) = jax.lax.scan(step, state, (indices, batch_weights, step_keys))
+        step_keys = jax.random.split(jax.random.fold_in(dropout_key, epoch_index), num_batches)
+        steps = epoch_index * num_batches + jnp.arange(num_batches)  # global step numbers
+        xs = (indices, batch_weights, step_keys, steps)
+        state, (losses, corrects) = jax.lax.scan(step, state, xs)
         evaluation = evaluate_epoch(state.params, hparams, data)
         metrics = {
             "train_loss": jnp.sum(losses * jnp.sum(batch_weights, axis=1)) / num_train,
             "train_accuracy": jnp.sum(corrects) / num_train,
             **evaluation,
         }
-        finite = (
-            jnp.all(jnp.isfinite(losses))
-            & _all_finite(state.params)
-            & jnp.isfinite(evaluation["val_loss"])
-            & jnp.isfinite(evaluation["test_loss"])
-        )
-        metrics["nonfinite"] = ~finite
+        metrics["nonfinite"] = _nonfinite(losses, state.params, evaluation)
         return state, metrics
 
     return init, run_epoch

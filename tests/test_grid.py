@@ -153,3 +153,9 @@ def test_lane_operations_with_padding_on_two_devices():
     assert out["devices"] == 2 and out["kept_exactly"] and len(out["second"]) == 3
     assert all(b < a for a, b in zip(out["first"], out["second"], strict=True))  # learning
     assert out["clone"] == out["source"]
+
+
+def test_a_grid_refuses_hyperparameters_its_program_would_ignore(small_splits):
+    spec = TrainSpec(hidden=(8,), use_input_dropout=False)
+    with pytest.raises(ValueError, match="no input_dropout"):
+        LaneGrid(spec, [make_hyperparams(spec, 1e-3, input_dropout=0.2)], [0], small_splits)

@@ -133,3 +133,76 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(mnist):
     exact = MLP(hidden=(64,)).apply(params, images)
     np.testing.assert_allclose(logits, exact, atol=0.05)  # bfloat16: 8 bits of mantissa
     assert not np.array_equal(logits, exact)
+
+
+def dropped_input(model, params, images, rate, **kwargs):
+    """What the first layer sees: ``hidden_0`` is the identity with zero bias, so its output
+    (captured before the ReLU) is the input after input dropout."""
+    _, state = model.apply(
+        params,
+        images,
+        deterministic=False,
+        input_dropout=jnp.float32(rate),
+        capture_intermediates=True,
+        mutable=["intermediates"],
+        **kwargs,
+    )
+    return np.asarray(state["intermediates"]["hidden_0"]["__call__"][0])
+
+
+def identity_first_layer(model, images):
+    params = model.init(jax.random.key(0), images)
+    layer = params["params"]["hidden_0"]
+    layer["kernel"] = jnp.eye(784, dtype=jnp.float32)
+    layer["bias"] = jnp.zeros(784, jnp.float32)
+    return params
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5])
+def test_input_dropout_zeroes_that_fraction_of_pixels_and_scales_the_rest(mnist, rate):
+    model = MLP(hidden=(784,))
+    images = mnist.test_images[:64]
+    params = identity_first_layer(model, images)
+    x = images.reshape(64, -1).astype(np.float64) / 255.0
+    out = dropped_input(model, params, images, rate, rngs={"input_dropout": jax.random.key(7)})
+    lit = x > 0
+    dropped = (out == 0) & lit
+    assert lit.sum() > 5000
+    assert abs(dropped.sum() / lit.sum() - rate) < 0.02
+    kept = lit & ~dropped
+    np.testing.assert_allclose(out[kept], x[kept] / (1 - rate), rtol=1e-6)
+    assert not np.any(out[~lit])
+    zero = dropped_input(model, params, images, 0.0, rngs={"input_dropout": jax.random.key(7)})
+    np.testing.assert_array_equal(
+        zero, dropped_input(model, params, images, 0.0, rngs={"input_dropout": jax.random.key(8)})
+    )
+    np.testing.assert_allclose(zero, x, rtol=1e-6)
+
+
+def test_input_dropout_has_its_own_stream_and_leaves_hidden_draws_alone(mnist):
+    model = MLP(hidden=(32, 16))
+    images = mnist.test_images[:16]
+    params = model.init(jax.random.key(0), images)
+    rates, hidden_key = jnp.array([0.3, 0.4]), jax.random.key(5)
+
+    def logits(input_rate, input_seed=9):
+        return model.apply(
+            params,
+            images,
+            rates,
+            deterministic=False,
+            input_dropout=jnp.float32(input_rate),
+            rngs={"dropout": hidden_key, "input_dropout": jax.random.key(input_seed)},
+        )
+
+    hidden_only = model.apply(params, images, rates, deterministic=False,
+                              rngs={"dropout": hidden_key})  # fmt: skip
+    np.testing.assert_array_equal(logits(0.0), hidden_only)  # the hidden masks did not move
+    assert not np.allclose(logits(0.3), hidden_only)
+    assert not np.allclose(logits(0.3), logits(0.3, input_seed=10))
+    # Alone, without hidden dropout rates, input dropout needs only its own key.
+    alone = model.apply(params, images, deterministic=False, input_dropout=jnp.float32(0.0),
+                        rngs={"input_dropout": jax.random.key(9)})  # fmt: skip
+    np.testing.assert_array_equal(alone, model.apply(params, images))
+    with pytest.raises(ValueError, match="needs dropout_rates or input_dropout"):
+        model.apply(params, images, deterministic=False)

@@ -36,6 +36,9 @@ def test_a_calls_spec_is_complete_protocol_and_dtype_included():
         use_dropout=True,
         use_l2=False,
         use_weight_decay=True,
+        use_input_dropout=False,
+        use_max_norm=False,
+        use_schedule=False,
         val_is_test=True,
         compute_dtype="bfloat16",
     )
@@ -103,3 +106,18 @@ def test_split_call_keeps_every_lane_once_in_order_within_the_size(lanes):
         assert all(part.seeds == call.seeds for part in parts)
     else:
         assert all(len(part.config_indices) == 1 for part in parts)
+
+
+def test_a_feature_a_configuration_uses_is_compiled_in_and_only_then():
+    """A program without input dropout would train a rate of 0.2 as 0, silently."""
+    plain = train_spec_of(Config())
+    assert not (plain.use_input_dropout or plain.use_max_norm or plain.use_schedule)
+    assert train_spec_of(Config(input_dropout=0.2)).use_input_dropout
+    assert train_spec_of(Config(max_norm=3.0)).use_max_norm
+    assert train_spec_of(Config(lr_schedule="cosine")).use_schedule
+    assert train_spec_of(Config(warmup_epochs=1.0)).use_schedule
+    (group,) = group_configs(
+        [Config(), Config(input_dropout=0.1), Config(max_norm=2.0)], split_regularisers=False
+    )
+    assert group.spec.use_input_dropout and group.spec.use_max_norm
+    assert not group.spec.use_schedule

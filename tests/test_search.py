@@ -70,7 +70,7 @@ def test_halving_keeps_the_best_half_at_each_rung_and_counts_compute(tmp_path):
     winner = max(epochs, key=epochs.get)
     model = json.loads((tmp_path / "models" / "s" / "model.json").read_text())
     assert model["config_index"] == winner
-    assert not (tmp_path / "search" / "s").exists()  # the checkpoint goes when done
+    assert not (tmp_path / "search").exists()  # the checkpoint goes when done
 
 
 def test_halving_continues_each_lane_where_it_stopped():

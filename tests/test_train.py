@@ -7,15 +7,17 @@ import optax
 import pytest
 
 from flaxmnist.data import make_splits
-from flaxmnist.losses import make_loss
+from flaxmnist.grid import _check_fits
+from flaxmnist.losses import apply_max_norm, make_loss
 from flaxmnist.models import MLP
-from flaxmnist.specs import HISTORY_KEYS
+from flaxmnist.specs import HISTORY_KEYS, LR_SCHEDULES
 from flaxmnist.train import (
     TrainSpec,
     make_hyperparams,
     make_optimizer,
     make_train,
     make_train_fns,
+    schedule_factor,
     stack_hyperparams,
 )
 
@@ -397,7 +399,8 @@ def numpy_evaluate(layers, x, y, l2):
 
 def numpy_adamw_steps(layers, x, y, l2, lr, wd, steps, b1=0.9, b2=0.999, eps=1e-8):
     """Full-batch Adam steps as the README states them (optax's epsilon placement: after
-    the bias correction), decoupled decay ``lr * wd * W`` on kernels only."""
+    the bias correction), decoupled decay ``lr * wd * W`` on kernels only. ``lr`` is a
+    number or one learning rate per step."""
     m = [[np.zeros_like(p) for p in layer] for layer in layers]
     v = [[np.zeros_like(p) for p in layer] for layer in layers]
     losses = []
@@ -413,7 +416,7 @@ def numpy_adamw_steps(layers, x, y, l2, lr, wd, steps, b1=0.9, b2=0.999, eps=1e-
                 update = (m[i][j] / (1 - b1**t)) / (np.sqrt(v[i][j] / (1 - b2**t)) + eps)
                 if j == 0:  # the kernel
                     update = update + wd * p
-                new_layer.append(p - lr * update)
+                new_layer.append(p - (lr[t - 1] if np.ndim(lr) else lr) * update)
             new_layers.append(tuple(new_layer))
         layers = new_layers
     return layers, losses
@@ -502,3 +505,183 @@ def test_every_epoch_draws_a_new_shuffle_and_new_dropout_masks(small_splits):
     assert same(after_one_epoch(one_batch, 0), after_one_epoch(one_batch, 1), rtol=1e-5)
     masks = [after_one_epoch(one_batch, epoch, dropout=0.5) for epoch in (0, 1)]
     assert not same(*masks, rtol=1e-3)
+
+
+# --- Input dropout, max-norm, learning-rate schedules -----------------------------------
+
+
+def numpy_schedule(kind, step, steps_per_epoch, lr_decay=1.0, warmup_epochs=0.0, horizon=1.0):
+    """The learning rate's factor at ``step``, as the docs state it, in float64."""
+    epochs = step / steps_per_epoch
+    decay = {
+        "constant": 1.0,
+        "cosine": 0.5 * (1 + np.cos(np.pi * min(epochs / horizon, 1.0))),
+        "exponential": lr_decay**epochs,
+    }[kind]
+    warmup = min(1.0, (step + 1) / (warmup_epochs * steps_per_epoch)) if warmup_epochs else 1.0
+    return warmup * decay
+
+
+SCHEDULES = [  # (kind, lr_decay, warmup_epochs, schedule_epochs)
+    ("constant", 1.0, 0.0, 1.0),
+    ("constant", 1.0, 1.5, 1.0),
+    ("cosine", 1.0, 0.0, 3.0),
+    ("cosine", 1.0, 0.5, 2.0),
+    ("exponential", 0.7, 0.0, 1.0),
+    ("exponential", 0.5, 2.0, 1.0),
+]
+
+
+def test_schedule_factor_matches_numpy_for_every_kind_also_vmapped():
+    spec = TrainSpec(hidden=(8,))
+    steps_per_epoch = 10
+    steps = [0, 1, 4, 9, 10, 14, 25, 29, 30, 47]  # up to past the cosine's horizon
+    hparams = [
+        make_hyperparams(spec, 1e-3, lr_schedule=kind, lr_decay=decay, warmup_epochs=warmup,
+                         schedule_epochs=horizon)
+        for kind, decay, warmup, horizon in SCHEDULES
+    ]  # fmt: skip
+    expected = np.array(
+        [[numpy_schedule(*schedule[:1], t, steps_per_epoch, *schedule[1:]) for t in steps]
+         for schedule in SCHEDULES]
+    )  # fmt: skip
+    factor = jax.jit(schedule_factor, static_argnums=2)
+    for hp, row in zip(hparams, expected, strict=True):
+        got = [float(factor(hp, jnp.int32(t), steps_per_epoch)) for t in steps]
+        np.testing.assert_allclose(got, row, rtol=2e-6, atol=1e-7)
+    lanes = jax.vmap(factor, in_axes=(0, None, None))
+    batched = np.stack([lanes(stack_hyperparams(hparams), t, steps_per_epoch) for t in steps], 1)
+    np.testing.assert_allclose(batched, expected, rtol=2e-6, atol=1e-7)
+    # The constant schedule without warmup is exactly 1, so it leaves the learning rate alone.
+    assert np.all(batched[0] == 1.0) and batched.dtype == np.float32
+    assert [int(hp.lr_schedule) for hp in hparams[::2]] == [0, 1, 2]
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        make_hyperparams(spec, 1e-3, lr_schedule="linear")
+
+
+def test_a_scheduled_run_matches_numpy_adamw_with_the_rate_set_per_step():
+    """Two epochs of four steps each. Every training example is the same one, so the shuffle
+    cannot matter and each step is a full-batch step: Adam in NumPy (float64) with the
+    learning rate of each global step from ``numpy_schedule``, warmup then a cosine, and the
+    decoupled decay scaled by it as well (as in optax)."""
+    x = np.random.default_rng(0).uniform(0, 1, (1, 6)).astype(np.float32)
+    data = make_splits_like(np.repeat(x, 8, 0), np.full(8, 3, np.int32), x, np.array([3]),
+                            x, np.array([3]))  # fmt: skip
+    spec = TrainSpec(hidden=(5,), epochs=2, batch_size=2)
+    lr, wd, schedule = 0.01, 0.05, {"warmup_epochs": 1.0, "schedule_epochs": 2.0}
+    hparams = make_hyperparams(spec, lr, weight_decay=wd, lr_schedule="cosine", **schedule)
+    key = jax.random.key(3)
+    params, _ = jax.jit(make_train(spec))(hparams, key, data)
+    start = numpy_params(make_train_fns(spec)[0](hparams, key, data).params)
+    rates = [lr * numpy_schedule("cosine", t, 4, 1.0, 1.0, 2.0) for t in range(8)]
+    expected, _ = numpy_adamw_steps(start, x, np.array([3]), [0, 0], rates, wd, steps=8)
+    unscheduled, _ = numpy_adamw_steps(start, x, np.array([3]), [0, 0], lr, wd, steps=8)
+    for (k0, b0), (k, b), (k_ref, b_ref), (k_flat, _) in zip(
+        start, numpy_params(params), expected, unscheduled, strict=True
+    ):
+        np.testing.assert_allclose(k - k0, k_ref - k0, rtol=2e-4, atol=1e-9)
+        np.testing.assert_allclose(b - b0, b_ref - b0, rtol=2e-4, atol=1e-9)
+        assert not np.allclose(k_flat - k0, k_ref - k0, rtol=2e-2)  # the schedule matters
+
+
+def test_max_norm_bounds_every_hidden_unit_and_spares_the_output_layer(small_splits):
+    """One step at a huge learning rate: the hidden rows grow past the bound and are rescaled
+    onto it; the output layer and the biases move exactly as without a constraint."""
+    spec = TrainSpec(hidden=(8, 6), epochs=1, batch_size=1000)  # one step
+    key, bound = jax.random.key(0), 0.5
+    train = jax.jit(make_train(spec))
+    free, _ = train(make_hyperparams(spec, 10.0), key, small_splits)
+    bounded, _ = train(make_hyperparams(spec, 10.0, max_norm=bound), key, small_splits)
+    for name in ("hidden_0", "hidden_1"):
+        free_rows = np.linalg.norm(np.asarray(free["params"][name]["kernel"]), axis=1)
+        rows = np.linalg.norm(np.asarray(bounded["params"][name]["kernel"]), axis=1)
+        assert free_rows.min() > bound  # the constraint had work to do
+        np.testing.assert_allclose(rows, bound, rtol=1e-5)
+        np.testing.assert_array_equal(bounded["params"][name]["bias"], free["params"][name]["bias"])
+    for leaf in ("kernel", "bias"):
+        np.testing.assert_array_equal(
+            bounded["params"]["output"][leaf], free["params"]["output"][leaf]
+        )
+
+
+def test_apply_max_norm_is_the_keras_formula_row_by_row():
+    rng = np.random.default_rng(1)
+    kernels = [rng.normal(0, 1, (4, 7)).astype(np.float32) for _ in range(2)]
+    kernels[0] *= (np.array([3.0, 0.2, 2.0, 1.5]) / np.linalg.norm(kernels[0], axis=1))[:, None]
+    params = {
+        "params": {
+            "hidden_0": {"kernel": kernels[0], "bias": np.ones(4, np.float32)},
+            "output": {"kernel": kernels[1], "bias": np.ones(4, np.float32)},
+        }
+    }
+    c = 1.3
+    out = apply_max_norm(params, jnp.float32(c), 1)["params"]
+    w = kernels[0].astype(np.float64)
+    norms = np.sqrt((w**2).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(out["hidden_0"]["kernel"], w * np.clip(norms, 0, c) / (1e-7 + norms),
+                               rtol=1e-6)  # fmt: skip
+    # Rows above the bound end on it; the row within it (0.2) keeps its norm, up to eps.
+    np.testing.assert_allclose(np.linalg.norm(out["hidden_0"]["kernel"], axis=1),
+                               [c, 0.2, c, c], rtol=1e-6)  # fmt: skip
+    np.testing.assert_array_equal(out["output"]["kernel"], kernels[1])
+    np.testing.assert_array_equal(out["hidden_0"]["bias"], params["params"]["hidden_0"]["bias"])
+    unchanged = apply_max_norm(params, jnp.float32(0.0), 1)["params"]["hidden_0"]["kernel"]
+    np.testing.assert_array_equal(unchanged, kernels[0])  # 0: exactly no constraint
+
+
+def test_new_features_at_their_defaults_are_bit_identical_to_compiled_out(small_splits):
+    """max_norm 0, the constant schedule without warmup and input dropout 0 (also next to
+    hidden dropout, whose draws must not move) give the very same bits as a program without
+    them."""
+    full = TrainSpec(hidden=(8,), epochs=2, batch_size=250, use_input_dropout=True)
+    lean = dataclasses.replace(full, use_max_norm=False, use_schedule=False)
+    no_input = dataclasses.replace(full, use_input_dropout=False)
+    key = jax.random.key(1)
+    for hp in (make_hyperparams(full, 3e-3), make_hyperparams(full, 3e-3, dropout=0.3)):
+        reference, history = jax.jit(make_train(full))(hp, key, small_splits)
+        for spec in (lean, no_input):
+            params, other = jax.jit(make_train(spec))(hp, key, small_splits)
+            for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(reference), strict=True):
+                np.testing.assert_array_equal(a, b)
+            for name in HISTORY_KEYS:
+                np.testing.assert_array_equal(other[name], history[name])
+
+
+def test_input_dropout_and_the_schedule_train_differently_and_vmap(small_splits):
+    spec = TrainSpec(hidden=(8,), epochs=2, batch_size=250, use_input_dropout=True)
+    hparams = [
+        make_hyperparams(spec, 3e-3),
+        make_hyperparams(spec, 3e-3, input_dropout=0.5),
+        make_hyperparams(spec, 3e-3, max_norm=0.3),
+        make_hyperparams(spec, 3e-3, lr_schedule="exponential", lr_decay=0.1),
+        make_hyperparams(spec, 3e-3, lr_schedule="cosine", warmup_epochs=0.5),
+    ]
+    key = jax.random.key(0)
+    params, history = batched_train(spec)(stack_hyperparams(hparams), jnp.stack([key] * 5),
+                                          small_splits)  # fmt: skip
+    train = jax.jit(make_train(spec))
+    for lane, hp in enumerate(hparams):
+        solo_params, solo_history = train(hp, key, small_splits)
+        assert_trees_close(jax.tree.map(lambda p, i=lane: p[i], params), solo_params)
+        np.testing.assert_allclose(history["val_loss"][lane], solo_history["val_loss"], rtol=1e-4)
+        if lane:
+            assert not np.allclose(history["train_loss"][lane], history["train_loss"][0])
+
+
+def test_check_fits_refuses_what_a_program_compiled_out():
+    spec = TrainSpec(hidden=(8,), use_input_dropout=False, use_max_norm=False, use_schedule=False)
+    _check_fits(spec, make_hyperparams(spec, 1e-3, lr_decay=0.5, schedule_epochs=3.0))
+    refused = {
+        "input_dropout": {"input_dropout": 0.2},
+        "max_norm": {"max_norm": 2.0},
+        "lr_schedule": {"lr_schedule": "cosine"},
+        "warmup_epochs": {"warmup_epochs": 1.0},
+    }
+    for name, settings in refused.items():
+        with pytest.raises(ValueError, match=f"has no {name} "):
+            _check_fits(spec, make_hyperparams(spec, 1e-3, **settings))
+    everything = dataclasses.replace(spec, use_input_dropout=True, use_max_norm=True,
+                                     use_schedule=True)  # fmt: skip
+    for settings in refused.values():
+        _check_fits(everything, make_hyperparams(spec, 1e-3, **settings))
+    assert LR_SCHEDULES == ("constant", "cosine", "exponential")

@@ -1,6 +1,5 @@
-"""Pictures of search strategies from records (``compute``, ``history``, ``search``): the
-best holdout accuracy against the compute spent, the configurations successive halving kept
-at each rung, PBT's lanes' hyperparameters over time. ``plots.save_plots`` draws them."""
+"""Pictures of searches (records' ``compute``, ``history``, ``search``): best holdout accuracy
+against compute, halving's survivors per rung, PBT's hyperparameters over time."""
 
 from __future__ import annotations
 
@@ -205,10 +204,11 @@ def plot_halving(records: Records, path: str | Path | None = None) -> Figure:
         text = f"#{c + 1}: {label(groups[c][0]['config'], keys)} ({curves[c][-1]:.2f} %)"
         ax.plot(np.arange(1, epochs + 1), curves[c], lw=2.2, color=f"C{number % 10}",
                 marker="o" if epochs <= 12 else None, ms=4, label=text, zorder=3)  # fmt: skip
-    for rung, left in zip(rungs, counts[1:], strict=True):
+    for number, (rung, left) in enumerate(zip(rungs, counts[1:], strict=True)):
         ax.axvline(rung, color="0.25", linestyle=":", linewidth=1.2)
-        ax.annotate(f"{left} go on", (rung, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(3, -3), textcoords="offset points", va="top", fontsize=8)  # fmt: skip
+        ax.annotate(f"{left} go on", (rung, 1.0), xycoords=("data", "axes fraction"), va="top",
+                    xytext=(3, -3 - 11 * (number % 2)), textcoords="offset points",
+                    fontsize=8)  # fmt: skip
     ax.plot([], [], label="stopped at a rung", **STOPPED)
     values = np.concatenate(list(curves.values()))
     ax.set_ylim(*_zoom(values))
@@ -220,7 +220,7 @@ def plot_halving(records: Records, path: str | Path | None = None) -> Figure:
     seeds = min(len(group) for group in groups.values())
     ax.set_ylabel(f"{_split(records)} accuracy %, mean of {seeds} seed{'s' * (seeds > 1)}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), fontsize=8, frameon=False,
               title="the last rung's survivors", title_fontsize=8, alignment="left")  # fmt: skip
     chain = " → ".join(map(str, counts))
     ax.set_title(f"{records[0]['study']}: successive halving: {chain} configurations",
