@@ -99,7 +99,11 @@ def lr_lanes(lanes: int, dropout: float):
     """The first ``lanes // 3`` configurations of the ``lr`` study (with ``dropout``), one
     epoch of 784-300-10: ``(spec, hparams, data)`` for ``build``, data on the device."""
     configs = flaxmnist.load_study("lr").configs[: lanes // SEEDS]
-    spec = flaxmnist.TrainSpec(hidden=(300,), epochs=1)
+    # What the planner compiles for these configurations: no input dropout, max-norm or
+    # schedule (FlaxDenseMLP of steps A and B has no input dropout at all).
+    spec = flaxmnist.TrainSpec(
+        hidden=(300,), epochs=1, use_input_dropout=False, use_max_norm=False, use_schedule=False
+    )
     hparams = train.stack_hyperparams(
         [flaxmnist.make_hyperparams(spec, c.learning_rate, dropout=dropout) for c in configs]
     )
