@@ -6,16 +6,17 @@
 # run this script again to finish what a kill or a session's end interrupted.
 set -euo pipefail
 cd "$(dirname "$0")"
+mkdir -p out
 for r in 0 1 2; do
   for strategy in grid random quasi-random halving pbt; do
     python -m flaxmnist.sweep "specs/$strategy-$r.toml" --seeds 1 --first-seed "$r" \
-      --budget 2.183e13 --out "runs/$strategy-$r" --quiet > "runs-$strategy-$r.log" 2>&1 \
-      || { echo "$strategy-$r failed: runs-$strategy-$r.log"; exit 1; }
+      --budget 2.183e13 --out "out/$strategy-$r" --quiet > "out/$strategy-$r.log" 2>&1 \
+      || { echo "$strategy-$r failed: out/$strategy-$r.log"; exit 1; }
     echo "$strategy-$r done"
   done
 done
 args=()
 for strategy in grid random quasi-random halving pbt; do
-  for r in 0 1 2; do args+=("$strategy=runs/$strategy-$r"); done
+  for r in 0 1 2; do args+=("$strategy=out/$strategy-$r"); done
 done
 python -m flaxmnist.report --compare compare.png "${args[@]}" | tee compare.txt
