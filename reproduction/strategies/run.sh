@@ -3,15 +3,20 @@
 # compute each (--budget 2.183e13 training FLOPs), five strategies, three repeats: repeat r
 # draws with sampler seed r (specs/*-r.toml) and trains with seed r (--first-seed r; the
 # grid has no sampler, its repeats differ by the training seed only). Every run resumes:
-# run this script again to finish what a kill or a session's end interrupted.
+# run this script again to finish what a kill or a session's end interrupted (a run whose
+# log is complete is skipped; a log's last line is the run's wall time).
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p out
 for r in 0 1 2; do
   for strategy in grid random quasi-random halving pbt; do
+    log="out/$strategy-$r.log"
+    if grep -q '^results:' "$log" 2>/dev/null; then echo "$strategy-$r already done"; continue; fi
+    start=$SECONDS
     python -m flaxmnist.sweep "specs/$strategy-$r.toml" --seeds 1 --first-seed "$r" \
-      --budget 2.183e13 --out "out/$strategy-$r" --quiet > "out/$strategy-$r.log" 2>&1 \
-      || { echo "$strategy-$r failed: out/$strategy-$r.log"; exit 1; }
+      --budget 2.183e13 --out "out/$strategy-$r" --quiet > "$log" 2>&1 \
+      || { echo "$strategy-$r failed: $log"; exit 1; }
+    echo "wall: $((SECONDS - start)) s (this script's clock, compile included)" >> "$log"
     echo "$strategy-$r done"
   done
 done
