@@ -13,7 +13,7 @@ import fcntl
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -102,26 +102,51 @@ class Attempt:
         write_json_atomic(self.out / MANIFEST, self.manifest)
 
 
+class Follower:
+    """What a process other than process 0 knows of the attempt (``cluster``): the records
+    of earlier attempts, as process 0 read them; it writes nothing."""
+
+    def __init__(self, out: str | Path, earlier: list):
+        self.out, self.earlier = Path(out), earlier
+
+    def update(self, stats: dict[str, Any], status: str = "running") -> None:
+        """Nothing: process 0 keeps the manifest."""
+
+
 def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 @contextlib.contextmanager
 def run_directory(
-    out: str | Path, settings: dict[str, Any], environment: dict[str, Any]
+    out: str | Path,
+    settings: dict[str, Any],
+    environment: dict[str, Any],
+    share: Callable[[Callable[[], list]], list] = lambda read: read(),
 ) -> Iterator[Attempt]:
     """Lock ``out``, open it for ``settings`` (``open_run_dir``) and record an ``Attempt``;
     its ``earlier`` holds the records of earlier attempts. On leaving, the attempt's status
-    says how it ended and the lock is released.
+    says how it ended and the lock is released. ``share`` is told the opening (the earlier
+    records, or the error): ``cluster.share`` passes it on to the other processes.
 
     Raises:
       SettingsError, RunDirError: as ``open_run_dir`` and ``lock_run_dir``.
     """
-    out = Path(out)
-    check_usable(out)  # before the lock file is made: a stranger's folder stays untouched
-    fd = lock_run_dir(out)
+    out, opened = Path(out), {}
+
+    def open_it() -> list:
+        check_usable(out)  # before the lock file is made: a stranger's folder stays untouched
+        opened["fd"] = lock_run_dir(out)
+        try:
+            opened["attempt"] = Attempt(out, environment, open_run_dir(out, settings))
+        except BaseException:
+            unlock_run_dir(opened["fd"])
+            raise
+        return opened["attempt"].earlier
+
+    share(open_it)
+    fd, attempt = opened["fd"], opened["attempt"]
     try:
-        attempt = Attempt(out, environment, open_run_dir(out, settings))
         try:
             yield attempt
         except BaseException as err:

@@ -28,12 +28,8 @@ parameter file, is refused by ``read_model`` rather than served with the wrong n
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +42,7 @@ from flax import serialization
 
 from flaxmnist.errors import RunDirError
 from flaxmnist.models import MLP
-from flaxmnist.rundir import _UMASK, _temp_prefix, write_json_atomic
+from flaxmnist.rundir import write_bytes_atomic, write_json_atomic
 from flaxmnist.specs import COMPUTE_DTYPES
 
 #: The folder of a run directory that holds the saved models, one subfolder per study.
@@ -69,7 +65,7 @@ def save_tree(path: Path, tree: Any) -> None:
     Raises:
       RunDirError: ``path`` cannot be written (disk full, read-only...); it is unchanged.
     """
-    _write_bytes_atomic(Path(path), _tree_bytes(tree))
+    write_bytes_atomic(Path(path), _tree_bytes(tree))
 
 
 def _tree_bytes(tree: Any) -> bytes:
@@ -118,35 +114,6 @@ def _read_bytes(path: Path) -> bytes:
         raise RunDirError(f"{path}: cannot read it ({err.strerror or err})") from None
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    """``rundir._write_atomic`` for bytes: temp file, fsync, rename; errors as RunDirError."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as err:
-        if err.errno == errno.ENOSPC:
-            reason = f"no space left on the device while writing {path.name}; it is unchanged"
-        else:
-            reason = f"cannot write {path.name}: {err.strerror or err}"
-        raise RunDirError(reason, parameter="out", value=path.parent) from err
-    with contextlib.suppress(OSError):  # the rename made durable, where the file system can
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-
 def save_model(out: Path, study: str, params: Any, info: dict[str, Any]) -> Path:
     """Keep ``params`` (a Flax params dict, a leading seed axis on every leaf) and ``info``
     (``INFO_KEYS``, JSON-ready) as the best model of ``study`` in run directory ``out``:
@@ -158,7 +125,7 @@ def save_model(out: Path, study: str, params: Any, info: dict[str, Any]) -> Path
     """
     folder = Path(out) / MODELS / study
     data = _tree_bytes(jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), params))
-    _write_bytes_atomic(folder / PARAMS_FILE, data)
+    write_bytes_atomic(folder / PARAMS_FILE, data)
     checksum = hashlib.sha256(data).hexdigest()
     write_json_atomic(folder / INFO_FILE, {**info, _CHECKSUM: checksum})
     return folder

@@ -2,14 +2,15 @@
 
 A ``LaneGrid`` trains configurations × seeds that share one ``TrainSpec``: ``init`` and
 ``run_epoch`` of ``make_train_fns`` vmapped over configurations (inner, the key unbatched)
-and seeds (outer), jitted with the configuration axis sharded over the devices of a mesh.
+and seeds (outer), jitted with the configuration axis sharded over the devices of a mesh
+(``placement``).
 Seeds are paired: seed ``i`` uses the key ``jax.random.key(i)`` in every configuration, so
 two configurations differ by their hyperparameters only (same initial weights, shuffles and
 dropout keys), and the configurations of a seed share each minibatch, which the inner vmap
 exploits: one gather and one wide matrix product per seed instead of one per lane.
 
 The configuration axis is sharded over the mesh; a grid with fewer configurations than
-devices shards its seeds instead (``_Layout``). A driver steps the grid one epoch at a time
+devices shards its seeds instead (``placement.Layout``). A driver steps the grid one epoch at a time
 and gets every lane's metrics back on the host, ``[seed, config]``. Between epochs it may
 reshape the grid (``keep``, ``copy``, ``set_hyperparams``). Programs are compiled once per
 grid shape in a process (the epoch count is not part of a program) and kept in JAX's
@@ -20,78 +21,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
 from flaxmnist.compile_cache import cache_hits
 from flaxmnist.data import DataSplits
+from flaxmnist.placement import Layout, lane_mesh, to_host
 from flaxmnist.progress import RunStats
 from flaxmnist.train import Hyperparams, TrainSpec, TrainState, make_train_fns, stack_hyperparams
-
-
-def lane_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh named ``"lanes"`` over ``devices`` (default: every local device)."""
-    devices = list(jax.local_devices() if devices is None else devices)
-    return Mesh(np.array(devices), ("lanes",))
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-    """``tree`` (the data) placed whole on every device of ``mesh``."""
-    return jax.device_put(tree, NamedSharding(mesh, P()))
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """How a ``[seed, config]`` grid lies on a mesh, padding included.
-
-    The configuration axis is sharded over the mesh, padded to a multiple of the device
-    count with copies of the last configuration. With fewer configurations than devices the
-    seed axis is sharded instead (padded likewise), or, with fewer seeds too, the larger axis
-    over fewer devices. Padding is computed and discarded.
-    """
-
-    mesh: Mesh
-    shard_seeds: bool
-    config_rows: tuple[int, ...]  # padded position → configuration position
-    seed_rows: tuple[int, ...]  # padded position → seed position
-
-    @staticmethod
-    def of(num_configs: int, num_seeds: int, mesh: Mesh) -> _Layout:
-        devices = mesh.devices.size
-        shard_seeds = num_configs < devices and num_seeds > num_configs
-        sharded = num_seeds if shard_seeds else num_configs
-        if sharded < devices:
-            mesh, devices = lane_mesh(mesh.devices.flat[:sharded]), sharded
-
-        def padded(count: int, pad: bool) -> tuple[int, ...]:
-            return tuple(range(count)) + (count - 1,) * (-count % devices if pad else 0)
-
-        return _Layout(
-            mesh, shard_seeds, padded(num_configs, not shard_seeds), padded(num_seeds, shard_seeds)
-        )
-
-    @property
-    def state(self) -> NamedSharding:
-        """How a ``[seed, config, ...]`` array is split over the mesh."""
-        return NamedSharding(self.mesh, P("lanes", None) if self.shard_seeds else P(None, "lanes"))
-
-    @property
-    def hparams(self) -> NamedSharding:
-        return NamedSharding(self.mesh, P() if self.shard_seeds else P("lanes"))
-
-    @property
-    def keys(self) -> NamedSharding:
-        return NamedSharding(self.mesh, P("lanes") if self.shard_seeds else P())
-
-    @property
-    def replicated(self) -> NamedSharding:
-        return NamedSharding(self.mesh, P())
 
 
 def _vmap_grid(fn, config_axes: tuple, seed_axes: tuple):
@@ -102,7 +44,7 @@ def _vmap_grid(fn, config_axes: tuple, seed_axes: tuple):
 _COMPILED: dict[Any, tuple[Any, Any]] = {}
 
 
-def _compile(spec: TrainSpec, layout: _Layout, hparams, keys, data) -> tuple[Any, Any, bool]:
+def _compile(spec: TrainSpec, layout: Layout, hparams, keys, data) -> tuple[Any, Any, bool]:
     """``(init, run_epoch)`` compiled for these shapes and this layout, and whether reused."""
     spec = replace(spec, epochs=1)  # the host loops over epochs: not part of the programs
     signature = tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves((hparams, keys, data)))
@@ -181,10 +123,11 @@ class LaneGrid:
 
     def _place(self) -> None:
         """Put hyperparameters and keys on the mesh for the current configurations."""
-        self._layout = _Layout.of(len(self.hparams), len(self.seeds), self.mesh)
+        self._layout = Layout.of(len(self.hparams), len(self.seeds), self.mesh)
         self._put_hyperparams()
-        keys = jnp.stack([jax.random.key(self.seeds[i]) for i in self._layout.seed_rows])
-        self._keys = jax.device_put(keys, self._layout.keys)
+        seeds = np.asarray([self.seeds[i] for i in self._layout.seed_rows], np.int32)
+        # Made on the mesh by a program: a cluster's processes cannot device_put keys.
+        self._keys = jax.jit(jax.vmap(jax.random.key), out_shardings=self._layout.keys)(seeds)
         self._data = jax.device_put(self.data, self._layout.replicated)
         self._programs = None
 
@@ -196,6 +139,7 @@ class LaneGrid:
             self.spec, self._layout, self._hparams, self._keys, self._data
         )
         self._programs = (init, epoch)
+        self.stats.program_bytes = max(self.stats.program_bytes, self.program_bytes() or 0)
         self.stats.compile_seconds += time.perf_counter() - start
         self.stats.programs_reused += reused
         self.stats.programs_compiled += not reused
@@ -204,6 +148,21 @@ class LaneGrid:
         loaded = cache_hits() - hits >= 2  # both programs came from the cache
         self.stats.programs_loaded += loaded
         return "loaded" if loaded else "compiled"
+
+    def program_bytes(self) -> int | None:
+        """Device memory the epoch program uses on each device, by XLA's own count
+        (arguments, outputs not written over them, temporaries; the data included), or
+        ``None`` where the backend does not say. ``plan.lane_bytes`` estimates it ahead."""
+        if self._programs is None:
+            self.compile()
+        try:
+            memory = self._programs[1].memory_analysis()
+            return (
+                memory.argument_size_in_bytes + memory.output_size_in_bytes
+                - memory.alias_size_in_bytes + memory.temp_size_in_bytes
+            )  # fmt: skip
+        except Exception:  # not every backend (or version) gives one
+            return None
 
     def init(self) -> None:
         """Draw every lane's initial parameters (epoch 0), compiling first if needed."""
@@ -220,19 +179,23 @@ class LaneGrid:
         if self._programs is None:
             self.compile()
         start = time.perf_counter()
-        epoch_index = jax.device_put(jnp.int32(self.epoch), self._layout.replicated)
+        epoch_index = jax.device_put(np.int32(self.epoch), self._layout.replicated)
         self.state, metrics = self._programs[1](
             self.state, self._hparams, self._keys, self._data, epoch_index
         )
-        metrics = jax.device_get(metrics)  # waits for the epoch
+        metrics = to_host(metrics)  # waits for the epoch
         self.epoch += 1
         self.stats.train_seconds += time.perf_counter() - start
         self.stats.lane_epochs += len(self.seeds) * self.num_configs
         return {k: v[: len(self.seeds), : self.num_configs] for k, v in metrics.items()}
 
+    def host_state(self) -> TrainState:
+        """Every lane's state as NumPy arrays, padding included (in every process)."""
+        return to_host(self.state)
+
     def load_state(self, state: TrainState, epoch: int) -> None:
         """Go on from ``state`` (host arrays shaped as ``self.state``, padding included, e.g.
-        a saved ``jax.device_get(grid.state)``) at ``epoch``."""
+        a saved ``grid.host_state()``) at ``epoch``."""
         self.state = jax.device_put(state, self._layout.state)
         self.epoch = epoch
 
@@ -247,8 +210,8 @@ class LaneGrid:
         if self.state is None:
             return
         # Old padded rows start with the real ones in order, so position i is row i.
-        rows = jnp.asarray(self._layout.seed_rows)
-        columns = jnp.asarray([configs[i] for i in self._layout.config_rows])
+        rows = np.asarray(self._layout.seed_rows)
+        columns = np.asarray([configs[i] for i in self._layout.config_rows])
         self.state = jax.device_put(_gather(self.state, rows, columns), self._layout.state)
 
     def copy(self, source: Sequence[int], target: Sequence[int]) -> None:
@@ -265,8 +228,8 @@ class LaneGrid:
         self._check_positions("copy", source)
         self._check_positions("copy", target, distinct=True)
         source_of = dict(zip(target, source, strict=True))  # all read before any is written
-        rows = jnp.arange(len(self._layout.seed_rows))
-        columns = jnp.asarray([source_of.get(c, c) for c in self._layout.config_rows])
+        rows = np.arange(len(self._layout.seed_rows))
+        columns = np.asarray([source_of.get(c, c) for c in self._layout.config_rows])
         gathered = _gather(self.state, rows, columns)
         self.state = jax.device_put(gathered, self._layout.state)
 
@@ -305,6 +268,10 @@ def _check_fits(spec: TrainSpec, hparams: Hyperparams) -> None:
     depth = (np.shape(hparams.l2), np.shape(hparams.dropout))
     if depth != ((spec.num_layers,), (len(spec.hidden),)):
         raise ValueError(f"hyperparameters for another depth than {spec.hidden}")
+    widths = np.asarray(hparams.widths)
+    fits = np.all(widths <= spec.hidden) if spec.padded else np.array_equal(widths, spec.hidden)
+    if not fits or np.any(widths < 1):
+        raise ValueError(f"widths {widths.tolist()} in a program of {spec.hidden}")
     flag_of = {"lr_schedule": "schedule", "warmup_epochs": "schedule"}  # else its own name
     names = ("dropout", "l2", "weight_decay", "input_dropout", "max_norm", *flag_of)
     compiled_out = [

@@ -9,7 +9,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import jax
@@ -17,11 +17,13 @@ import numpy as np
 from jax.errors import JaxRuntimeError
 from jax.sharding import Mesh
 
-from flaxmnist.attempt import Attempt
+from flaxmnist import cluster
+from flaxmnist.attempt import Attempt, Follower
 from flaxmnist.checkpoint import save_model
 from flaxmnist.data import DataSplits
 from flaxmnist.errors import FlaxmnistWarning, OutOfMemoryError
 from flaxmnist.grid import LaneGrid
+from flaxmnist.models import unpad_params
 from flaxmnist.plan import Call, split_call, train_flops
 from flaxmnist.progress import Progress, RunStats
 from flaxmnist.records import best_config, make_records
@@ -44,6 +46,7 @@ def hyperparams_of(spec: TrainSpec, config: Config) -> Hyperparams:
         lr_decay=config.lr_decay,
         warmup_epochs=config.warmup_epochs,
         schedule_epochs=config.epochs,
+        widths=config.hidden,
     )
 
 
@@ -78,7 +81,7 @@ class SweepLoop:
         self.mesh, self.stats, self.progress = mesh, stats, progress
         self.done: dict[tuple[int, int, int], dict[str, Any]] = {}
         self.seeds = tuple(seeds)
-        self.attempt: Attempt | None = None
+        self.attempt: Attempt | Follower | None = None
         self.budget: float | None = None  # training FLOPs the run may spend (runner sets it)
         self.out = None
         self.saved: dict[int, int] = {}  # study index → config index of its saved model
@@ -87,7 +90,7 @@ class SweepLoop:
     def run(
         self,
         calls: Sequence[Call],
-        attempt: Attempt | None = None,
+        attempt: Attempt | Follower | None = None,
         then: Sequence[Callable[[SweepLoop], None]] = (),
     ) -> list[dict[str, Any]]:
         """Train ``calls`` (skipping lanes ``attempt.earlier`` holds), then run each of
@@ -121,7 +124,7 @@ class SweepLoop:
 
     def save_progress(self) -> None:
         """Rewrite ``results.jsonl`` with every record so far, and the attempt's costs."""
-        if self.attempt is not None:
+        if self.attempt is not None and cluster.is_main():
             write_results(self.out, self.records())
             self.attempt.update(asdict(self.stats))
 
@@ -170,17 +173,18 @@ class SweepLoop:
         self, study_index, spec, history, config_indices, seeds, configs=None, extra=None
     ) -> None:
         """Keep the records of ``history`` (``[seed, config, epoch]``), each with the
-        compute it used (``plan.train_flops`` per epoch trained). ``configs`` overrides the
+        compute it used (``plan.train_flops`` of its own widths, padded or not, per epoch
+        trained). ``configs`` overrides the
         study's configurations (PBT changes them), ``extra`` adds a ``search`` field."""
         study = self.studies[study_index]
-        per_epoch = train_flops(spec, self.data_settings["train_size"])
         epochs = history["val_accuracy"].shape[-1]
         for record in make_records(history, config_indices, seeds, self.chance):
             index = record["config_index"]
             trained = (configs or {}).get(index, study.configs[index])
             config = {**trained.to_dict(), **self.data_settings}
             record = {"study": study.name, "config": config, **record}
-            record["compute"] = epochs * per_epoch
+            own = replace(spec, hidden=trained.hidden)
+            record["compute"] = epochs * train_flops(own, self.data_settings["train_size"])
             if extra and index in extra:
                 record["search"] = extra[index]
             elif study.strategy != "grid":
@@ -192,9 +196,13 @@ class SweepLoop:
         ``out/models/<study>`` when it is one of ``grid``'s, before its records are written."""
         if self.out is None:
             return
+        host = grid.host_state().params  # every process gathers; process 0 writes
+        configs = self.studies[study_index].configs
         for column, index in enumerate(config_indices):
             for row, seed in enumerate(grid.seeds):
-                params = jax.tree.map(lambda x, r=row, c=column: x[r, c], grid.state.params)
+                params = jax.tree.map(lambda x, r=row, c=column: x[r, c], host)
+                if grid.spec.padded:  # the model its lane trains, as load_model builds it
+                    params = {"params": unpad_params(params["params"], configs[index].hidden)}
                 self._partial.setdefault((study_index, index), {})[seed] = params
         records = [r for (s, _, _), r in self.done.items() if s == study_index]
         best = best_config(records, len(self.seeds))
@@ -226,7 +234,8 @@ class SweepLoop:
             lambda *xs: np.stack([np.asarray(x) for x in xs]),
             *[params_by_seed[seed] for seed in self.seeds],
         )
-        save_model(self.out, study.name, stacked, info)
+        if cluster.is_main():
+            save_model(self.out, study.name, stacked, info)
         self.saved[study_index] = index
 
     def _summary(self, seconds: float) -> str:

@@ -137,3 +137,46 @@ def param_count(input_size: int, hidden: Sequence[int], num_classes: int = 10) -
     return sum(
         fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes, sizes[1:], strict=False)
     )
+
+
+def mask_padding(params: dict, widths: jax.Array, hidden: Sequence[int]) -> dict:
+    """The initial ``params`` of an ``MLP(hidden)`` (padded widths) as those of an MLP whose
+    hidden layers are ``widths`` wide (an int array, each ≤ ``hidden``): every weight into
+    or out of a unit past its layer's width is zero, and the output kernel is rescaled to the
+    ``glorot_uniform`` range of the true fans (the hidden kernels' N(0, 0.05²) has none).
+
+    Padded units then stay zero through training: their pre-activation is 0, ReLU's
+    gradient there is 0, so no gradient, Adam step, penalty or decay ever moves them. The
+    real units draw from the same distributions as an unpadded MLP's (other values: the
+    draws are of another shape), and train alike up to float rounding and dropout draws.
+    """
+    params = dict(params)
+    names = layer_names(len(hidden))
+    keep_in = None  # the input pixels are never padded
+    for i, name in enumerate(names):
+        kernel = params[name]["kernel"]  # (out, in)
+        out_units = jnp.arange(kernel.shape[0])
+        keep_out = out_units < widths[i] if i < len(hidden) else jnp.ones_like(out_units, bool)
+        mask = keep_out[:, None] if keep_in is None else keep_out[:, None] & keep_in[None, :]
+        if i == len(hidden):  # glorot_uniform's limit is sqrt(6 / (fan_in + fan_out))
+            classes = kernel.shape[0]
+            kernel = kernel * jnp.sqrt((kernel.shape[1] + classes) / (widths[-1] + classes))
+        params[name] = {"kernel": jnp.where(mask, kernel, 0), "bias": params[name]["bias"]}
+        keep_in = keep_out
+    return params
+
+
+def unpad_params(params: dict, widths: Sequence[int]) -> dict:
+    """``params`` of a padded ``MLP`` cut to the hidden ``widths`` (any leading axes kept):
+    the parameters of the MLP the padded one trains."""
+    names = layer_names(len(widths))
+    sizes = [None, *widths, None]  # None: the input and the classes stay whole
+    cut = {}
+    for i, name in enumerate(names):
+        rows, columns = slice(sizes[i + 1]), slice(sizes[i])
+        layer = params[name]
+        cut[name] = {
+            "kernel": layer["kernel"][..., rows, columns],
+            "bias": layer["bias"][..., rows],
+        }
+    return cut

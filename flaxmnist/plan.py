@@ -8,12 +8,14 @@ into calls by a lane cap and a memory estimate. Nothing here touches a device.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from flaxmnist.errors import FlaxmnistWarning, SettingsError
 from flaxmnist.machine import FALLBACK_MEMORY_BUDGET
 from flaxmnist.models import param_count
-from flaxmnist.specs import Config
+from flaxmnist.specs import Config, Study
 from flaxmnist.train import TrainSpec
 
 #: On a CPU, lanes per call when neither ``max_lanes`` nor the memory budget asks for fewer
@@ -25,6 +27,8 @@ FEATURES = (
     "use_schedule",
 )  # fmt: skip
 INPUT_SIZE = 784
+#: Strategies whose configurations are all known up front and trained as planned calls.
+GRIDDED = ("grid", "random", "quasi-random")
 
 
 @dataclass(frozen=True)
@@ -78,23 +82,31 @@ def group_configs(
     val_is_test: bool = False,
     split_regularisers: bool = True,
     dtype: str = "float32",
+    pad_widths: bool = False,
 ) -> list[Group]:
     """Group configurations by their static settings, keeping first-seen order.
 
     With ``split_regularisers=False`` configurations of one shape share a program whatever
-    regularisers they use (it then has every regulariser any of them uses): fewer compiles,
-    for accelerators.
+    regularisers they use (it then has every regulariser any of them uses); with
+    ``pad_widths`` configurations of one depth share a program whatever their widths (it
+    has the widest of each layer, ``TrainSpec.padded``; ``models.mask_padding``). Both mean
+    fewer compiles, for accelerators, where compiling costs more than the extra arithmetic.
     """
     specs = [train_spec_of(config, val_is_test, dtype) for config in configs]
     groups: dict[TrainSpec, list[int]] = {}
     for index, spec in enumerate(specs):
         if not split_regularisers:
             spec = replace(spec, **dict.fromkeys(FEATURES, False))
+        if pad_widths:
+            spec = replace(spec, hidden=(1,) * len(spec.hidden))
         groups.setdefault(spec, []).append(index)
     result = []
     for spec, indices in groups.items():
         members = [specs[i] for i in indices]
         spec = replace(spec, **{f: any(getattr(m, f) for m in members) for f in FEATURES})
+        widths = {m.hidden for m in members}
+        widest = tuple(max(layer) for layer in zip(*widths, strict=True))
+        spec = replace(spec, hidden=widest, padded=len(widths) > 1)
         result.append(Group(spec, tuple(indices)))
     return result
 
@@ -147,6 +159,7 @@ def plan_calls(
     dtype: str = "float32",
     lane_cap: int | None = DEFAULT_MAX_LANES,
     split_regularisers: bool = True,
+    pad_widths: bool = False,
 ) -> list[Call]:
     """Split every study's groups into calls of configurations × seeds, in study order.
 
@@ -158,7 +171,8 @@ def plan_calls(
     seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
     calls = []
     for study_index, configs in enumerate(studies_configs):
-        for group in group_configs(configs, val_is_test, split_regularisers, dtype):
+        groups = group_configs(configs, val_is_test, split_regularisers, dtype, pad_widths)
+        for group in groups:
             size = lanes_per_call(group.spec, max_lanes, memory_budget, lane_cap)
             whole = Call(study_index, group.spec, group.config_indices, seeds)
             calls.extend(split_call(whole, size))
@@ -189,3 +203,43 @@ def split_call(call: Call, lanes: int) -> list[Call]:
         for index in call.config_indices
         for start in range(0, len(seeds), lanes)
     ]
+
+
+def within_budget(
+    studies: Sequence[Study], seeds: int, budget: float, train_size: int
+) -> list[Study]:
+    """``studies`` with the configurations of grid, random and quasi-random studies that fit
+    ``budget`` (training FLOPs, every seed), in order; a search study (halving, PBT) keeps
+    them all and stops itself when the budget is spent.
+
+    Raises:
+      SettingsError: not even the first configuration fits.
+    """
+    left, kept = budget, []
+    for study in studies:
+        if study.strategy not in GRIDDED:
+            kept.append(study)
+            continue
+        configs = []
+        for config in study.configs:
+            cost = seeds * config.epochs * train_flops(train_spec_of(config), train_size)
+            if cost > left:
+                break
+            configs.append(config)
+            left -= cost
+        if not configs:
+            raise SettingsError(
+                f"{study.name}: its first configuration needs {cost:.4g} training FLOPs, "
+                f"more than the {left:.4g} left",
+                parameter="budget",
+                value=budget,
+            )
+        if len(configs) < len(study.configs):
+            warnings.warn(
+                f"{study.name}: the budget of {budget:.4g} training FLOPs holds "
+                f"{len(configs)} of its {len(study.configs)} configurations",
+                FlaxmnistWarning,
+                stacklevel=3,
+            )
+        kept.append(replace(study, configs=tuple(configs)))
+    return kept

@@ -114,3 +114,6 @@ class RunStats:
     #: Grids initialised, and epochs trained summed over their lanes (padding excluded).
     calls: int = 0
     lane_epochs: int = 0
+    #: The most device memory one epoch program used per device, by XLA's own count
+    #: (``LaneGrid.program_bytes``; 0 where the backend does not say).
+    program_bytes: int = 0

@@ -56,8 +56,18 @@ def write_jsonl_atomic(path: Path, records: Sequence[dict[str, Any]]) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: a temp file in the same folder, fsync, rename, so a
+    kill at any moment leaves the old file or the new one.
+
+    Raises:
+      RunDirError: ``path`` cannot be written (disk full, read-only...); it is unchanged.
+    """
     try:
-        _replace_with(path, text)
+        _replace_with(path, data)
     except OSError as err:
         if err.errno == errno.ENOSPC:
             reason = (
@@ -74,13 +84,13 @@ def _temp_prefix(name: str) -> str:
     return f".{name}."
 
 
-def _replace_with(path: Path, text: str) -> None:
+def _replace_with(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -197,7 +207,7 @@ def fingerprint(settings: dict[str, Any]) -> str:
 
 
 #: Run settings added since the first run directories, with the value older runs had.
-ADDED_SETTINGS = {"dtype": "float32", "first_seed": 0, "budget": None}
+ADDED_SETTINGS = {"dtype": "float32", "first_seed": 0, "budget": None, "precision": "float32"}
 
 
 def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:

@@ -10,35 +10,35 @@ slice of the grid only, and the other lanes are unaffected.
 
 from __future__ import annotations
 
-import warnings
+import contextlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flaxmnist import machine
-from flaxmnist.attempt import run_directory
+import jax
+
+from flaxmnist import cluster, machine
+from flaxmnist.attempt import Follower, run_directory
 from flaxmnist.data import ValidateOn, chance_accuracy, make_splits
-from flaxmnist.errors import FlaxmnistWarning, OutOfMemoryError, SettingsError
-from flaxmnist.grid import lane_mesh, replicate
+from flaxmnist.errors import OutOfMemoryError, SettingsError
 from flaxmnist.loop import SweepLoop, widths
 from flaxmnist.machine import FALLBACK_MEMORY_BUDGET, default_memory_budget, format_bytes
+from flaxmnist.placement import lane_mesh, replicate
 from flaxmnist.plan import (
     DEFAULT_MAX_LANES,
+    GRIDDED,
     lane_bytes,
     lanes_per_call,
     plan_calls,
-    train_flops,
     train_spec_of,
+    within_budget,
 )
 from flaxmnist.progress import Progress, RunStats, TqdmProgress
 from flaxmnist.search import SearchDriver
 from flaxmnist.sources import load_dataset
-from flaxmnist.specs import COMPUTE_DTYPES, Study
+from flaxmnist.specs import COMPUTE_DTYPES, DEFAULT_PRECISION, MATMUL_PRECISIONS, Study
 from flaxmnist.studies import load_studies
-
-#: Strategies whose configurations are all known up front and trained as planned calls.
-GRIDDED = ("grid", "random", "quasi-random")
 
 
 def run_sweep(
@@ -57,6 +57,8 @@ def run_sweep(
     max_lanes: int | None = None,
     memory_budget: int | None = None,
     dtype: str = "float32",
+    precision: str = DEFAULT_PRECISION,
+    pad_widths: bool | None = None,
     stats: RunStats | None = None,
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
@@ -84,7 +86,7 @@ def run_sweep(
         after every call. The same ``out`` and settings again resume: lanes already in
         ``results.jsonl`` are not trained again. ``None`` writes nothing.
       quiet: no progress (when ``progress`` is not given; progress goes to stderr, or to
-        a notebook's widget).
+        a notebook's widget). Processes other than process 0 of a cluster show none.
       max_lanes: at most this many lanes per call (default: as many as ``memory_budget``
         allows, and on a CPU at most ``DEFAULT_MAX_LANES``).
       memory_budget: bytes of device memory one call's lanes may use, by
@@ -93,6 +95,13 @@ def run_sweep(
         does not fit is refused before anything runs; a call that runs out of memory all
         the same is retried with half its lanes, down to one.
       dtype: ``"float32"`` or ``"bfloat16"``: activations and matrix products.
+      precision: how float32 matrix products are computed (``specs.MATMUL_PRECISIONS``):
+        ``"float32"`` (the default: full float32 everywhere, as on a CPU), or, on GPUs and
+        TPUs, the faster ``"tensorfloat32"`` or ``"bfloat16"`` passes, or ``"backend"``
+        (JAX's default for the device). Recorded in the manifest.
+      pad_widths: configurations of one depth share one program, their hidden layers
+        padded to the widest (``plan.group_configs``): fewer compiles, more arithmetic;
+        equal up to float rounding and dropout draws. Default: on a GPU or TPU, not on a CPU.
       stats: where compile and training time, programs and lane-epochs are added up.
       progress: the hooks told about calls and epochs (default: ``TqdmProgress``).
 
@@ -118,7 +127,7 @@ def run_sweep(
         (24, ['at_chance', 'compute', 'config', 'config_index'])
     """
     studies = _studies(study, epochs)
-    _check(seeds, max_lanes, memory_budget, dtype)
+    _check(seeds, max_lanes, memory_budget, dtype, precision)
     if first_seed < 0:
         raise SettingsError("must be >= 0", parameter="first_seed", value=first_seed)
     if budget is not None and not budget > 0:
@@ -135,33 +144,65 @@ def run_sweep(
         "dtype": dtype,
     }
     mesh = lane_mesh()
-    device = mesh.devices.flat[0]
+    device = jax.local_devices()[0]
     device_budget, source = (
         (memory_budget, "as given") if memory_budget else default_memory_budget(device)
     )
     if device_budget is not None:  # unknown memory: no refusal; a call that runs out is halved
         _check_memory(studies, device_budget, source, validate_on == "test", dtype)
+    pad = device.platform != "cpu" if pad_widths is None else pad_widths
     calls, searches = _plan(
         studies, seed_list, device.platform, max_lanes,
-        device_budget or FALLBACK_MEMORY_BUDGET, validate_on == "test", dtype,
+        device_budget or FALLBACK_MEMORY_BUDGET, validate_on == "test", dtype, pad,
     )  # fmt: skip
     sweep = SweepLoop(
         studies, data_settings, replicate(splits, mesh), chance_accuracy(splits.val_labels),
         mesh, RunStats() if stats is None else stats,
-        TqdmProgress(disable=quiet) if progress is None else progress, seed_list,
+        _progress(progress, quiet), seed_list,
     )  # fmt: skip
     sweep.budget = budget
-    if out is None:
-        return sweep.run(calls, then=searches)
     settings = {
         "studies": [_study_settings(s) for s in studies],
         "seeds": seeds,
         "first_seed": first_seed,
         "budget": budget,
+        "precision": precision,
+        **data_settings,
     }
-    environment = machine.environment(list(mesh.devices.flat))
-    with run_directory(out, {**settings, **data_settings}, environment) as attempt:
+    with _matmul_precision(precision):
+        devices = {"devices": list(mesh.devices.flat), "pad_widths": pad}
+        return _run(sweep, calls, searches, out, settings, devices)
+
+
+def _run(sweep: SweepLoop, calls, searches, out, settings, devices) -> list[dict[str, Any]]:
+    """Train in the run directory ``out`` (none if ``None``); process 0 owns it, the other
+    processes of a cluster follow what it read."""
+    if out is None:
+        return sweep.run(calls, then=searches)
+    if not cluster.is_main():
+        return sweep.run(calls, Follower(out, cluster.share(None)), then=searches)
+    hosts = cluster.hosts()
+    environment = {
+        **machine.environment(devices["devices"]),
+        "pad_widths": devices["pad_widths"],
+        "processes": len(hosts),
+        "hosts": len(set(hosts)),
+    }
+    with run_directory(out, settings, environment, share=cluster.share) as attempt:
         return sweep.run(calls, attempt, then=searches)
+
+
+def _progress(progress: Progress | None, quiet: bool) -> Progress:
+    if progress is None:
+        return TqdmProgress(disable=quiet or not cluster.is_main())
+    return progress
+
+
+def _matmul_precision(precision: str):
+    """The context that sets JAX's float32 matrix-product precision (none for backend)."""
+    if precision == "backend":
+        return contextlib.nullcontext()
+    return jax.default_matmul_precision(precision)
 
 
 def _plan(
@@ -172,6 +213,7 @@ def _plan(
     memory: int,
     val_is_test: bool,
     dtype: str,
+    pad_widths: bool,
 ) -> tuple[list, list[SearchDriver]]:
     """The calls of the grid-like studies, and a driver per search study."""
     gridded = [s if s.strategy in GRIDDED else replace(s, configs=()) for s in studies]
@@ -186,9 +228,10 @@ def _plan(
         # one program per shape.
         lane_cap=DEFAULT_MAX_LANES if platform == "cpu" else None,
         split_regularisers=platform == "cpu",
+        pad_widths=pad_widths,
     )
     searches = [
-        SearchDriver(i, lambda spec: lanes_per_call(spec, max_lanes, memory, None))
+        SearchDriver(i, lambda spec: lanes_per_call(spec, max_lanes, memory, None), pad_widths)
         for i, s in enumerate(studies)
         if s.strategy not in GRIDDED
     ]
@@ -214,7 +257,9 @@ def _studies(study: str | Path | Study | Sequence[Study], epochs: int | None) ->
     ]
 
 
-def _check(seeds: int, max_lanes: int | None, memory_budget: int | None, dtype: str) -> None:
+def _check(
+    seeds: int, max_lanes: int | None, memory_budget: int | None, dtype: str, precision: str
+) -> None:
     if seeds < 1:
         raise SettingsError("must be >= 1", parameter="seeds", value=seeds)
     if max_lanes is not None and max_lanes < 1:
@@ -224,6 +269,12 @@ def _check(seeds: int, max_lanes: int | None, memory_budget: int | None, dtype: 
     if dtype not in COMPUTE_DTYPES:
         raise SettingsError(
             f"expected one of {', '.join(COMPUTE_DTYPES)}", parameter="dtype", value=dtype
+        )
+    if precision not in MATMUL_PRECISIONS:
+        raise SettingsError(
+            f"expected one of {', '.join(MATMUL_PRECISIONS)}",
+            parameter="precision",
+            value=precision,
         )
 
 
@@ -259,43 +310,3 @@ def _study_settings(study: Study) -> dict[str, Any]:
     if study.strategy != "grid":
         settings["search"] = study.search.settings
     return settings
-
-
-def within_budget(
-    studies: Sequence[Study], seeds: int, budget: float, train_size: int
-) -> list[Study]:
-    """``studies`` with the configurations of grid, random and quasi-random studies that fit
-    ``budget`` (training FLOPs, every seed), in order; a search study (halving, PBT) keeps
-    them all and stops itself when the budget is spent.
-
-    Raises:
-      SettingsError: not even the first configuration fits.
-    """
-    left, kept = budget, []
-    for study in studies:
-        if study.strategy not in GRIDDED:
-            kept.append(study)
-            continue
-        configs = []
-        for config in study.configs:
-            cost = seeds * config.epochs * train_flops(train_spec_of(config), train_size)
-            if cost > left:
-                break
-            configs.append(config)
-            left -= cost
-        if not configs:
-            raise SettingsError(
-                f"{study.name}: its first configuration needs {cost:.4g} training FLOPs, "
-                f"more than the {left:.4g} left",
-                parameter="budget",
-                value=budget,
-            )
-        if len(configs) < len(study.configs):
-            warnings.warn(
-                f"{study.name}: the budget of {budget:.4g} training FLOPs holds "
-                f"{len(configs)} of its {len(study.configs)} configurations",
-                FlaxmnistWarning,
-                stacklevel=3,
-            )
-        kept.append(replace(study, configs=tuple(configs)))
-    return kept

@@ -77,9 +77,10 @@ class SearchDriver:
     """Runs one search study (halving or PBT) for a ``SweepLoop``: its records, best model
     and run directory. Call it with the loop (``SweepLoop.run(..., then=[driver])``)."""
 
-    def __init__(self, study_index: int, lanes_per_call: Any):
+    def __init__(self, study_index: int, lanes_per_call: Any, pad_widths: bool = False):
         self.study_index = study_index
         self.lanes_per_call = lanes_per_call  # TrainSpec -> lanes one grid may hold
+        self.pad_widths = pad_widths  # configurations of one depth share a program
 
     def __call__(self, loop: SweepLoop) -> None:
         self.loop = loop
@@ -116,6 +117,7 @@ class SearchDriver:
         groups = group_configs(
             self.study.configs, loop.data_settings["validate_on"] == "test",
             split_regularisers=not pbt, dtype=loop.data_settings["dtype"],
+            pad_widths=self.pad_widths,
         )  # fmt: skip
         grids = []
         for group in groups:
@@ -161,7 +163,7 @@ class SearchDriver:
             how = next(h for h in ("compiled", "loaded", "reused") if h in hows)
             loop.progress.compiled(time.perf_counter() - start, how)
             while state.epoch < stop:
-                cost = sum(self._epoch_cost(g) for g in grids)
+                cost = sum(self._epoch_cost(g, state) for g in grids)
                 if loop.budget is not None and self._spent(state, grids) + cost > loop.budget:
                     warnings.warn(
                         f"{self.study.name}: the budget of {loop.budget:.4g} training FLOPs "
@@ -179,14 +181,17 @@ class SearchDriver:
             loop.progress.call_done()
         return True
 
-    def _epoch_cost(self, grid: LaneGrid) -> int:
-        lanes = len(grid.seeds) * grid.num_configs
-        return lanes * train_flops(grid.spec, self.loop.data_settings["train_size"])
+    def _epoch_cost(self, grid: LaneGrid, state: SearchState) -> int:
+        size = self.loop.data_settings["train_size"]
+        return len(grid.seeds) * sum(
+            train_flops(replace(grid.spec, hidden=state.configs[c].hidden), size)
+            for c in grid.config_indices
+        )
 
     def _spent(self, state: SearchState, grids: list[LaneGrid]) -> int:
         """Training FLOPs of every record so far and of the lanes still training."""
         recorded = sum(r.get("compute", 0) for r in self.loop.done.values())
-        return recorded + state.epoch * sum(self._epoch_cost(g) for g in grids)
+        return recorded + state.epoch * sum(self._epoch_cost(g, state) for g in grids)
 
     def _rank(self, state: SearchState, configs: list[int]) -> list[int]:
         """``configs`` best first, by ``records.selection_key`` of their seeds' metrics."""

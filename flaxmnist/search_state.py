@@ -6,7 +6,8 @@ or PBT step, ``save_state`` writes it with each grid's ``TrainState`` (parameter
 state, padding included) to ``RUN_DIR/search/<study>/``: the grids' files first, then
 ``state.json`` naming them, atomically, so a kill leaves the previous checkpoint or this
 one. Metrics are stored as their float32 values (``records.json_float``), so a resumed
-search ranks, and records, exactly what an uninterrupted one would.
+search ranks, and records, exactly what an uninterrupted one would. With many processes
+(``cluster``), process 0 alone reads and writes the checkpoint; the others get what it read.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
+from flaxmnist import cluster
 from flaxmnist.checkpoint import load_tree, save_tree
+from flaxmnist.placement import broadcast_from_main
 from flaxmnist.records import json_float
 from flaxmnist.rundir import write_json_atomic
 from flaxmnist.specs import CONFIG_KEYS, Config
@@ -76,9 +78,9 @@ class SearchState:
     def read(out: Path, study: str) -> SearchState | None:
         """The checkpoint of ``study`` in run directory ``out``, or ``None``."""
         path = Path(out) / SEARCH / study / STATE
-        if not path.exists():
+        saved = cluster.share(lambda: json.loads(path.read_text()) if path.exists() else None)
+        if saved is None:
             return None
-        saved = json.loads(path.read_text())
         histories = {
             int(c): {
                 key: [np.asarray([np.nan if v is None else v for v in epoch], _dtype(key))
@@ -99,6 +101,8 @@ class SearchState:
     @staticmethod
     def remove(out: Path, study: str) -> None:
         """Delete ``study``'s checkpoint (its search is done and recorded)."""
+        if not cluster.is_main():
+            return
         shutil.rmtree(Path(out) / SEARCH / study, ignore_errors=True)
         with contextlib.suppress(OSError):  # the last search of the run: no folder left
             (Path(out) / SEARCH).rmdir()
@@ -121,16 +125,20 @@ def _json_history(history: dict[str, list[np.ndarray]]) -> dict[str, list[list[A
 
 def save_state(out: Path, study: str, state: SearchState, grids: list) -> None:
     """Write ``state`` and every grid's ``TrainState`` (see the module); older grid files of
-    this study are deleted once ``state.json`` names the new ones."""
+    this study are deleted once ``state.json`` names the new ones. Every process calls it
+    (the grids' state is gathered); process 0 writes."""
     folder = Path(out) / SEARCH / study
-    folder.mkdir(parents=True, exist_ok=True)
     state.grids = []
     for number, grid in enumerate(grids):
         name = f"grid-{state.epoch}-{number}.msgpack"
-        save_tree(folder / name, jax.device_get(grid.state))
+        host = grid.host_state()
+        if cluster.is_main():
+            save_tree(folder / name, host)
         state.grids.append(
             {"spec": asdict(grid.spec), "configs": grid.config_indices, "file": name}
         )
+    if not cluster.is_main():
+        return
     alive = {c for g in state.grids for c in g["configs"]}
     write_json_atomic(
         folder / STATE,
@@ -155,7 +163,8 @@ def restore_grids(state: SearchState, make_grid: Callable) -> list:
     for saved in state.grids:
         grid = make_grid(TrainSpec(**saved["spec"]), list(saved["configs"]), state)
         grid.init()  # the state's structure, to read the file into
-        target = jax.device_get(grid.state)
-        grid.load_state(load_tree(state.folder / saved["file"], target), state.epoch)
+        target, main = grid.host_state(), cluster.is_main()
+        loaded = load_tree(state.folder / saved["file"], target) if main else target
+        grid.load_state(broadcast_from_main(loaded, main), state.epoch)
         grids.append(grid)
     return grids

@@ -56,6 +56,11 @@ from flaxmnist.errors import SpecError
 DROPOUT_SEMANTICS = ("flaxmnist", "keras1")
 LOSSES = ("cross_entropy", "keras1")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+#: How float32 matrix products are computed on GPUs and TPUs (a CPU computes float32 in
+#: all): full float32 (the default: the CPU's numbers), TensorFloat-32 or bfloat16 passes
+#: (faster, fewer mantissa bits), or whatever JAX picks for the backend.
+MATMUL_PRECISIONS = ("float32", "tensorfloat32", "bfloat16", "backend")
+DEFAULT_PRECISION = "float32"
 #: How a study's configurations are searched (``flaxmnist.space``, ``flaxmnist.search``).
 STRATEGIES = ("grid", "random", "quasi-random", "halving", "pbt")
 #: Learning-rate schedules, in the order ``train.Hyperparams.lr_schedule`` numbers them.

@@ -7,21 +7,23 @@ write the report. Library errors name parameters (``out=``); here they name flag
 Exit codes: 0 success; 1 the shipped data is damaged (or an unexpected error, with its
 traceback); 2 bad arguments, spec, settings or ``--data-dir`` files; 3 the run could not go
 on: its directory is used by another run, torn or not writable (a full disk), or the device
-ran out of memory; 130 interrupted. Every one but an unexpected error is one line on stderr,
-and what finished before is kept: the same command with the same ``--out`` resumes.
+ran out of memory; 4 a process of the cluster was lost (``--coordinator``: every host runs
+the same command; process 0 alone prints the table and writes); 130 interrupted. Every one
+but an unexpected error is one line on stderr, and what finished before is kept: the same
+command with the same ``--out`` resumes.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from flaxmnist import cluster
 from flaxmnist.cli import ArgumentParser, flops, natural, positive_int, size
-from flaxmnist.compile_cache import default_compilation_cache_dir, enable_compilation_cache
+from flaxmnist.compile_cache import add_compile_cache_arguments, set_compile_cache
 from flaxmnist.errors import (
     DataError,
     FlaxmnistError,
@@ -36,7 +38,7 @@ from flaxmnist.progress import TqdmProgress
 from flaxmnist.report import format_table, write_report
 from flaxmnist.rundir import MANIFEST, default_out_dir
 from flaxmnist.runner import run_sweep
-from flaxmnist.specs import COMPUTE_DTYPES
+from flaxmnist.specs import COMPUTE_DTYPES, DEFAULT_PRECISION, MATMUL_PRECISIONS
 from flaxmnist.studies import builtin_studies, load_studies
 
 
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_arguments(parser)
     _add_data_arguments(parser)
     _add_machine_arguments(parser)
+    cluster.add_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
 
@@ -153,43 +156,29 @@ def _add_machine_arguments(parser: argparse.ArgumentParser) -> None:
         "float32 (default: float32)",
     )
     parser.add_argument(
+        "--pad-widths",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="on: configurations of one depth share one compiled program, hidden layers "
+        "padded to the widest (fewer compiles, more arithmetic; equal up to rounding and "
+        "dropout draws); auto (default): on for a GPU or TPU, off for a CPU",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=MATMUL_PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help="how a GPU or TPU computes float32 matrix products: float32 (default: the "
+        "CPU's numbers), tensorfloat32 or bfloat16 passes (faster, fewer mantissa bits), or "
+        "backend (JAX's default there); a CPU computes float32 in all. Kept in the manifest",
+    )
+    parser.add_argument(
         "--cpu-devices",
         type=positive_int,
         metavar="N",
         help="on a CPU-only machine, split it into N JAX devices and shard the lanes over "
         f"them (default: {DEFAULT_CPU_DEVICES}). Ignored when an accelerator is present",
     )
-    cache = parser.add_mutually_exclusive_group()
-    cache.add_argument(
-        "--compile-cache",
-        type=Path,
-        metavar="DIR",
-        help="keep compiled programs in DIR, so a rerun compiles nothing (default: "
-        "$FLAXMNIST_COMPILE_CACHE, else $XDG_CACHE_HOME/flaxmnist/jax or "
-        "~/.cache/flaxmnist/jax)",
-    )
-    cache.add_argument(
-        "--no-compile-cache", action="store_true", help="compile from scratch, store nothing"
-    )
-
-
-def _set_compile_cache(args: argparse.Namespace) -> tuple[str, str] | None:
-    """Apply the compile-cache policy; ``("error" | "warning", message)`` or ``None``."""
-    if args.no_compile_cache:
-        return None
-    directory = (
-        args.compile_cache
-        or os.environ.get("FLAXMNIST_COMPILE_CACHE")
-        or default_compilation_cache_dir()
-    )
-    try:
-        enable_compilation_cache(directory)
-    except OSError as err:
-        if args.compile_cache is not None:  # asked for: an error
-            return "error", f"--compile-cache {directory}: {err.strerror}"
-        # The default place is not writable: run without the cache, say so.
-        return "warning", f"no compilation cache ({directory}: {err.strerror})"
-    return None
+    add_compile_cache_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,16 +195,10 @@ def _run(args: argparse.Namespace, prog: str, argv: list[str]) -> int:
     except SpecError as err:
         print(f"{prog}: error: {err.flag_message()}", file=sys.stderr)
         return 2
-    out = args.out if args.out is not None else default_out_dir(Path(args.study).stem)
-    problem = set_cpu_devices(args.cpu_devices)
-    if problem:
-        print(f"{prog}: error: {problem}", file=sys.stderr)
+    if not _set_up(args, prog):
         return 2
-    cache_problem = _set_compile_cache(args)
-    if cache_problem is not None:
-        print(f"{prog}: {cache_problem[0]}: {cache_problem[1]}", file=sys.stderr)
-        if cache_problem[0] == "error":
-            return 2
+    out = args.out if args.out is not None else default_out_dir(Path(args.study).stem)
+    out = Path(cluster.share(lambda: str(out)))  # process 0's clock names a default
     try:
         records = run_sweep(
             studies,
@@ -231,7 +214,9 @@ def _run(args: argparse.Namespace, prog: str, argv: list[str]) -> int:
             max_lanes=args.max_lanes,
             memory_budget=args.memory_budget,
             dtype=args.dtype,
-            progress=TqdmProgress(disable=args.quiet),
+            precision=args.precision,
+            pad_widths={"auto": None, "on": True, "off": False}[args.pad_widths],
+            progress=TqdmProgress(disable=args.quiet or not cluster.is_main()),
         )
     except (RunDirError, OutOfMemoryError) as err:
         hint = _resume_hint(args, argv, out)
@@ -242,15 +227,42 @@ def _run(args: argparse.Namespace, prog: str, argv: list[str]) -> int:
         # The shipped copy of MNIST damaged is flaxmnist's fault, not the user's.
         shipped = args.data_dir is None and args.dataset == "mnist"
         return 1 if isinstance(err, DataError) and shipped else 2
+    except Exception:
+        lost = cluster.lost_message()  # None: not a lost process
+        if lost is None:
+            raise
+        print(f"{prog}: error: {lost} (--out {out})", file=sys.stderr, flush=True)
+        cluster.exit_now(4)  # not sys.exit: JAX's shutdown would wait for the lost process
     except KeyboardInterrupt:
         print(
             f"{prog}: interrupted; finished calls are in {out}{_resume_hint(args, argv, out)}",
             file=sys.stderr,
         )
         return 130
+    if not cluster.is_main():
+        return 0
     descriptions = {study.name: study.description for study in studies}
     print(format_table(records, descriptions))
     return _write_report(prog, records, out, descriptions)
+
+
+def _set_up(args: argparse.Namespace, prog: str) -> bool:
+    """Devices, the cluster and the compile cache, before JAX starts; ``False`` after
+    printing why it cannot."""
+    launch, problem = cluster.launch_of(args)
+    problem = problem or set_cpu_devices(args.cpu_devices)
+    if not problem:
+        try:
+            cluster.start(launch, prog)
+        except (RuntimeError, ValueError) as err:  # e.g. no coordinator within the timeout
+            problem = f"--coordinator {launch.coordinator}: {str(err).splitlines()[0][:300]}"
+    if problem:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+        return False
+    cache_problem = set_compile_cache(args)
+    if cache_problem is not None:
+        print(f"{prog}: {cache_problem[0]}: {cache_problem[1]}", file=sys.stderr)
+    return cache_problem is None or cache_problem[0] != "error"
 
 
 def _resume_hint(args: argparse.Namespace, argv: list[str], out: Path) -> str:

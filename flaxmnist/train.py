@@ -55,7 +55,7 @@ import optax
 from flaxmnist.data import DataSplits
 from flaxmnist.losses import l2_penalty, make_evaluate, make_loss, make_update
 from flaxmnist.losses import schedule_factor as schedule_factor  # public here too
-from flaxmnist.models import MLP
+from flaxmnist.models import MLP, mask_padding
 from flaxmnist.specs import COMPUTE_DTYPES, LOSSES, LR_SCHEDULES
 
 #: Adam's constants as in Keras 1 (``keras.optimizers.Adam`` defaults).
@@ -85,6 +85,8 @@ class TrainSpec:
         evaluated once per epoch and reported as both.
       compute_dtype: ``"float32"`` or ``"bfloat16"`` for activations and matrix products
         (``MLP.compute_dtype``); parameters, Adam and the loss stay float32.
+      padded: ``hidden`` are padded widths, each lane's own are ``Hyperparams.widths``
+        (``models.mask_padding``): one program for several widths.
 
     Example::
 
@@ -108,6 +110,7 @@ class TrainSpec:
     use_schedule: bool = True
     val_is_test: bool = False
     compute_dtype: str = "float32"
+    padded: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
@@ -143,6 +146,8 @@ class Hyperparams(NamedTuple):
       max_norm: bound on each hidden unit's incoming weight norm, 0 for none, shape ``()``.
       lr_schedule: int32 index into ``specs.LR_SCHEDULES``; with ``lr_decay``, ``warmup_epochs``
         and ``schedule_epochs`` (all shape ``()``), see ``schedule_factor``.
+      widths: the hidden widths this lane trains, int32 ``(num_hidden,)``; below
+        ``TrainSpec.hidden`` only in a padded program.
     """
 
     learning_rate: jax.Array
@@ -155,6 +160,7 @@ class Hyperparams(NamedTuple):
     lr_decay: jax.Array
     warmup_epochs: jax.Array
     schedule_epochs: jax.Array
+    widths: jax.Array
 
 
 def make_hyperparams(
@@ -169,6 +175,7 @@ def make_hyperparams(
     lr_decay: float = 1.0,
     warmup_epochs: float = 0.0,
     schedule_epochs: float = 1.0,
+    widths: Sequence[int] | None = None,
 ) -> Hyperparams:
     """Build ``Hyperparams`` for ``spec``; a scalar ``l2`` or ``dropout`` applies to every layer.
 
@@ -190,6 +197,7 @@ def make_hyperparams(
         *(jnp.asarray(x, jnp.float32) for x in floats),
         jnp.asarray(LR_SCHEDULES.index(lr_schedule), jnp.int32),
         *(jnp.asarray(x, jnp.float32) for x in (lr_decay, warmup_epochs, schedule_epochs)),
+        jnp.asarray(spec.hidden if widths is None else widths, jnp.int32).reshape(-1),
     )
 
 
@@ -332,6 +340,8 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
                 f"batch_size {spec.batch_size} is larger than the training set ({num_train})"
             )
         params = model.init(jax.random.split(key, 3)[0], data.train_images[:1])
+        if spec.padded:
+            params = {"params": mask_padding(params["params"], hparams.widths, spec.hidden)}
         opt_state = make_optimizer(hparams, spec.use_weight_decay).init(params)
         return TrainState(params, opt_state)
 

@@ -40,7 +40,7 @@ ADDED_CONFIG_KEYS = {
 #: Record fields added since: each record's compute (checked in tests/test_search.py).
 ADDED_RECORD_KEYS = ("compute",)
 #: Run settings added since, with the value the golden runs had.
-ADDED_SETTINGS = {"dtype": "float32", "first_seed": 0, "budget": None}
+ADDED_SETTINGS = {"dtype": "float32", "first_seed": 0, "budget": None, "precision": "float32"}
 
 
 def golden_command(protocol: str, out: Path) -> list[str]:

@@ -109,7 +109,8 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     jax.config.update("jax_num_cpu_devices", 2)
     from flaxmnist.data import load_mnist, make_splits
-    from flaxmnist.grid import LaneGrid, lane_mesh, replicate
+    from flaxmnist.grid import LaneGrid
+    from flaxmnist.placement import lane_mesh, replicate
     from flaxmnist.train import TrainSpec, make_hyperparams
 
     spec = TrainSpec(hidden=(16,), batch_size=200)
@@ -159,3 +160,23 @@ def test_a_grid_refuses_hyperparameters_its_program_would_ignore(small_splits):
     spec = TrainSpec(hidden=(8,), use_input_dropout=False)
     with pytest.raises(ValueError, match="no input_dropout"):
         LaneGrid(spec, [make_hyperparams(spec, 1e-3, input_dropout=0.2)], [0], small_splits)
+
+
+@pytest.mark.parametrize(("hidden", "lanes"), [((300,), 4), ((64, 32), 8)])
+def test_the_lane_memory_estimate_bounds_what_xla_compiles(hidden, lanes, small_splits):
+    """``plan.lane_bytes`` plans calls before anything compiles; XLA's own count of the
+    compiled epoch program (the data aside) must stay within it, and not far below."""
+    from flaxmnist.placement import lane_mesh
+    from flaxmnist.plan import lane_bytes
+
+    spec = TrainSpec(hidden=hidden, batch_size=100)
+    hparams = [make_hyperparams(spec, 1e-3)] * lanes
+    one_device = lane_mesh(jax.devices()[:1])
+    grid = LaneGrid(spec, hparams, [0], jax.device_put(small_splits), mesh=one_device)
+    compiled = grid.program_bytes()
+    if compiled is None:
+        pytest.skip("this backend gives no memory analysis")
+    data = sum(np.asarray(x).nbytes for x in small_splits)
+    estimate = lanes * lane_bytes(spec)
+    assert estimate / 8 < compiled - data <= estimate
+    assert grid.stats.program_bytes == compiled

@@ -23,6 +23,8 @@ RANK = {
     "train": 3,
     "compile_cache": 3,
     "host": 3,
+    "cluster": 3,
+    "placement": 3,
     "plan": 4,
     "grid": 4,
     "rundir": 4,

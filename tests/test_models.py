@@ -206,3 +206,24 @@ def test_input_dropout_has_its_own_stream_and_leaves_hidden_draws_alone(mnist):
     np.testing.assert_array_equal(alone, model.apply(params, images))
     with pytest.raises(ValueError, match="needs dropout_rates or input_dropout"):
         model.apply(params, images, deterministic=False)
+
+
+def test_mask_padding_zeroes_the_padded_units_and_keeps_the_true_init_ranges():
+    from flaxmnist.models import mask_padding, unpad_params
+
+    hidden, widths = (32, 24), (20, 7)
+    params = MLP(hidden).init(jax.random.key(0), jnp.zeros((1, 784)))["params"]
+    masked = mask_padding(params, jnp.asarray(widths), hidden)
+    first, second, out = (masked[n]["kernel"] for n in ("hidden_0", "hidden_1", "output"))
+    assert not jnp.any(first[20:]) and jnp.all(first[:20] != 0)  # (out, in) kernels
+    assert not jnp.any(second[7:]) and not jnp.any(second[:, 20:])
+    assert jnp.all(second[:7, :20] != 0)
+    assert not jnp.any(out[:, 7:]) and jnp.all(out[:, :7] != 0)
+    limit = np.sqrt(6 / (7 + 10))  # glorot_uniform of the true fans, 7 -> 10
+    assert 0.8 * limit < float(jnp.max(jnp.abs(out))) <= limit
+    assert float(jnp.std(first[:20])) == pytest.approx(0.05, rel=0.05)  # N(0, 0.05²)
+    cut = unpad_params(masked, widths)
+    shapes = {name: layer["kernel"].shape for name, layer in cut.items()}
+    assert shapes == {"hidden_0": (20, 784), "hidden_1": (7, 20), "output": (10, 7)}
+    assert cut["hidden_1"]["bias"].shape == (7,)
+    np.testing.assert_array_equal(cut["output"]["kernel"], out[:, :7])

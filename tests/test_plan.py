@@ -121,3 +121,18 @@ def test_a_feature_a_configuration_uses_is_compiled_in_and_only_then():
     )
     assert group.spec.use_input_dropout and group.spec.use_max_norm
     assert not group.spec.use_schedule
+
+
+def test_padding_widths_puts_each_depth_in_one_program():
+    hidden = group_configs(load_study("hidden").configs, pad_widths=True)
+    assert len(hidden) == 1 and hidden[0].spec.hidden == (2000,) and hidden[0].spec.padded
+    three = group_configs(
+        load_study("three-layer").configs, split_regularisers=False, pad_widths=True
+    )
+    assert [g.spec.hidden for g in three] == [(500, 300)] and three[0].spec.padded
+    assert len(three[0].config_indices) == 36
+    lr = group_configs(load_study("lr").configs, pad_widths=True)  # one width: nothing to pad
+    assert len(lr) == 1 and lr[0].spec.hidden == (300,) and not lr[0].spec.padded
+    mixed = [Config(hidden=(8,)), Config(hidden=(4, 4)), Config(hidden=(16,))]
+    groups = group_configs(mixed, pad_widths=True)
+    assert [(g.spec.hidden, g.config_indices) for g in groups] == [((16,), (0, 2)), ((4, 4), (1,))]

@@ -414,3 +414,28 @@ def test_first_seed_trains_fresh_seeds_and_is_part_of_the_settings(tmp_path):
     assert first[0]["history"] != fresh[0]["history"]
     with pytest.raises(SettingsError, match="first_seed=-1: must be >= 0"):
         run_sweep(spec, first_seed=-1, limit_train=300)
+
+
+def test_padded_widths_train_in_one_program_count_their_own_compute_and_keep_a_true_model(
+    tmp_path,
+):
+    from flaxmnist import load_model
+    from flaxmnist.evaluate import evaluate_test
+    from flaxmnist.plan import train_flops
+
+    grid = {"hidden": [[8], [24], [16]], "learning_rate": [0.01]}
+    stats = RunStats()
+    records = run_sweep(
+        study(grid), seeds=1, limit_train=300, out=tmp_path, pad_widths=True, stats=stats
+    )
+    assert stats.programs_compiled + stats.programs_reused == 1  # one program for 3 widths
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["attempts"][-1]["pad_widths"] is True
+    for record in records:  # the compute of its own widths, not of the padded 24
+        own = TrainSpec(hidden=tuple(record["config"]["hidden"]))
+        assert record["compute"] == train_flops(own, 300)
+    model = load_model(tmp_path)  # saved at its true widths
+    best = [r for r in records if r["config_index"] == model.info["config_index"]]
+    assert model.module.hidden == tuple(best[0]["config"]["hidden"])
+    (accuracy,) = evaluate_test(model)
+    assert abs(accuracy - best[0]["test_accuracy"]) <= 1 / 10_000  # rounding: one image

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from flaxmnist import SettingsError, run_sweep
-from flaxmnist.runner import within_budget
+from flaxmnist.plan import within_budget
 from flaxmnist.search import explore, pbt_epochs, rung_epochs
 from flaxmnist.space import parse_search_spec
 from flaxmnist.specs import Config, parse_spec
@@ -172,29 +172,17 @@ def cli(spec_path, out, cache):
     ]  # fmt: skip
 
 
+SPACE = """samples = 4
+[base]
+hidden = [8]
+epochs = 4
+[search]
+learning_rate = { log_uniform = [1e-3, 3e-2] }
+"""
 SPECS = {
-    "halving": """strategy = "halving"
-samples = 4
-[base]
-hidden = [8]
-epochs = 4
-[search]
-learning_rate = { log_uniform = [1e-3, 3e-2] }
-[halving]
-eta = 2
-""",
-    "pbt": """strategy = "pbt"
-samples = 4
-[base]
-hidden = [8]
-epochs = 4
-[search]
-learning_rate = { log_uniform = [1e-3, 3e-2] }
-dropout = { uniform = [0.0, 0.3] }
-[pbt]
-interval = 1
-fraction = 0.5
-""",
+    "halving": f'strategy = "halving"\n{SPACE}[halving]\neta = 2\n',
+    "pbt": f'strategy = "pbt"\n{SPACE}dropout = {{ uniform = [0.0, 0.3] }}\n'
+    "[pbt]\ninterval = 1\nfraction = 0.5\n",
 }
 
 

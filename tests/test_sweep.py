@@ -208,11 +208,11 @@ def test_a_full_disk_stops_with_one_line_keeps_what_finished_and_resumes(
     out = tmp_path / "run"
     real_replace, writes = rundir._replace_with, []
 
-    def full_after_the_first_results(path, text):
+    def full_after_the_first_results(path, data):
         writes.append(path.name)
         if writes.count("results.jsonl") > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_replace(path, text)
+        real_replace(path, data)
 
     monkeypatch.setattr(rundir, "_replace_with", full_after_the_first_results)
     code, line = run_cli(capsys, [*SMALL, "--out", str(out)])

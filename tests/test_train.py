@@ -685,3 +685,40 @@ def test_check_fits_refuses_what_a_program_compiled_out():
     for settings in refused.values():
         _check_fits(everything, make_hyperparams(spec, 1e-3, **settings))
     assert LR_SCHEDULES == ("constant", "cosine", "exponential")
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_a_padded_program_trains_the_narrow_network(small_splits, dropout):
+    """From the same start, a lane of a padded program (16 real units of 40) trains what the
+    16-unit program trains, up to float rounding (without dropout: its masks have another
+    shape, so other draws); its padded units stay exactly zero under L2, decay, max-norm."""
+    from flaxmnist.models import unpad_params
+
+    narrow = TrainSpec(hidden=(16,), batch_size=250)
+    wide = dataclasses.replace(narrow, hidden=(40,), padded=True)
+    settings = dict(l2=1e-4, weight_decay=1e-4, max_norm=3.0, dropout=dropout)
+    narrow_h = make_hyperparams(narrow, 3e-3, **settings)
+    wide_h = make_hyperparams(wide, 3e-3, **settings, widths=(16,))
+    key = jax.random.key(0)
+    (init_n, epoch_n), (init_w, epoch_w) = make_train_fns(narrow), make_train_fns(wide)
+    narrow_state = init_n(narrow_h, key, small_splits)
+    wide_state = init_w(wide_h, key, small_splits)
+    assert not jnp.any(wide_state.params["params"]["hidden_0"]["kernel"][16:])
+    start = jax.tree.map(  # the narrow start, zero-padded: the same network
+        lambda n, w: jnp.zeros_like(w).at[tuple(slice(d) for d in n.shape)].set(n),
+        narrow_state.params, wide_state.params,
+    )  # fmt: skip
+    wide_state = wide_state._replace(params=start)
+    for epoch in range(2):
+        narrow_state, narrow_m = jax.jit(epoch_n)(narrow_state, narrow_h, key, small_splits, epoch)
+        wide_state, wide_m = jax.jit(epoch_w)(wide_state, wide_h, key, small_splits, epoch)
+    trained = wide_state.params["params"]
+    assert not jnp.any(trained["hidden_0"]["kernel"][16:]) and not jnp.any(
+        trained["hidden_0"]["bias"][16:]
+    )
+    assert not jnp.any(trained["output"]["kernel"][:, 16:])
+    if dropout == 0:
+        assert_trees_close(unpad_params(trained, (16,)), narrow_state.params["params"])
+        assert abs(float(wide_m["val_accuracy"] - narrow_m["val_accuracy"])) <= 1 / 500
+    else:
+        assert abs(float(wide_m["val_accuracy"] - narrow_m["val_accuracy"])) < 0.05
