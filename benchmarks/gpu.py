@@ -1,6 +1,6 @@
 """The whole notebook on one GPU: every study, all lanes at once, beside a PyTorch loop.
 
-    PYTHONPATH=. python benchmarks/gpu.py [--seeds 3] [--quick]
+    PYTHONPATH=. python benchmarks/gpu.py [--seeds 3] [--quick] [--pad-widths auto|on|off]
 
 (``benchmarks/gpu.sh`` runs it from the source tree on a machine with jax, flax, optax and
 torch preinstalled and no network.) For each study of ``all`` it runs ``run_sweep`` with
@@ -14,7 +14,8 @@ device and prints how long that loop would take for the whole grid, config-epoch
 config-epoch, and the ratio.
 
 ``--quick`` runs everything on 2,000 training images for one epoch: a check that the
-script works (on any machine), not a measurement.
+script works (on any machine), not a measurement. ``--pad-widths`` is ``run_sweep``'s
+(auto: on for a GPU, off for a CPU): ``on`` compiles one program per depth.
 """
 
 from __future__ import annotations
@@ -75,12 +76,20 @@ def torch_seconds_per_config_epoch(train_images: int, epochs: int) -> tuple[floa
     return statistics.median(times[1:]), device
 
 
-def grid(seeds: int, limit_train: int | None, epochs: int | None) -> tuple[float, int, int]:
+PAD = {"auto": None, "on": True, "off": False}
+
+
+def grid(
+    seeds: int, limit_train: int | None, epochs: int | None, pad: str = "auto"
+) -> tuple[float, int, int]:
     """Run every study of ``all``, print a table row each; total seconds, FLOPs, config-epochs."""
     train_images = limit_train or 60_000
     total_seconds = total_flops = total_config_epochs = 0
-    print("| study | lanes | config-epochs | wall s (compile incl.) | compile s | TFLOP/s |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| study | lanes | config-epochs | programs | wall s (compile incl.) | compile s "
+        "| train s | TFLOP/s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for study in load_studies("all"):
         timing = RunStats()
         start = time.perf_counter()
@@ -93,6 +102,7 @@ def grid(seeds: int, limit_train: int | None, epochs: int | None) -> tuple[float
             max_lanes=10**9,  # every shape group in one call
             memory_budget=2**62,
             stats=timing,
+            pad_widths=PAD[pad],
             quiet=True,  # the GPU machine may lack tqdm; this script prints its own table
         )
         wall = time.perf_counter() - start
@@ -106,21 +116,24 @@ def grid(seeds: int, limit_train: int | None, epochs: int | None) -> tuple[float
         total_flops += flops
         total_config_epochs += config_epochs
         print(
-            f"| {study.name} | {len(records)} | {config_epochs} | {wall:.2f} "
-            f"| {timing.compile_seconds:.2f} | {flops / wall / 1e12:.2f} |",
+            f"| {study.name} | {len(records)} | {config_epochs} "
+            f"| {timing.programs_compiled + timing.programs_reused} | {wall:.2f} "
+            f"| {timing.compile_seconds:.2f} | {timing.train_seconds:.2f} "
+            f"| {flops / wall / 1e12:.2f} |",
             flush=True,
         )
     print(
-        f"| **all** | | {total_config_epochs} | **{total_seconds:.2f}** | | "
+        f"| **all** | | {total_config_epochs} | | **{total_seconds:.2f}** | | | "
         f"{total_flops / total_seconds / 1e12:.2f} |"
     )
     return total_seconds, total_flops, total_config_epochs
 
 
-def one_pass(seeds: int, quick: bool, cache: str) -> None:
+def one_pass(seeds: int, quick: bool, cache: str, pad: str) -> None:
     """Run the grid with ``cache`` as the compilation cache; print a JSON line of totals."""
     enable_compilation_cache(cache)
-    seconds, _, config_epochs = grid(seeds, 2000 if quick else None, 1 if quick else None)
+    limit, epochs = (2000, 1) if quick else (None, None)
+    seconds, _, config_epochs = grid(seeds, limit, epochs, pad)
     print(json.dumps({"seconds": seconds, "config_epochs": config_epochs}), flush=True)
 
 
@@ -128,10 +141,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a smoke test, not a measurement")
+    parser.add_argument("--pad-widths", choices=tuple(PAD), default="auto")
     parser.add_argument("--pass-with-cache", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.pass_with_cache:
-        one_pass(args.seeds, args.quick, args.pass_with_cache)
+        one_pass(args.seeds, args.quick, args.pass_with_cache, args.pad_widths)
         return 0
     devices = jax.devices()
     print(f"jax {jax.__version__} on {len(devices)} x {devices[0].device_kind}", flush=True)
@@ -139,7 +153,8 @@ def main(argv=None) -> int:
     passes = {}
     for name in ("cold", "warm"):  # a process each: the warm one loads what the cold stored
         print(f"\n{name}: {'compiling every program' if name == 'cold' else 'programs cached'}")
-        command = [sys.executable, __file__, "--seeds", str(args.seeds), "--pass-with-cache"]
+        command = [sys.executable, __file__, "--seeds", str(args.seeds)]
+        command += ["--pad-widths", args.pad_widths, "--pass-with-cache"]
         command += [cache] + (["--quick"] if args.quick else [])
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         *table, totals = output.strip().splitlines()

@@ -185,8 +185,9 @@ def _run(sweep: SweepLoop, calls, searches, out, settings, devices) -> list[dict
     environment = {
         **machine.environment(devices["devices"]),
         "pad_widths": devices["pad_widths"],
-        "processes": len(hosts),
-        "hosts": len(set(hosts)),
+        "processes": jax.process_count(),
+        # Known when cluster.start joined the cluster (not when the caller did).
+        "hosts": len(set(hosts)) if len(hosts) == jax.process_count() else None,
     }
     with run_directory(out, settings, environment, share=cluster.share) as attempt:
         return sweep.run(calls, attempt, then=searches)

@@ -24,6 +24,7 @@ SETTINGS = {
     "dtype": "float32",
     "first_seed": 0,
     "budget": None,
+    "precision": "float32",
 }
 
 
@@ -75,9 +76,10 @@ def test_other_settings_a_file_or_a_stranger_are_refused(tmp_path):
 
 
 def test_an_older_manifest_and_its_records_read_as_today(tmp_path):
-    """Written before ``loss`` and ``dtype`` existed: both count at their defaults."""
+    """Written before ``loss``, ``dtype`` and ``precision`` existed: all count at their
+    defaults."""
     old_config = {k: v for k, v in Config(hidden=(8,)).to_dict().items() if k != "loss"}
-    old_settings = {k: v for k, v in SETTINGS.items() if k != "dtype"}
+    old_settings = {k: v for k, v in SETTINGS.items() if k not in ("dtype", "precision")}
     old_settings["studies"] = [{"name": "t", "configs": [old_config]}]
     assert with_defaults(old_settings) == SETTINGS
     out = tmp_path / "run"
