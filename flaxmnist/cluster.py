@@ -66,7 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--coordinator", metavar="HOST:PORT", help="address of process 0, reachable by all"
     )
-    group.add_argument("--num-processes", type=positive_int, metavar="N")
+    group.add_argument(
+        "--num-processes",
+        type=positive_int,
+        metavar="N",
+        help="processes in all (usually one per host)",
+    )
     group.add_argument("--process-id", type=natural, metavar="I", help="0 .. N-1")
     group.add_argument(
         "--heartbeat-timeout",

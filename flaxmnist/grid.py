@@ -89,6 +89,8 @@ class LaneGrid:
       data: the ``DataSplits``, on the devices of ``mesh`` (``replicate``).
       mesh: a 1-D mesh named ``"lanes"`` (default: every local device).
       stats: where compile and training time, programs and lane-epochs are added up.
+      config_indices: what the caller calls each configuration (default ``0 … n-1``), kept
+        in step by ``keep``: ``config_indices[c]`` names position ``c``.
 
     ``state`` holds every lane's ``TrainState`` as ``[seed, config, ...]`` arrays *with* the
     padding of the layout (rows and columns past ``len(seeds)`` and ``num_configs`` are
@@ -104,6 +106,7 @@ class LaneGrid:
         *,
         mesh: Mesh | None = None,
         stats: RunStats | None = None,
+        config_indices: Sequence[int] | None = None,
     ):
         if not hparams or not seeds:
             raise ValueError("a grid needs at least one configuration and one seed")
@@ -113,6 +116,11 @@ class LaneGrid:
         self.mesh = lane_mesh() if mesh is None else mesh
         self.stats = RunStats() if stats is None else stats
         self.hparams = list(hparams)
+        self.config_indices = list(
+            range(len(hparams)) if config_indices is None else config_indices
+        )
+        if len(self.config_indices) != len(self.hparams):
+            raise ValueError(f"{len(self.config_indices)} config_indices for {len(hparams)}")
         self.epoch = 0
         self.state: TrainState | None = None
         self._place()
@@ -206,6 +214,7 @@ class LaneGrid:
             raise ValueError("keep: at least one configuration must go on")
         self._check_positions("keep", configs, distinct=True)
         self.hparams = [self.hparams[c] for c in configs]
+        self.config_indices = [self.config_indices[c] for c in configs]
         self._place()
         if self.state is None:
             return

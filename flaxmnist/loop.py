@@ -164,6 +164,7 @@ class SweepLoop:
         grid = LaneGrid(
             call.spec, [hyperparams_of(call.spec, configs[i]) for i in call.config_indices],
             call.seeds, self.data, mesh=self.mesh, stats=self.stats,
+            config_indices=call.config_indices,
         )  # fmt: skip
         history = _train(grid, call, label, self.progress)
         self.add_records(call.study_index, call.spec, history, call.config_indices, call.seeds)

@@ -107,9 +107,8 @@ class SearchDriver:
         hparams = [hyperparams_of(spec, state.configs[c]) for c in configs]
         grid = LaneGrid(
             spec, hparams, self.loop.seeds, self.loop.data, mesh=self.loop.mesh,
-            stats=self.loop.stats,
+            stats=self.loop.stats, config_indices=configs,
         )  # fmt: skip
-        grid.config_indices = list(configs)
         return grid
 
     def _new_grids(self, state: SearchState) -> list[LaneGrid]:
@@ -205,7 +204,6 @@ class SearchDriver:
             self._record(state, grid, stopped)
             going = [i for i, c in enumerate(grid.config_indices) if c in keep]
             if going and stopped:
-                grid.config_indices = [grid.config_indices[i] for i in going]
                 grid.keep(going)
         return [g for g in grids if any(c in keep for c in g.config_indices)]
 

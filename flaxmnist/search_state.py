@@ -158,7 +158,7 @@ def save_state(out: Path, study: str, state: SearchState, grids: list) -> None:
 
 def restore_grids(state: SearchState, make_grid: Callable) -> list:
     """The grids of a checkpoint, their state loaded: ``make_grid(spec, configs, state)``
-    builds each (a ``LaneGrid`` with ``config_indices``)."""
+    builds each (a ``LaneGrid`` of those ``config_indices``)."""
     grids = []
     for saved in state.grids:
         grid = make_grid(TrainSpec(**saved["spec"]), list(saved["configs"]), state)

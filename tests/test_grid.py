@@ -44,8 +44,9 @@ def test_keep_goes_on_with_the_kept_configurations_state(small_splits):
     grid.init()
     grid.step()
     before = params_of(grid, 2)
+    assert grid.config_indices == [0, 1, 2]
     grid.keep([2, 0])
-    assert grid.num_configs == 2
+    assert grid.num_configs == 2 and grid.config_indices == [2, 0]  # names follow the lanes
     for a, b in zip(params_of(grid, 0), before, strict=True):
         np.testing.assert_array_equal(a, b)  # a gather: exactly the state it had
     kept = grid.step()
@@ -59,6 +60,7 @@ def test_keep_goes_on_with_the_kept_configurations_state(small_splits):
     assert stats.programs_compiled + stats.programs_reused == 2
     compiled = stats.programs_compiled
     grid.keep([1, 0])  # another grid of 2: nothing new to compile
+    assert grid.config_indices == [0, 2]
     grid.step()
     assert stats.programs_compiled == compiled
     assert stats.programs_compiled + stats.programs_reused == 3
