@@ -109,9 +109,6 @@ class Follower:
     def __init__(self, out: str | Path, earlier: list):
         self.out, self.earlier = Path(out), earlier
 
-    def update(self, stats: dict[str, Any], status: str = "running") -> None:
-        """Nothing: process 0 keeps the manifest."""
-
 
 def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")

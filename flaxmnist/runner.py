@@ -170,11 +170,11 @@ def run_sweep(
         **data_settings,
     }
     with _matmul_precision(precision):
-        devices = {"devices": list(mesh.devices.flat), "pad_widths": pad}
-        return _run(sweep, calls, searches, out, settings, devices)
+        attempt_info = {"devices": list(mesh.devices.flat), "pad_widths": pad}
+        return _run(sweep, calls, searches, out, settings, attempt_info)
 
 
-def _run(sweep: SweepLoop, calls, searches, out, settings, devices) -> list[dict[str, Any]]:
+def _run(sweep: SweepLoop, calls, searches, out, settings, info) -> list[dict[str, Any]]:
     """Train in the run directory ``out`` (none if ``None``); process 0 owns it, the other
     processes of a cluster follow what it read."""
     if out is None:
@@ -183,8 +183,8 @@ def _run(sweep: SweepLoop, calls, searches, out, settings, devices) -> list[dict
         return sweep.run(calls, Follower(out, cluster.share(None)), then=searches)
     hosts = cluster.hosts()
     environment = {
-        **machine.environment(devices["devices"]),
-        "pad_widths": devices["pad_widths"],
+        **machine.environment(info["devices"]),
+        "pad_widths": info["pad_widths"],
         "processes": jax.process_count(),
         # Known when cluster.start joined the cluster (not when the caller did).
         "hosts": len(set(hosts)) if len(hosts) == jax.process_count() else None,

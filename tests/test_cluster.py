@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -182,4 +181,8 @@ def test_no_cluster_is_detected_on_a_plain_machine(monkeypatch):
     for name in ("SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri", "KUBERNETES_SERVICE_HOST"):
         monkeypatch.delenv(name, raising=False)
     assert cluster.detected() is None
-    assert Path(cluster.__file__).name == "cluster.py"
+    monkeypatch.setenv("SLURM_JOB_ID", "1")  # JAX's SLURM detection, with four tasks
+    for name, value in (("SLURM_NTASKS", "4"), ("SLURM_PROCID", "0"), ("SLURM_LOCALID", "0")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "node1")
+    assert cluster.detected() == "SlurmCluster"
