@@ -84,6 +84,8 @@ class SweepLoop:
         self.attempt: Attempt | Follower | None = None
         self.budget: float | None = None  # training FLOPs the run may spend (runner sets it)
         self.out = None
+        #: Called with every record after ``results.jsonl`` is written (process 0 only).
+        self.exports: list[Callable[[list[dict[str, Any]]], None]] = []
         self.saved: dict[int, int] = {}  # study index → config index of its saved model
         self._partial: dict[tuple[int, int], dict[int, Any]] = {}  # seeds split over calls
 
@@ -123,10 +125,20 @@ class SweepLoop:
         return self.records()
 
     def save_progress(self) -> None:
-        """Rewrite ``results.jsonl`` with every record so far, and the attempt's costs."""
+        """Rewrite ``results.jsonl`` with every record so far, and the attempt's costs; then
+        bring the run's exports (``optuna.db``) up to date."""
         if self.attempt is not None and cluster.is_main():
-            write_results(self.out, self.records())
+            records = self.records()
+            write_results(self.out, records)
             self.attempt.update(asdict(self.stats))
+            for export in self.exports:
+                export(records)
+
+    def add_configs(self, study_index: int, configs: Sequence[Config]) -> None:
+        """Append ``configs`` to a study's (a learned search's proposals, as they come)."""
+        study = self.studies[study_index]
+        self.studies = list(self.studies)
+        self.studies[study_index] = replace(study, configs=(*study.configs, *configs))
 
     def records(self) -> list[dict[str, Any]]:
         """Every record so far: study, configuration, seed order."""

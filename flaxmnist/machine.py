@@ -23,7 +23,7 @@ MEMORY_SHARE = 0.8
 #: The budget when a device reports no memory and the host's cannot be read.
 FALLBACK_MEMORY_BUDGET = 8 * 2**30
 #: Packages whose versions a run directory records.
-RECORDED_PACKAGES = ("flaxmnist", "jax", "jaxlib", "flax", "optax", "numpy")
+RECORDED_PACKAGES = ("flaxmnist", "jax", "jaxlib", "flax", "optax", "numpy", "optuna")
 
 
 def host_memory_bytes() -> int | None:

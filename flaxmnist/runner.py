@@ -22,8 +22,16 @@ from flaxmnist import cluster, machine
 from flaxmnist.attempt import Follower, run_directory
 from flaxmnist.data import ValidateOn, chance_accuracy, make_splits
 from flaxmnist.errors import OutOfMemoryError, SettingsError
+from flaxmnist.learned import (
+    LearnedDriver,
+    candidate_configs,
+    largest_config,
+    round_size,
+    study_with_epochs,
+)
 from flaxmnist.loop import SweepLoop, widths
 from flaxmnist.machine import FALLBACK_MEMORY_BUDGET, default_memory_budget, format_bytes
+from flaxmnist.optuna_db import LiveExport
 from flaxmnist.placement import lane_mesh, replicate
 from flaxmnist.plan import (
     DEFAULT_MAX_LANES,
@@ -37,8 +45,16 @@ from flaxmnist.plan import (
 from flaxmnist.progress import Progress, RunStats, TqdmProgress
 from flaxmnist.search import SearchDriver
 from flaxmnist.sources import load_dataset
-from flaxmnist.specs import COMPUTE_DTYPES, DEFAULT_PRECISION, MATMUL_PRECISIONS, Study
+from flaxmnist.specs import (
+    COMPUTE_DTYPES,
+    DEFAULT_PRECISION,
+    LEARNED,
+    MATMUL_PRECISIONS,
+    Config,
+    Study,
+)
 from flaxmnist.studies import load_studies
+from flaxmnist.train import TrainSpec
 
 
 def run_sweep(
@@ -190,6 +206,7 @@ def _run(sweep: SweepLoop, calls, searches, out, settings, info) -> list[dict[st
         "hosts": len(set(hosts)) if len(hosts) == jax.process_count() else None,
     }
     with run_directory(out, settings, environment, share=cluster.share) as attempt:
+        sweep.exports.append(LiveExport(out, settings))
         return sweep.run(calls, attempt, then=searches)
 
 
@@ -231,11 +248,20 @@ def _plan(
         split_regularisers=platform == "cpu",
         pad_widths=pad_widths,
     )
-    searches = [
-        SearchDriver(i, lambda spec: lanes_per_call(spec, max_lanes, memory, None), pad_widths)
-        for i, s in enumerate(studies)
-        if s.strategy not in GRIDDED
-    ]
+
+    def lanes(spec: TrainSpec) -> int:
+        return lanes_per_call(spec, max_lanes, memory, None)
+
+    searches = []
+    for index, study in enumerate(studies):
+        if study.strategy in LEARNED:
+            # A round is what one call holds, within the CPU's lane cap (as a grid's calls).
+            widest = train_spec_of(largest_config(study), val_is_test, dtype)
+            cap = DEFAULT_MAX_LANES if platform == "cpu" else None
+            size = round_size(lanes_per_call(widest, max_lanes, memory, cap), len(seeds))
+            searches.append(LearnedDriver(index, lanes, pad_widths, size))
+        elif study.strategy not in GRIDDED:
+            searches.append(SearchDriver(index, lanes, pad_widths))
     return calls, searches
 
 
@@ -254,8 +280,17 @@ def _studies(study: str | Path | Study | Sequence[Study], epochs: int | None) ->
     if epochs is None:
         return studies
     return [
-        replace(s, configs=tuple(replace(c, epochs=epochs) for c in s.configs)) for s in studies
+        study_with_epochs(s, epochs)
+        if s.strategy in LEARNED
+        else replace(s, configs=tuple(replace(c, epochs=epochs) for c in s.configs))
+        for s in studies
     ]
+
+
+def _planned_configs(study: Study) -> Sequence[Config]:
+    """The configurations to check before anything runs: a learned search's are proposed
+    later, so one per shape its space allows stands for them."""
+    return candidate_configs(study) if study.strategy in LEARNED else study.configs
 
 
 def _check(
@@ -284,7 +319,7 @@ def _check_memory(
 ) -> None:
     """Refuse, before anything runs, a configuration whose one lane exceeds ``budget``."""
     for study in studies:
-        for config in study.configs:
+        for config in _planned_configs(study):
             spec = train_spec_of(config, val_is_test, dtype)
             need = lane_bytes(spec)
             if need > budget:
@@ -298,7 +333,7 @@ def _check_memory(
 
 def _check_batch_sizes(studies: Sequence[Study], train_size: int) -> None:
     for study in studies:
-        for config in study.configs:
+        for config in _planned_configs(study):
             if config.batch_size > train_size:
                 raise SettingsError(
                     f"{study.source}: batch_size = {config.batch_size}: larger than the "

@@ -112,9 +112,11 @@ class SearchDriver:
         return grid
 
     def _new_grids(self, state: SearchState) -> list[LaneGrid]:
+        """Grids of ``state.configs`` (one program per group, split to fit), initialised."""
         loop, pbt = self.loop, self.study.strategy == "pbt"
+        indices = sorted(state.configs)
         groups = group_configs(
-            self.study.configs, loop.data_settings["validate_on"] == "test",
+            [state.configs[i] for i in indices], loop.data_settings["validate_on"] == "test",
             split_regularisers=not pbt, dtype=loop.data_settings["dtype"],
             pad_widths=self.pad_widths,
         )  # fmt: skip
@@ -124,20 +126,24 @@ class SearchDriver:
             if pbt:
                 searched = {FEATURES[p.key] for p in self.study.search.priors if p.key in FEATURES}
                 spec = replace(spec, **{flag: True for flag in searched})
-            whole = Call(self.study_index, spec, group.config_indices, loop.seeds)
+            members = tuple(indices[i] for i in group.config_indices)
+            whole = Call(self.study_index, spec, members, loop.seeds)
             for call in split_call(whole, self.lanes_per_call(spec)):
                 grid = self._grid(spec, list(call.config_indices), state)
                 grid.init()
                 grids.append(grid)
         return grids
 
+    def _stops(self) -> list[int]:
+        """The epochs after which the strategy acts: halving's rungs, PBT's steps."""
+        if self.study.strategy == "pbt":
+            return pbt_epochs(self.study.search.interval, self.epochs)
+        if self.study.search.halving:
+            return rung_epochs(self.study.search.min_epochs, self.study.search.eta, self.epochs)
+        return []
+
     def _run(self, state: SearchState, grids: list[LaneGrid]) -> None:
-        stops = (
-            pbt_epochs(self.study.search.interval, self.epochs)
-            if self.study.strategy == "pbt"
-            else rung_epochs(self.study.search.min_epochs, self.study.search.eta, self.epochs)
-        )
-        for stop in [s for s in stops if s > state.epoch] + [self.epochs]:
+        for stop in [s for s in self._stops() if s > state.epoch] + [self.epochs]:
             if stop <= state.epoch:
                 continue
             if not self._train_until(state, grids, stop):
@@ -154,7 +160,7 @@ class SearchDriver:
     def _train_until(self, state: SearchState, grids: list[LaneGrid], stop: int) -> bool:
         """Step every grid to epoch ``stop``; ``False`` if the budget ran out first."""
         loop = self.loop
-        label = f"{self.study.name} [{self.study.strategy}, {state.epoch}->{stop} epochs]"
+        label = f"{self.study.name} [{self._label()}, {state.epoch}->{stop} epochs]"
         loop.progress.call_started(label, (stop - state.epoch) * len(grids))
         try:
             start = time.perf_counter()
@@ -179,6 +185,9 @@ class SearchDriver:
         finally:
             loop.progress.call_done()
         return True
+
+    def _label(self) -> str:
+        return self.study.strategy
 
     def _epoch_cost(self, grid: LaneGrid, state: SearchState) -> int:
         size = self.loop.data_settings["train_size"]

@@ -1,10 +1,11 @@
-"""Search spaces: priors over spec keys, drawn at random or quasi-randomly.
+"""Search spaces: priors over spec keys, drawn at random, quasi-randomly, or proposed by a
+sampler that learns from what has trained.
 
 A spec searches a space when it names a ``strategy`` other than ``"grid"``::
 
     description = "a search"
-    strategy = "halving"   # random | quasi-random | halving | pbt
-    samples = 27           # configurations drawn
+    strategy = "halving"   # random | quasi-random | halving | pbt | tpe | gp | cmaes | nsga2
+    samples = 27           # configurations drawn (or proposed) in all
     seed = 0               # the sampler's seed (training seeds stay --seeds)
     [base]
     hidden = [300]
@@ -22,17 +23,28 @@ A spec searches a space when it names a ``strategy`` other than ``"grid"``::
     resample_probability = 0.25
 
 Priors: ``uniform = [low, high]``, ``log_uniform = [low, high]`` (low > 0), ``choice =
-[values...]`` (any key, ``hidden`` included). ``random`` draws ``samples`` points from
-NumPy's generator seeded with ``seed``; ``quasi-random`` takes them from a scrambled Halton
-sequence (``scipy.stats.qmc``), which covers the space more evenly. Each coordinate in [0, 1)
-maps through its prior; drawn numbers are rounded to 4 significant digits, so a table shows
-what was trained. ``halving`` and ``pbt`` train the configurations drawn (quasi-randomly) or,
-without ``[search]``, those of ``[grid]`` / ``[[configs]]``. Every drawn value is checked as
-a spec value would be.
+[values...]`` (any key, ``hidden`` included; an integer key such as ``batch_size`` draws
+integers). ``random`` draws ``samples`` points from NumPy's generator seeded with ``seed``;
+``quasi-random`` takes them from a scrambled Halton sequence (``scipy.stats.qmc``), which
+covers the space more evenly. Each coordinate in [0, 1) maps through its prior; drawn numbers
+are rounded to 4 significant digits, so a table shows what was trained. ``halving`` and
+``pbt`` train the configurations drawn (quasi-randomly) or, without ``[search]``, those of
+``[grid]`` / ``[[configs]]``. Every drawn value is checked as a spec value would be.
+
+The learned strategies (``specs.LEARNED``) are Optuna's samplers: ``tpe`` (``TPESampler``),
+``gp`` (``GPSampler``, needs PyTorch), ``cmaes`` (``CmaEsSampler``, needs ``cmaes``) and
+``nsga2`` (``NSGAIISampler``). They propose the configurations round by round
+(``flaxmnist.sampler``), so nothing is drawn here; ``[halving]`` adds rungs inside each
+round, and two more keys belong to them::
+
+    objectives = ["val_accuracy", "params"]   # or "compute"; default ["val_accuracy"]
+    [sampler]              # keyword arguments of the Optuna sampler (its seed is seed)
+    n_startup_trials = 8
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,11 +53,16 @@ import numpy as np
 from scipy.stats import qmc
 
 from flaxmnist.errors import SpecError
-from flaxmnist.specs import DEFAULTS, STRATEGIES, Study, check_value, parse_spec
+from flaxmnist.specs import DEFAULTS, LEARNED, STRATEGIES, Study, check_value, parse_spec
 
 #: Top-level keys of a spec that searches (besides description, base, grid, configs).
-SEARCH_KEYS = ("strategy", "samples", "seed", "search", "halving", "pbt")
+SEARCH_KEYS = ("strategy", "samples", "seed", "search", "halving", "pbt", "objectives", "sampler")
 PRIOR_KINDS = ("uniform", "log_uniform", "choice")
+#: What ``objectives`` may name: the first is always the holdout accuracy (maximised); a
+#: second is minimised: the parameter count, or one seed's training FLOPs (``compute``).
+OBJECTIVES = ("val_accuracy", "params", "compute")
+#: Keys whose values are integers: a continuous prior over them draws integers.
+INTEGER_KEYS = ("batch_size",)
 #: Keys a prior may not take: they fix the budget axis or do not vary per lane.
 NOT_SEARCHABLE = ("epochs",)
 
@@ -68,11 +85,15 @@ class Prior:
             x = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
         else:
             x = low + u * (high - low)
-        return float(f"{x:.4g}")
+        return self.clip(x)
 
-    def clip(self, x: float) -> float:
-        """``x`` within the prior's bounds (a continuous prior), as 4 significant digits."""
-        return float(f"{min(max(x, self.values[0]), self.values[1]):.4g}")
+    def clip(self, x: float) -> float | int:
+        """``x`` within the prior's bounds (a continuous prior), as 4 significant digits (an
+        integer for ``INTEGER_KEYS``); a bound stays exact."""
+        low, high = self.values
+        if self.key in INTEGER_KEYS:
+            return int(min(max(round(x), low), high))
+        return min(max(float(f"{min(max(x, low), high):.4g}"), low), high)
 
 
 @dataclass(frozen=True)
@@ -87,6 +108,10 @@ class Search:
     interval: int = 2
     fraction: float = 0.25
     resample_probability: float = 0.25
+    objectives: tuple[str, ...] = ("val_accuracy",)
+    sampler: dict = field(default_factory=dict, compare=False)  # the Optuna sampler's options
+    halving: bool = False  # a learned strategy halves inside each round
+    base: dict = field(default_factory=dict, compare=False)  # [base], what proposals complete
     settings: dict = field(default_factory=dict, compare=False)
 
 
@@ -108,8 +133,8 @@ def parse_search_spec(document: dict[str, Any], name: str, source: str) -> Study
             f"{source}: strategy = {strategy!r}: expected one of {', '.join(STRATEGIES)}"
         )
     space = _table(source, "search", document.get("search", {}))
-    priors = tuple(_prior(source, key, value) for key, value in space.items())
-    if strategy in ("random", "quasi-random") and not priors:
+    priors = parse_priors(space, source)
+    if strategy in ("random", "quasi-random", *LEARNED) and not priors:
         raise SpecError(f"{source}: strategy = {strategy!r} needs a [search] table of priors")
     search = _search(source, document, strategy, priors)
     rest = {k: v for k, v in document.items() if k not in SEARCH_KEYS}
@@ -119,6 +144,10 @@ def parse_search_spec(document: dict[str, Any], name: str, source: str) -> Study
     if not priors:
         return Study(**{**study.__dict__, "strategy": strategy, "search": search})
     base = {k: v for k, v in document.get("base", {}).items()}
+    varied = tuple(p.key for p in priors)
+    if strategy in LEARNED:  # the sampler proposes them as the study runs
+        check_space(search, source)
+        return Study(name, study.description, (), varied, source, strategy, search)
     draws = draw(priors, search.samples, search.seed, quasi=strategy != "random")
     template = {"base": base, "configs": draws}
     configs = parse_spec(template, name, f"{source} (drawn)").configs
@@ -126,11 +155,20 @@ def parse_search_spec(document: dict[str, Any], name: str, source: str) -> Study
         name=name,
         description=study.description,
         configs=configs,
-        varied=tuple(p.key for p in priors),
+        varied=varied,
         source=source,
         strategy=strategy,
         search=search,
     )
+
+
+def parse_priors(space: dict[str, Any], source: str) -> tuple[Prior, ...]:
+    """The priors of a ``[search]`` table (as a spec or a manifest holds it), checked.
+
+    Raises:
+      SpecError: naming ``source``, the key and its value.
+    """
+    return tuple(_prior(source, key, value) for key, value in space.items())
 
 
 def draw(priors: tuple[Prior, ...], samples: int, seed: int, quasi: bool) -> list[dict]:
@@ -163,15 +201,22 @@ def _prior(source: str, key: str, value: Any) -> Prior:
         for choice in arguments:
             check_value(source, "search", key, choice)
         return Prior(key, kind, tuple(tuple(v) if isinstance(v, list) else v for v in arguments))
-    if len(arguments) != 2 or not all(isinstance(v, int | float) for v in arguments):
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in arguments)
+    if len(arguments) != 2 or not numbers:
         raise SpecError(f"{where}: expected [low, high], two numbers")
     low, high = arguments
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise SpecError(f"{where}: the bounds must be finite numbers")
     if not low < high:
         raise SpecError(f"{where}: expected low < high")
     if kind == "log_uniform" and low <= 0:
         raise SpecError(f"{where}: a log-uniform prior needs low > 0")
+    if key in INTEGER_KEYS and not all(isinstance(v, int) for v in arguments):
+        raise SpecError(f"{where}: {key} takes integers: expected [low, high], two integers")
     for bound in arguments:
         check_value(source, "search", key, bound)
+    if key in INTEGER_KEYS:
+        return Prior(key, kind, (low, high))
     return Prior(key, kind, (float(low), float(high)))
 
 
@@ -200,8 +245,20 @@ def _search(source: str, document: dict, strategy: str, priors: tuple[Prior, ...
         for key in given:
             if key not in known:
                 raise SpecError(f"{source}: unknown key {table}.{key} (known: {', '.join(known)})")
-        if given and strategy != table:
+        if given and strategy != table and not (table == "halving" and strategy in LEARNED):
             raise SpecError(f"{source}: [{table}] is set but strategy = {strategy!r}")
+    for key in ("objectives", "sampler"):
+        if key in document and strategy not in LEARNED:
+            raise SpecError(
+                f"{source}: {key} is set but strategy = {strategy!r}: it belongs to the "
+                f"learned strategies ({', '.join(LEARNED)})"
+            )
+    objectives = _objectives(source, document.get("objectives", ["val_accuracy"]))
+    if len(objectives) > 1 and "halving" in document:
+        raise SpecError(
+            f"{source}: [halving] ranks by holdout accuracy alone: with two objectives, "
+            "drop [halving] (or the second objective)"
+        )
     if priors and "samples" not in document:
         raise SpecError(f"{source}: [search] needs samples = N (configurations drawn)")
     samples = _positive_int(source, "", "samples", document.get("samples", 1))
@@ -223,5 +280,62 @@ def _search(source: str, document: dict, strategy: str, priors: tuple[Prior, ...
         resample_probability=_fraction(
             source, "resample_probability", pbt.get("resample_probability", 0.25), 1, True
         ),
+        objectives=objectives,
+        sampler=dict(_table(source, "sampler", document.get("sampler", {}))),
+        halving=strategy == "halving" or "halving" in document,
+        base=dict(document.get("base", {})),
         settings={k: document[k] for k in SEARCH_KEYS if k in document},
     )
+
+
+def _objectives(source: str, value: Any) -> tuple[str, ...]:
+    """``objectives``, checked: ``["val_accuracy"]`` and at most one of the others."""
+    where = f"{source}: objectives = {value!r}"
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f'{where}: expected a list of metric names, e.g. ["val_accuracy"]')
+    for name in value:
+        if name not in OBJECTIVES:
+            raise SpecError(
+                f"{where}: {name!r} is not a metric flaxmnist optimises (known: "
+                f"{', '.join(OBJECTIVES)})"
+            )
+    if not value or value[0] != "val_accuracy" or len(value) > 2 or len(set(value)) < len(value):
+        raise SpecError(
+            f'{where}: expected ["val_accuracy"] or ["val_accuracy", "params" | '
+            '"compute"] (holdout accuracy maximised, then a cost minimised)'
+        )
+    return tuple(value)
+
+
+def check_space(search: Search, source: str) -> None:
+    """Check a learned strategy's space before anything runs: every ``choice`` resolves
+    against ``[base]`` (per-layer lists against every depth), and Optuna can represent the
+    priors, the objectives and the sampler's options (``flaxmnist.sampler``).
+
+    Raises:
+      SpecError: naming ``source`` and what Optuna or the spec refused.
+    """
+    from flaxmnist import sampler  # Optuna is imported only where a sampler learns
+
+    for settings in candidate_settings(search):
+        parse_spec({"base": search.base, "configs": [settings]}, "check", f"{source} (search)")
+    sampler.check(search, source)
+
+
+def candidate_settings(search: Search) -> list[dict[str, Any]]:
+    """The combinations of the ``choice`` priors (the first of each when they are many):
+    every program shape and per-layer list a proposal can take, to check and plan for."""
+    choices = [p for p in search.priors if p.kind == "choice"]
+    combinations = math.prod(len(p.values) for p in choices)
+    if combinations <= 4096:
+        rows = itertools.product(*(range(len(p.values)) for p in choices))
+    else:  # each choice alone, the others at their first value
+        rows = [
+            tuple(i if q is p else 0 for q in choices)
+            for p in choices
+            for i in range(len(p.values))
+        ]
+    return [
+        {p.key: p.value((i + 0.5) / len(p.values)) for p, i in zip(choices, row, strict=True)}
+        for row in rows
+    ]

@@ -62,7 +62,10 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 MATMUL_PRECISIONS = ("float32", "tensorfloat32", "bfloat16", "backend")
 DEFAULT_PRECISION = "float32"
 #: How a study's configurations are searched (``flaxmnist.space``, ``flaxmnist.search``).
-STRATEGIES = ("grid", "random", "quasi-random", "halving", "pbt")
+STRATEGIES = ("grid", "random", "quasi-random", "halving", "pbt", "tpe", "gp", "cmaes", "nsga2")
+#: The strategies whose configurations Optuna's samplers propose, round by round, from
+#: what has trained (``flaxmnist.sampler``).
+LEARNED = ("tpe", "gp", "cmaes", "nsga2")
 #: Learning-rate schedules, in the order ``train.Hyperparams.lr_schedule`` numbers them.
 LR_SCHEDULES = ("constant", "cosine", "exponential")
 #: The per-epoch metrics of a run, in the order records hold them.
