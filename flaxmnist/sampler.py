@@ -51,7 +51,7 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from flaxmnist.errors import SpecError
+from flaxmnist.errors import FlaxmnistWarning, SpecError
 from flaxmnist.space import INTEGER_KEYS, Prior, Search
 from flaxmnist.trials import COMPLETE, FAILED, PRUNED, Outcome, param_value
 
@@ -119,6 +119,8 @@ def make_sampler(strategy: str, search: Search, round_size: int | None = None):
         options.setdefault(GENERATION[strategy], max(2, round_size))
     if strategy in ("cmaes", "gp"):  # flaxmnist says it once, when the spec is read
         options.setdefault("warn_independent_sampling", False)
+    if strategy == "tpe":  # a round's running trials spread its proposals (any version)
+        options.setdefault("constant_liar", True)
     return getattr(optuna.samplers, SAMPLERS[strategy])(seed=search.seed, **options)
 
 
@@ -161,6 +163,7 @@ def check(search: Search, source: str) -> None:
             f"{source}: CMA-ES searches numbers only: the choice priors "
             f"({', '.join(p.key for p in search.priors if p.kind == 'choice')}) are drawn at "
             "random",
+            FlaxmnistWarning,
             stacklevel=2,
         )
 
