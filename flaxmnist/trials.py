@@ -93,3 +93,41 @@ def by_config(records: Sequence[dict[str, Any]]) -> dict[int, list[dict[str, Any
     for record in sorted(records, key=lambda r: (r["config_index"], r["seed"])):
         groups.setdefault(record["config_index"], []).append(record)
     return groups
+
+
+def objectives_of(records: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """The objectives a study's records were searched for (``search.objectives``)."""
+    return tuple(records[0].get("search", {}).get("objectives", ["val_accuracy"]))
+
+
+def pareto_front(records: Sequence[dict[str, Any]]) -> list[int]:
+    """The ``config_index`` of every complete configuration that no other dominates (as
+    accurate or more on the holdout and as cheap or cheaper, better in one), by accuracy
+    then cost; ``[]`` for a study of one objective.
+
+    Example::
+
+        >>> def record(index, accuracy, hidden):
+        ...     return {"config_index": index, "seed": 0, "val_accuracy": accuracy,
+        ...             "diverged": False, "history": {"val_accuracy": [accuracy]},
+        ...             "config": {"hidden": hidden, "epochs": 1},
+        ...             "search": {"objectives": ["val_accuracy", "params"]}}
+        >>> pareto_front([record(0, 0.9, [8]), record(1, 0.95, [64]), record(2, 0.93, [64])])
+        [1, 0]
+    """
+    objectives = objectives_of(records)
+    if len(objectives) < 2:
+        return []
+    points = {
+        index: result.values
+        for index, group in by_config(records).items()
+        if (result := outcome(group, objectives)).state == COMPLETE
+    }
+    front = [
+        index
+        for index, (accuracy, price) in points.items()
+        if not any(
+            a >= accuracy and p <= price and (a > accuracy or p < price) for a, p in points.values()
+        )
+    ]
+    return sorted(front, key=lambda i: (-points[i][0], points[i][1], i))

@@ -21,6 +21,7 @@ DOCTESTED = [
     "flaxmnist.report.table",
     "flaxmnist.report.plots",
     "flaxmnist.checkpoint",
+    "flaxmnist.trials",
 ]
 
 

@@ -150,3 +150,93 @@ def test_new_hyperparameters_are_spec_keys_with_checked_values():
             search_doc(search={"input_dropout": {"uniform": [0.0, 1.0]}}), "s", "s.toml"
         )
     assert np.isclose(study.configs[0].lr_decay, 1.0)
+
+
+def learned_doc(**top):
+    document = {
+        "strategy": "tpe",
+        "samples": 6,
+        "base": {"epochs": 2, "hidden": [8]},
+        "search": {
+            "learning_rate": {"log_uniform": [1e-4, 1e-1]},
+            "hidden": {"choice": [[8], [16, 16]]},
+            "dropout": {"choice": [0.1, 0.2]},
+        },
+    }
+    document.update(top)
+    return document
+
+
+def test_a_learned_strategy_draws_nothing_and_keeps_its_objectives_and_options():
+    study = parse_search_spec(
+        learned_doc(objectives=["val_accuracy", "params"], sampler={"n_startup_trials": 3}),
+        "s",
+        "s.toml",
+    )
+    assert (study.strategy, study.configs) == ("tpe", ())
+    assert study.varied == ("learning_rate", "hidden", "dropout")
+    assert study.search.objectives == ("val_accuracy", "params")
+    assert study.search.sampler == {"n_startup_trials": 3}
+    assert not study.search.halving
+    halved = parse_search_spec(learned_doc(halving={"eta": 2}), "s", "s.toml")
+    assert halved.search.halving and halved.search.eta == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"strategy": "bohb"}, r"strategy = 'bohb': expected one of .*tpe, gp, cmaes"),
+        ({"sampler": {"n_startup": 3}}, r"unknown sampler option sampler.n_startup for tpe"),
+        ({"sampler": {"seed": 3}}, r"unknown sampler option sampler.seed"),
+        ({"strategy": "nsga2", "sampler": {"population_size": "x"}}, r"NSGAIISampler refused"),
+        ({"objectives": ["val_accuracy", "loss"]}, r"'loss' is not a metric .*params, compute"),
+        ({"objectives": ["params"]}, r"expected \[\"val_accuracy\"\]"),
+        ({"objectives": "val_accuracy"}, r"expected a list of metric names"),
+        (
+            {"strategy": "cmaes", "objectives": ["val_accuracy", "params"]},
+            r"'cmaes' optimises one objective",
+        ),
+        (
+            {"objectives": ["val_accuracy", "compute"], "halving": {"eta": 2}},
+            r"\[halving\] ranks by holdout accuracy alone",
+        ),
+        ({"strategy": "random", "objectives": ["val_accuracy"]}, r"objectives is set but"),
+        ({"strategy": "quasi-random", "sampler": {}}, r"sampler is set but"),
+        ({"pbt": {"interval": 1}}, r"\[pbt\] is set but strategy = 'tpe'"),
+        ({"search": {}}, r"needs a \[search\] table of priors"),
+        (
+            {"search": {"learning_rate": {"uniform": [0.1, math.inf]}}},
+            r"search.learning_rate = .*the bounds must be finite",
+        ),
+        (
+            {"search": {"batch_size": {"uniform": [32.5, 64]}}},
+            r"batch_size takes integers",
+        ),
+        (
+            {"search": {"l2": {"choice": [[0.1, 0.2, 0.3]]}}},
+            r"l2 = \[0.1, 0.2, 0.3\]: expected 2 values",
+        ),
+    ],
+)
+def test_a_learned_spec_that_optuna_or_flaxmnist_would_refuse_is_refused_up_front(
+    change, message
+):
+    with pytest.raises(SpecError, match=message):
+        parse_search_spec(learned_doc(**change), "s", "s.toml")
+
+
+def test_a_sampler_whose_package_is_missing_names_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    with pytest.raises(SpecError, match=r"'gp' needs PyTorch .*pip install 'flaxmnist\[gp\]'"):
+        parse_search_spec(learned_doc(strategy="gp"), "s", "s.toml")
+
+
+def test_a_continuous_prior_over_an_integer_key_draws_integers_within_its_bounds():
+    prior = Prior("batch_size", "uniform", (32, 256))
+    assert [prior.value(u) for u in (0.0, 0.5, 0.999)] == [32, 144, 256]
+    assert Prior("learning_rate", "uniform", (0.1, 0.10006)).clip(0.10005) == 0.10006  # not 0.1001

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from flaxmnist.report.pareto import plot_pareto
 from flaxmnist.report.plots import (
     is_grid_of_two_layers,
     plot_accuracy,
@@ -55,6 +56,7 @@ __all__ = [
     "plot_curves",
     "plot_grid",
     "plot_halving",
+    "plot_pareto",
     "plot_pbt",
     "plot_search_progress",
     "save_plots",

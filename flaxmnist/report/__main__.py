@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from flaxmnist.errors import RunDirError, one_line_warnings
+from flaxmnist.optuna_db import DB, export, problem, storage_url
 from flaxmnist.records import best_config
 from flaxmnist.report import (
     format_table,
@@ -24,13 +25,17 @@ from flaxmnist.report import (
     split_by_study,
     write_report,
 )
+from flaxmnist.report.tensorboard import write_tensorboard
+from flaxmnist.rundir import MANIFEST, read_manifest
 
 USAGE = """%(prog)s DIR
+       %(prog)s DIR [--optuna] [--tensorboard LOGDIR]
        %(prog)s --compare OUT.png [--study NAME] LABEL=DIR [LABEL=DIR ...]"""
 ACCURACIES = ("val_accuracy", "test_accuracy")
 DESCRIPTION = """\
 Re-render the table, summary.csv and the plots of a run directory from its results.jsonl
-alone (nothing is trained); or, with --compare, plot the best holdout accuracy against the
+alone (nothing is trained); with --optuna or --tensorboard, write the run for Optuna's or
+TensorBoard's tools instead; or, with --compare, plot the best holdout accuracy against the
 compute spent of several runs, grouped by label, and print per label the test accuracy of
 the configuration the holdout selects (mean ± std over runs) and the mean compute."""
 EXAMPLE = """\
@@ -66,12 +71,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--study", metavar="NAME", help="with --compare: the study to read in each directory"
     )
+    parser.add_argument(
+        "--optuna",
+        action="store_true",
+        help="write DIR/optuna.db, Optuna's SQLite storage (a run writes it as it trains; "
+        "this writes it for a run an older flaxmnist made, or brings it up to date): a study "
+        "per flaxmnist study, a trial per configuration; open it with optuna-dashboard",
+    )
+    parser.add_argument(
+        "--tensorboard",
+        metavar="LOGDIR",
+        type=Path,
+        help="write TensorBoard event files under LOGDIR: a run per lane (study, "
+        "configuration, seed) with its per-epoch scalars and the HParams tab's session "
+        "(needs pip install 'flaxmnist[tensorboard]'; view: tensorboard --logdir LOGDIR)",
+    )
     args = parser.parse_args(argv)
     with one_line_warnings(parser.prog):
-        if args.compare is not None:
+        exports = args.optuna or args.tensorboard is not None
+        if args.compare is not None and not exports:
             return _compare(parser.prog, args.compare, args.dirs, args.study)
-        if len(args.dirs) > 1 or args.study is not None:
-            return _error(parser.prog, "one DIR, or --compare OUT.png with LABEL=DIR ... (-h)")
+        if len(args.dirs) > 1 or args.study is not None or args.compare is not None:
+            return _error(
+                parser.prog, "one DIR (with --optuna, --tensorboard), or --compare OUT.png "
+                "with LABEL=DIR ... (-h)",
+            )  # fmt: skip
+        if exports:
+            return _exports(parser.prog, Path(args.dirs[0]), args.optuna, args.tensorboard)
         return _report(parser.prog, Path(args.dirs[0]))
 
 
@@ -110,6 +136,45 @@ def _report(prog: str, run_dir: Path) -> int:
         return _error(prog, f"cannot write the report into {run_dir}: {err.strerror or err}", 3)
     for path in paths:
         print(f"wrote {path}")
+    return 0
+
+
+def _exports(prog: str, run_dir: Path, optuna: bool, logdir: Path | None) -> int:
+    records = _read(prog, run_dir / "results.jsonl")
+    if records is None:
+        return 2
+    if optuna:
+        code = _optuna(prog, run_dir, records)
+        if code:
+            return code
+    if logdir is not None:
+        try:
+            folders = write_tensorboard(records, logdir)
+        except ImportError as err:
+            return _error(prog, str(err))
+        except OSError as err:
+            return _error(prog, f"cannot write under {logdir}: {err.strerror or err}", 3)
+        print(
+            f"wrote {len(folders)} TensorBoard runs under {logdir}: tensorboard --logdir {logdir}"
+        )
+    return 0
+
+
+def _optuna(prog: str, run_dir: Path, records: list[dict[str, Any]]) -> int:
+    try:
+        settings = read_manifest(run_dir / MANIFEST)["settings"]
+    except RunDirError as err:
+        return _error(prog, f"{err} (--optuna reads the studies' spaces there)")
+    try:
+        added = export(run_dir, settings, records)
+    except Exception as err:  # locked, damaged, unwritable: one line
+        why, when = problem(err)
+        return _error(prog, f"cannot write {run_dir / DB} ({why}); {when}, run this again", 3)
+    studies = len(settings["studies"])
+    print(
+        f"{run_dir / DB}: {added} trials added, {studies} stud{'ies' if studies > 1 else 'y'}; "
+        f"open it with: optuna-dashboard {storage_url(run_dir)}"
+    )
     return 0
 
 

@@ -11,7 +11,9 @@ import numpy as np
 
 from flaxmnist.records import best_config, selection_key
 from flaxmnist.report.curves import label, note_under
+from flaxmnist.report.pareto import plot_pareto
 from flaxmnist.report.table import varied_keys
+from flaxmnist.trials import objectives_of
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -305,13 +307,15 @@ def plot_pbt(records: Records, path: str | Path | None = None) -> Figure:
 def save_search_plots(records: Records, directory: str | Path) -> list[Path]:
     """For one study searched by a strategy other than the grid, ``<study>-search.png``
     (``plot_search_progress``) and, for halving, ``<study>-halving.png``, for PBT,
-    ``<study>-pbt.png``, in ``directory``; returns their paths (none for a grid study)."""
+    ``<study>-pbt.png``, with two objectives ``<study>-pareto.png`` (``plot_pareto``), in
+    ``directory``; returns their paths (none for a grid study)."""
     import matplotlib.pyplot as plt
 
     kind = search_strategy(records)
     plots = {"search": lambda r, p: plot_search_progress({kind: [r]}, p)}
     plots |= {"halving": plot_halving} if kind == "halving" else {}
     plots |= {"pbt": plot_pbt} if kind == "pbt" else {}
+    plots |= {"pareto": plot_pareto} if len(objectives_of(records)) > 1 else {}
     paths = []
     for name, plot in plots.items() if kind != "grid" else ():
         path = Path(directory) / f"{records[0]['study']}-{name}.png"

@@ -16,6 +16,7 @@ import numpy as np
 from flaxmnist.errors import SpecError
 from flaxmnist.specs import CONFIG_KEYS
 from flaxmnist.studies import builtin_studies, load_study
+from flaxmnist.trials import by_config, cost, objectives_of, pareto_front
 
 #: Config keys that are hyperparameters (a record's config also describes the data).
 HYPERPARAMETER_KEYS = CONFIG_KEYS
@@ -101,6 +102,15 @@ def best_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             -row["config_index"],
         ),
     )
+
+
+#: Table headers of a second objective, and how its values are written.
+COST_HEADERS = {"params": "params", "compute": "compute (FLOP)"}
+
+
+def format_cost(value: float, objective: str) -> str:
+    """A cost as the table writes it: ``12,730`` parameters, ``1.37e+11`` FLOPs."""
+    return f"{int(value):,}" if objective == "params" else f"{value:.3g}"
 
 
 def format_value(value: Any, key: str = "") -> str:
@@ -209,17 +219,25 @@ def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> s
     seeds = rows[0]["seeds"]
     holdout = config.get("validate_on", "holdout") == "holdout"
     val_name = "holdout acc %" if holdout else "val(=test) acc %"
-    header = ["#", *keys, val_name, "test acc %", "status"]
+    objectives, front = objectives_of(records), pareto_front(records)
+    costs = objectives[1:]
+    cost_names = [COST_HEADERS[name] for name in costs]
+    header = ["#", *keys, val_name, "test acc %", *cost_names, *(["front"] if costs else [])]
+    header.append("status")
+    groups = by_config(records)
     body = []
     for row in rows:
-        status = _status(row)
+        index = row["config_index"]
+        pareto = ["*" if index in front else ""] if costs else []
         body.append(
             [
-                str(row["config_index"] + 1),
+                str(index + 1),
                 *(format_value(row["config"].get(key), key) for key in keys),
                 _format_accuracy(row["val_mean"], row["val_std"]),
                 _format_accuracy(row["test_mean"], row["test_std"]),
-                status,
+                *(format_cost(cost(groups[index], name), name) for name in costs),
+                *pareto,
+                _status(row),
             ]
         )
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
@@ -243,6 +261,11 @@ def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> s
         f"({setting}): validation {_format_accuracy(best['val_mean'], best['val_std'])} %, "
         f"test {_format_accuracy(best['test_mean'], best['test_std'])} %"
     )
+    if costs:
+        lines.append(
+            f"Pareto front (holdout accuracy up, {costs[0]} down; * above), most accurate "
+            f"first: {', '.join(f'#{i + 1}' for i in front) or 'none yet'}"
+        )
     if not holdout:
         lines.append(
             "note: the test set was used for selection, so the best test accuracy is optimistic"

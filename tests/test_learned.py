@@ -1,0 +1,200 @@
+"""Learned search on tiny data: rounds of lanes proposed by Optuna's samplers, each
+configuration told its seed-mean holdout accuracy, the same proposals from the same seed,
+a resume after SIGKILL equal to an uninterrupted run, the budget, halving inside rounds,
+and two objectives."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from flaxmnist import run_sweep
+from flaxmnist.sampler import Proposer
+from flaxmnist.space import parse_search_spec
+from flaxmnist.trials import pareto_front
+
+TRAIN = 600
+LANES = ["--max-lanes", "6"]  # 2 seeds: rounds of 3 configurations
+
+
+def learned(strategy="tpe", samples=7, **tables):
+    document = {
+        "strategy": strategy,
+        "samples": samples,
+        "seed": 0,
+        "sampler": {"n_startup_trials": 3} if strategy != "nsga2" else {},
+        "base": {"hidden": [8], "epochs": 2},
+        "search": {
+            "learning_rate": {"log_uniform": [1e-3, 3e-2]},
+            "dropout": {"uniform": [0.0, 0.3]},
+        },
+        **tables,
+    }
+    return parse_search_spec(document, "s", "s.toml")
+
+
+def run(study, **kwargs):
+    return run_sweep(study, seeds=2, limit_train=TRAIN, quiet=True, max_lanes=6, **kwargs)
+
+
+def seed_mean(records, index, key="val_accuracy"):
+    return float(np.mean([r[key] for r in records if r["config_index"] == index]))
+
+
+@pytest.fixture
+def told(monkeypatch):
+    """Every outcome a ``Proposer`` is told, by trial number."""
+    outcomes = {}
+    tell = Proposer.tell
+
+    def spy(self, given):
+        outcomes.update(given)
+        return tell(self, given)
+
+    monkeypatch.setattr(Proposer, "tell", spy)
+    return outcomes
+
+
+def test_rounds_of_one_calls_lanes_each_told_its_seed_mean_holdout_accuracy(tmp_path, told):
+    records = run(learned(), out=tmp_path)
+    assert len(records) == 7 * 2
+    rounds = [r["search"]["round"] for r in records if r["seed"] == 0]
+    assert rounds == [0, 0, 0, 1, 1, 1, 2]  # 6 lanes / 2 seeds, the last round smaller
+    assert sorted(told) == list(range(7))
+    for index, result in told.items():
+        assert result.state == "complete"
+        assert result.values == (seed_mean(records, index),)
+        assert result.values != (seed_mean(records, index, "test_accuracy"),)
+    for record in records:  # proposals within the priors, trained as recorded
+        assert 1e-3 <= record["config"]["learning_rate"] <= 3e-2
+        assert record["search"] == {"strategy": "tpe", "round": record["search"]["round"]}
+
+
+def test_the_same_spec_and_seed_give_the_same_results_byte_for_byte(tmp_path):
+    for name in ("a", "b"):
+        run(learned(samples=5), out=tmp_path / name)
+    first, second = ((tmp_path / n / "results.jsonl").read_bytes() for n in ("a", "b"))
+    assert first == second
+    reseeded = learned(samples=5)
+    other = run(parse_search_spec({**reseeded.search.settings, "seed": 1,
+                                   "base": reseeded.search.base}, "s", "s.toml"))  # fmt: skip
+    mine = [json.loads(line) for line in first.splitlines()]
+    assert [r["config"] for r in other] != [r["config"] for r in mine]
+
+
+def flops_by_hand(hidden, train_size):
+    sizes = [784, *hidden, 10]
+    return 6 * train_size * sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+def test_the_budget_cuts_the_round_that_would_pass_it_and_ends_the_search(tmp_path):
+    lane = 2 * flops_by_hand([8], TRAIN)  # two epochs of one lane
+    budget = 3 * 2 * lane + 1 * 2 * lane + lane // 2  # round 1, one more configuration
+    with pytest.warns(match=r"budget of .* is spent: the search stops after 4 of its 7"):
+        records = run(learned(), budget=budget, out=tmp_path)
+    assert len(records) == 4 * 2
+    assert [r["search"]["round"] for r in records if r["seed"] == 0] == [0, 0, 0, 1]
+    assert sum(r["compute"] for r in records) == 4 * 2 * lane <= budget
+
+
+def test_halving_inside_rounds_prunes_and_tells_the_pruned_their_last_value(tmp_path, told):
+    study = learned(samples=6, halving={"eta": 3, "min_epochs": 1}, base={"hidden": [8],
+                    "epochs": 3})  # fmt: skip
+    records = run(study, out=tmp_path)
+    epochs = {r["config_index"]: len(r["history"]["val_accuracy"]) for r in records}
+    assert sorted(epochs.values()) == [1, 1, 1, 1, 3, 3]  # each round of 3: 3 -> 1
+    for index, result in told.items():
+        if epochs[index] == 1:
+            assert result.state == "pruned"
+            assert result.values == (seed_mean(records, index),)  # its epoch-1 mean
+        else:
+            assert result.state == "complete"
+    stored = {t["config_index"]: t for t in dashboard_trials(tmp_path)}
+    assert {i: t["state"] for i, t in stored.items()} == {
+        i: "PRUNED" if e == 1 else "COMPLETE" for i, e in epochs.items()
+    }
+
+
+def dashboard_trials(out):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{out / 'optuna.db'}")
+    return [
+        {"config_index": t.user_attrs["config_index"], "state": t.state.name, "values": t.values}
+        for t in study.trials
+    ]
+
+
+def test_two_objectives_give_a_pareto_front_its_picture_and_keep_its_most_accurate(tmp_path):
+    space = {
+        "learning_rate": {"log_uniform": [1e-3, 3e-2]},
+        "hidden": {"choice": [[4], [8]]},
+    }
+    study = learned("nsga2", samples=6, objectives=["val_accuracy", "params"], search=space)
+    records = run(study, out=tmp_path)
+    front = pareto_front(records)
+    assert front
+    model = json.loads((tmp_path / "models" / "s" / "model.json").read_text())
+    assert model["config_index"] == front[0]
+    stored = dashboard_trials(tmp_path)
+    assert all(len(t["values"]) == 2 for t in stored)
+    table = subprocess.run(
+        [sys.executable, "-m", "flaxmnist.report", str(tmp_path)], capture_output=True, text=True
+    ).stdout
+    assert (tmp_path / "s-pareto.png").stat().st_size > 10_000
+    assert "params" in table and "Pareto front (holdout accuracy up, params down" in table
+    assert f"most accurate first: #{front[0] + 1}" in table
+
+
+def cli(spec, out):
+    return [
+        sys.executable, "-m", "flaxmnist.sweep", str(spec), "--seeds", "2", "--limit-train",
+        str(TRAIN), "--quiet", "--out", str(out), *LANES,
+    ]  # fmt: skip
+
+
+SPEC = """strategy = "tpe"
+samples = 9
+seed = 0
+[sampler]
+n_startup_trials = 3
+[base]
+hidden = [8]
+epochs = 2
+[search]
+learning_rate = { log_uniform = [1e-3, 3e-2] }
+dropout = { uniform = [0.0, 0.3] }
+"""
+
+
+def test_a_search_killed_after_a_round_resumes_to_the_results_of_an_uninterrupted_run(
+    tmp_path,
+):
+    spec = tmp_path / "tpe.toml"
+    spec.write_text(SPEC)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    whole = subprocess.run(cli(spec, tmp_path / "whole"), env=env, timeout=600)
+    assert whole.returncode == 0
+    out = tmp_path / "killed"
+    results = out / "results.jsonl"
+    process = subprocess.Popen(cli(spec, out), env=env)
+    deadline = time.monotonic() + 300
+    while not results.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before its first round was written"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert 0 < len(results.read_text().splitlines()) < 18
+    again = subprocess.run(cli(spec, out), env=env, timeout=600)
+    assert again.returncode == 0
+    assert results.read_bytes() == (tmp_path / "whole" / "results.jsonl").read_bytes()
+    for name in ("params.msgpack", "model.json"):
+        assert (out / "models" / "tpe" / name).read_bytes() == (
+            tmp_path / "whole" / "models" / "tpe" / name
+        ).read_bytes()

@@ -1,0 +1,100 @@
+"""Optuna's samplers as flaxmnist uses them: priors as Optuna's distributions, proposals as
+spec settings, the same proposals from the same seed, and a replay that notices a change."""
+
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from flaxmnist.sampler import Proposer, distribution, make_sampler, setting
+from flaxmnist.space import Prior, parse_search_spec
+from flaxmnist.trials import COMPLETE, FAILED, PRUNED, Outcome
+
+
+def search(strategy="tpe", **top):
+    document = {
+        "strategy": strategy,
+        "samples": 12,
+        "seed": 3,
+        "base": {"epochs": 2, "hidden": [8]},
+        "search": {
+            "learning_rate": {"log_uniform": [1e-4, 1e-1]},
+            "dropout": {"uniform": [0.0, 0.5]},
+            "hidden": {"choice": [[8], [16, 16]]},
+        },
+        **top,
+    }
+    return parse_search_spec(document, "s", "s.toml").search
+
+
+def test_priors_map_to_optuna_distributions_and_proposals_back_to_spec_values():
+    lr = Prior("learning_rate", "log_uniform", (1e-4, 1e-1))
+    assert distribution(lr) == FloatDistribution(1e-4, 1e-1, log=True)
+    batch = Prior("batch_size", "uniform", (32, 256))
+    assert distribution(batch) == IntDistribution(32, 256)
+    hidden = Prior("hidden", "choice", ((8,), (16, 16)))
+    assert distribution(hidden) == CategoricalDistribution(["[8]", "[16, 16]"])
+    assert setting(hidden, "[16, 16]") == [16, 16]
+    assert setting(lr, 0.0123456789) == 0.01235  # 4 significant digits, as drawn values
+
+
+def test_the_same_seed_proposes_the_same_rounds_and_another_seed_others():
+    def rounds(seed):
+        proposer = Proposer(search(seed=seed), round_size=4)
+        proposed = []
+        for _ in range(3):
+            batch = proposer.ask(4)
+            proposed.append(batch)
+            start = len(proposer.study.trials) - 4
+            proposer.tell(
+                {start + i: Outcome(COMPLETE, (p["learning_rate"],), {}) for i, p in enumerate(batch)}
+            )
+        return proposed
+
+    first = rounds(3)
+    assert rounds(3) == first
+    assert rounds(4) != first
+    assert len({str(p) for batch in first for p in batch}) == 12  # a round's trials differ
+
+
+def test_told_outcomes_reach_the_study_as_complete_pruned_and_failed_trials():
+    proposer = Proposer(search(), round_size=3)
+    proposer.ask(3)
+    proposer.tell(
+        {
+            0: Outcome(COMPLETE, (0.9,), {1: 0.8, 2: 0.9}),
+            1: Outcome(PRUNED, (0.4,), {1: 0.4}),
+            2: Outcome(FAILED, None, {1: 0.1}),
+        }
+    )
+    trials = proposer.study.trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "FAIL"]
+    assert trials[0].value == 0.9 and trials[0].intermediate_values == {1: 0.8, 2: 0.9}
+    assert trials[1].value == 0.4  # a pruned trial's value is its last intermediate value
+
+
+def test_a_replay_asks_and_tells_as_the_first_run_did_and_refuses_other_proposals():
+    def resolve(settings):
+        return tuple(sorted((k, str(v)) for k, v in settings.items()))
+
+    first = Proposer(search(), round_size=2)
+    history = []
+    for _ in range(2):
+        batch = first.ask(2)
+        outcomes = [Outcome(COMPLETE, (0.5 + 0.1 * len(history),), {}) for _ in batch]
+        history.append(list(zip(map(resolve, batch), outcomes, strict=True)))
+        start = len(first.study.trials) - 2
+        first.tell({start + i: o for i, o in enumerate(outcomes)})
+    following = first.ask(2)
+    again = Proposer(search(), round_size=2)
+    again.replay(history, resolve)
+    assert again.ask(2) == following
+    other = Proposer(search(seed=9), round_size=2)
+    with pytest.raises(ValueError, match=r"round 0, trial 0: the sampler proposes"):
+        other.replay(history, resolve)
+
+
+def test_a_generation_of_cma_es_or_nsga_ii_is_a_round_unless_the_spec_says_otherwise():
+    with pytest.warns(match=r"CMA-ES searches numbers only: the choice priors \(hidden\)"):
+        cmaes = search("cmaes")
+    assert make_sampler("cmaes", cmaes, round_size=24)._popsize == 24
+    given = search("nsga2", sampler={"population_size": 10})
+    assert make_sampler("nsga2", given, round_size=24)._population_size == 10
