@@ -44,9 +44,8 @@ def test_the_same_seed_proposes_the_same_rounds_and_another_seed_others():
             batch = proposer.ask(4)
             proposed.append(batch)
             start = len(proposer.study.trials) - 4
-            proposer.tell(
-                {start + i: Outcome(COMPLETE, (p["learning_rate"],), {}) for i, p in enumerate(batch)}
-            )
+            values = [Outcome(COMPLETE, (p["learning_rate"],), {}) for p in batch]
+            proposer.tell({start + i: value for i, value in enumerate(values)})
         return proposed
 
     first = rounds(3)

@@ -218,9 +218,7 @@ def test_a_learned_strategy_draws_nothing_and_keeps_its_objectives_and_options()
         ),
     ],
 )
-def test_a_learned_spec_that_optuna_or_flaxmnist_would_refuse_is_refused_up_front(
-    change, message
-):
+def test_a_learned_spec_that_optuna_or_flaxmnist_would_refuse_is_refused_up_front(change, message):
     with pytest.raises(SpecError, match=message):
         parse_search_spec(learned_doc(**change), "s", "s.toml")
 
