@@ -30,6 +30,19 @@ eta = 2
 """
 
 
+TPE = """strategy = "tpe"
+samples = 6
+[sampler]
+n_startup_trials = 2
+[base]
+hidden = [8]
+epochs = 3
+[search]
+learning_rate = { log_uniform = [1e-3, 3e-2] }
+dropout = { uniform = [0.0, 0.3] }
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -121,6 +134,22 @@ def test_a_search_on_two_processes_gives_the_records_of_one_process(tmp_path):
     # Bit for bit: each device holds the same lanes in both layouts.
     one, two = (tmp_path / d / "results.jsonl" for d in ("one", "two"))
     assert two.read_bytes() == one.read_bytes()
+
+
+def test_a_learned_search_on_two_processes_gives_the_records_of_one_process(tmp_path):
+    """Process 0 asks the sampler and shares the proposals: rounds of 2 configurations (4
+    lanes of 2 seeds), told what every process trained, equal to one process's."""
+    spec = tmp_path / "tpe.toml"
+    spec.write_text(TPE)
+    one_process(str(spec), tmp_path / "one", "--max-lanes", "4")
+    out = tmp_path / "two"
+    check_two_process_run(two_processes(str(spec), out, "--max-lanes", "4"), out)
+    one, two = (tmp_path / d / "results.jsonl" for d in ("one", "two"))
+    assert two.read_bytes() == one.read_bytes()
+    assert [json.loads(line)["search"]["round"] for line in one.read_text().splitlines()] == [
+        r for r in (0, 1, 2) for _ in range(4)
+    ]
+    assert (out / "optuna.db").exists()
 
 
 @pytest.mark.parametrize("victim", [1, 0])

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flaxmnist.report.table import split_by_study, varied_keys
-from flaxmnist.specs import HISTORY_KEYS, Config
+from flaxmnist.report.table import split_by_study
+from flaxmnist.specs import CONFIG_KEYS, HISTORY_KEYS, Config
 from flaxmnist.trials import param_value
 
 SUFFIX = ".flaxmnist"
@@ -63,7 +63,7 @@ def write_tensorboard(records: Sequence[dict[str, Any]], logdir: str | Path) -> 
             "--tensorboard needs the tensorboard package (no TensorFlow): "
             "pip install 'flaxmnist[tensorboard]'"
         ) from err
-    keys = sorted({k for group in split_by_study(records).values() for k in varied_keys(group)})
+    keys = sorted({k for group in split_by_study(records).values() for k in _varied(group)})
     mixed = _mixed_types(records, keys)
     folders = []
     for record in records:
@@ -89,6 +89,13 @@ def write_tensorboard(records: Sequence[dict[str, Any]], logdir: str | Path) -> 
         writer.close()
         folders.append(folder)
     return folders
+
+
+def _varied(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The keys whose values, as parameters, differ between a study's records."""
+    return [
+        key for key in CONFIG_KEYS if len({repr(lane_hparams(r, [key])[key]) for r in records}) > 1
+    ]
 
 
 def _mixed_types(records: Sequence[dict[str, Any]], keys: Sequence[str]) -> set[str]:

@@ -1,0 +1,194 @@
+"""Every run is an Optuna study: optuna.db written as the run goes, its trials' values the
+records' seed-mean holdout accuracies, written again for an older run by report --optuna,
+and a locked or damaged file that never stops training."""
+
+import copy
+import json
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import optuna
+import pytest
+
+from flaxmnist import optuna_db, run_sweep
+from flaxmnist.specs import parse_spec
+
+GRID = {
+    "base": {"hidden": [8], "epochs": 2},
+    "grid": {"learning_rate": [0.01, 0.003], "dropout": [0.0, 0.2]},
+}
+SETTINGS = {"seeds": 2, "limit_train": 600, "quiet": True}
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory):
+    """A grid of 4 configurations x 2 seeds in 2 calls, written to a run directory."""
+    out = tmp_path_factory.mktemp("grid") / "run"
+    study = parse_spec(GRID, name="grid", source="grid.toml")
+    records = run_sweep(study, out=out, max_lanes=4, **SETTINGS)
+    return out, records
+
+
+def stored(out, name="grid"):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'optuna.db'}")
+
+
+def seed_means(records, index, key):
+    return [r[key] for r in records if r["config_index"] == index]
+
+
+def test_a_grid_run_is_an_optuna_study_of_one_trial_per_configuration(grid_run):
+    out, records = grid_run
+    study = stored(out)
+    assert [s.study_name for s in optuna.get_all_study_summaries(study._storage)] == ["grid"]
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE]
+    assert study.metric_names == ["val_accuracy"]
+    assert sorted(t.user_attrs["config_index"] for t in study.trials) == [0, 1, 2, 3]
+    for trial in study.trials:
+        index = trial.user_attrs["config_index"]
+        mine = [r for r in records if r["config_index"] == index]
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert trial.value == np.mean([r["val_accuracy"] for r in mine])
+        assert trial.params == {
+            "learning_rate": mine[0]["config"]["learning_rate"],
+            "dropout": mine[0]["config"]["dropout"][0],
+        }
+        assert trial.distributions["learning_rate"].choices == (0.01, 0.003)
+        for epoch in (1, 2):
+            curve = [r["history"]["val_accuracy"][epoch - 1] for r in mine]
+            assert trial.intermediate_values[epoch] == np.mean(curve)
+        attrs = trial.user_attrs
+        assert attrs["seeds"] == [0, 1]
+        assert attrs["val_accuracy"] == [r["val_accuracy"] for r in mine]
+        assert attrs["test_accuracy"] == [r["test_accuracy"] for r in mine]
+        assert attrs["compute"] == sum(r["compute"] for r in mine)
+        assert attrs["diverged"] is False and attrs["config"] == mine[0]["config"]
+        assert trial.value != attrs["test_accuracy_mean"]  # the test set is never the value
+
+
+def report(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "flaxmnist.report", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def summary(out):
+    return sorted(
+        (t.user_attrs["config_index"], t.state.name, t.values, t.params, t.intermediate_values)
+        for t in stored(out).trials
+    )
+
+
+def test_report_optuna_writes_it_for_an_older_run_and_adds_nothing_twice(grid_run, tmp_path):
+    out, _ = grid_run
+    copy_of = tmp_path / "old"
+    copy_of.mkdir()
+    for name in ("manifest.json", "results.jsonl"):  # a run from before optuna.db
+        (copy_of / name).write_bytes((out / name).read_bytes())
+    done = report(copy_of, "--optuna")
+    assert done.returncode == 0, done.stderr
+    assert "4 trials added, 1 study; open it with: optuna-dashboard sqlite:///" in done.stdout
+    assert summary(copy_of) == summary(out)
+    again = report(copy_of, "--optuna")
+    assert "0 trials added" in again.stdout and summary(copy_of) == summary(out)
+
+
+def test_report_optuna_without_results_or_with_a_locked_file_says_so_in_one_line(
+    grid_run, tmp_path
+):
+    empty = report(tmp_path, "--optuna")
+    assert empty.returncode == 2
+    assert empty.stderr.strip().splitlines() == [
+        f"python -m flaxmnist.report: error: {tmp_path / 'results.jsonl'}: no such file"
+    ]
+    out, _ = grid_run
+    with locked(out / "optuna.db"):
+        busy = report(out, "--optuna")
+    assert busy.returncode == 3
+    (line,) = busy.stderr.strip().splitlines()
+    assert "cannot write" in line and "locked by another program" in line
+
+
+class locked:
+    """An exclusive SQLite lock on ``path`` for the ``with`` block."""
+
+    def __init__(self, path):
+        self.connection = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+
+    def __enter__(self):
+        self.connection.execute("BEGIN EXCLUSIVE")
+
+    def __exit__(self, *exc):
+        self.connection.execute("ROLLBACK")
+        self.connection.close()
+
+
+def cut_last_call(out):
+    """The run directory as a kill after its first call leaves it."""
+    lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    (out / "results.jsonl").write_text("".join(lines[:4]))
+
+
+@pytest.mark.parametrize("damage", ["locked", "garbage"])
+def test_an_unwritable_optuna_db_warns_once_and_training_goes_on(damage, grid_run, tmp_path):
+    out, records = grid_run
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("manifest.json", "results.jsonl", "optuna.db"):
+        (run / name).write_bytes((out / name).read_bytes())
+    cut_last_call(run)
+    study = parse_spec(GRID, name="grid", source="grid.toml")
+    expected = "it is locked by another program" if damage == "locked" else "it is damaged"
+    if damage == "garbage":
+        (run / "optuna.db").write_bytes(b"not a database" * 100)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(optuna_db, "LOCK_TIMEOUT", 0.2)
+        guard = locked(run / "optuna.db") if damage == "locked" else None
+        if guard:
+            guard.__enter__()
+        try:
+            with pytest.warns(match=rf"optuna.db: cannot update it \({expected}") as caught:
+                again = run_sweep(study, out=run, max_lanes=4, **SETTINGS)
+        finally:
+            if guard:
+                guard.__exit__()
+    assert len([w for w in caught if "optuna.db" in str(w.message)]) == 1
+    assert "report " in str(caught[0].message) and "--optuna" in str(caught[0].message)
+    assert again == records  # trained to the end, as the first time
+    assert (run / "results.jsonl").read_bytes() == (out / "results.jsonl").read_bytes()
+    if damage == "garbage":
+        (run / "optuna.db").unlink()
+    assert report(run, "--optuna").returncode == 0
+    assert summary(run) == summary(out)
+
+
+def test_a_diverged_configuration_is_a_failed_trial_and_a_stopped_one_pruned(tmp_path):
+    out, records = tmp_path, []
+    settings = {
+        "studies": [{"name": "s", "configs": [{"learning_rate": 0.1}, {"learning_rate": 1.0}]}],
+        "seeds": 1,
+        "validate_on": "holdout",
+        "dataset": "mnist",
+    }
+    base = {
+        "study": "s", "seed": 0, "config": {"hidden": [8], "epochs": 3},
+        "test_accuracy": 0.5, "at_chance": False, "compute": 1,
+    }  # fmt: skip
+    stopped = {**copy.deepcopy(base), "config_index": 0, "diverged": False}
+    stopped["config"]["learning_rate"] = 0.1
+    stopped |= {"history": {"val_accuracy": [0.4, 0.6]}, "val_accuracy": 0.6}
+    diverged = {**copy.deepcopy(base), "config_index": 1, "diverged": True}
+    diverged["config"]["learning_rate"] = 1.0
+    diverged |= {"history": {"val_accuracy": [0.1, None, None]}, "val_accuracy": None}
+    records = [stopped, diverged]
+    assert optuna_db.export(out, settings, records) == 2
+    trials = {t.user_attrs["config_index"]: t for t in stored(out, "s").trials}
+    assert trials[0].state.name == "PRUNED" and trials[0].value == 0.6
+    assert trials[1].state.name == "FAIL" and trials[1].values is None
+    assert json.loads(json.dumps(trials[1].user_attrs))["diverged"] is True
