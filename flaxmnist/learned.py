@@ -25,6 +25,7 @@ With many processes, process 0 asks and tells; the others get its proposals.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import replace
 from typing import Any
@@ -59,12 +60,12 @@ class LearnedDriver(SearchDriver):
             loop.add_configs(self.study_index, [c for r in recorded for c, _ in r])
             loop.progress.skipped(f"{self.study.name} [{self.study.strategy}]")
             return
-        cluster.share(lambda: self._start(recorded))
+        cluster.share(lambda: self._timed(self._start, recorded))
         loop.add_configs(self.study_index, [c for r in recorded for c, _ in r])
         self.round = len(recorded)
         while asked < search.samples:
             count = min(self.round_size, search.samples - asked)
-            settings = cluster.share(lambda c=count: self.proposer.ask(c))
+            settings = cluster.share(lambda c=count: self._timed(self.proposer.ask, c))
             configs = self._within_budget([self.resolve(s) for s in settings], asked)
             if configs:
                 self._train_round(configs, asked)
@@ -160,7 +161,15 @@ class LearnedDriver(SearchDriver):
                        for s in self.loop.seeds]  # fmt: skip
             groups = by_config(records)
             objectives = self.study.search.objectives
-            self.proposer.tell({n: outcome(groups[n], objectives) for n in numbers})
+            self._timed(self.proposer.tell, {n: outcome(groups[n], objectives) for n in numbers})
+
+    def _timed(self, work, *args):
+        """``work(*args)``, its seconds added to the run's ``sampler_seconds``."""
+        start = time.perf_counter()
+        try:
+            return work(*args)
+        finally:
+            self.loop.stats.sampler_seconds += time.perf_counter() - start
 
     def _checkpoint(self, state: SearchState, grids) -> None:
         """Nothing mid-round: a round's records are written whole when it ends."""

@@ -255,11 +255,14 @@ class SweepLoop:
         configs = sum(len(s.configs) for s in self.studies)
         compute = sum(r.get("compute", 0) for r in self.done.values())
         budget = f" of a budget of {self.budget:.4g}" if self.budget is not None else ""
+        sampler = self.stats.sampler_seconds
+        sampling = f"{sampler:.1f}s in the sampler, " if sampler else ""
         return (
             f"{', '.join(s.name for s in self.studies)}: {configs} configs x {len(self.seeds)} "
             f"seeds; compute {compute:.4g} training FLOPs{budget}; "
             f"{seconds:.1f}s ({self.stats.compile_seconds:.1f}s compiling, "
-            f"{self.stats.train_seconds:.1f}s training, {self.mesh.devices.size} device(s))"
+            f"{self.stats.train_seconds:.1f}s training, {sampling}"
+            f"{self.mesh.devices.size} device(s))"
         )
 
 

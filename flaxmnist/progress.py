@@ -117,3 +117,6 @@ class RunStats:
     #: The most device memory one epoch program used per device, by XLA's own count
     #: (``LaneGrid.program_bytes``; 0 where the backend does not say).
     program_bytes: int = 0
+    #: Seconds a learned search's sampler took to propose and be told (asks, tells and the
+    #: replay of a resumed search; process 0).
+    sampler_seconds: float = 0.0
