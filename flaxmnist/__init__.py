@@ -18,11 +18,14 @@ The public surface, for notebooks and your own loops::
     labels = model.predict(images)                # (seeds, n), one row per seed
 
 The modules, bottom to top: ``errors``; ``data``, ``models``, ``specs``, ``progress``,
-``machine``; ``sources``, ``studies``, ``losses``; ``train``, ``compile_cache``; ``plan``,
-``grid``, ``rundir``, ``records``; ``attempt``, ``report`` (reads results; none of its
-modules imports anything that trains), ``checkpoint`` (pytrees on disk, and the best model
-a run kept: ``load_model``); ``loop``; ``runner``; ``sweep`` (the command line), ``evaluate``
-(``python -m flaxmnist.evaluate RUN_DIR``: a kept model checked against its record, refitted).
+``machine``; ``sources``, ``studies``, ``losses``, ``space``; ``train``, ``compile_cache``,
+``trials`` (a configuration's records as an Optuna trial); ``sampler`` (Optuna's samplers
+proposing rounds); ``plan``, ``grid``, ``rundir``, ``records``; ``optuna_db`` (every run's
+``optuna.db``); ``attempt``, ``report`` (reads results; none of its modules imports
+anything that trains), ``checkpoint`` (pytrees on disk, and the best model a run kept:
+``load_model``); ``loop``; ``search`` (halving, PBT), ``learned`` (Optuna's samplers over
+lane grids); ``runner``; ``sweep`` (the command line), ``evaluate`` (``python -m
+flaxmnist.evaluate RUN_DIR``: a kept model checked against its record, refitted).
 """
 
 from flaxmnist.checkpoint import load_model

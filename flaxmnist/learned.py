@@ -27,16 +27,19 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from flaxmnist import cluster
 from flaxmnist.errors import FlaxmnistWarning, RunDirError
-from flaxmnist.plan import lane_bytes, train_flops, train_spec_of
+from flaxmnist.plan import GRIDDED, lane_bytes, lanes_per_call, train_flops, train_spec_of
+from flaxmnist.sampler import Proposer
 from flaxmnist.search import SearchDriver, rung_epochs
 from flaxmnist.search_state import SearchState, config_from_dict
 from flaxmnist.space import candidate_settings
-from flaxmnist.specs import Config, Study, parse_spec
+from flaxmnist.specs import LEARNED, Config, Study, parse_spec
+from flaxmnist.train import TrainSpec
 from flaxmnist.trials import Outcome, by_config, outcome
 
 
@@ -80,8 +83,6 @@ class LearnedDriver(SearchDriver):
 
     def _start(self, recorded: list[list[tuple[Config, Outcome]]]) -> None:
         """The sampler (process 0 only), its history rebuilt from the recorded rounds."""
-        from flaxmnist.sampler import Proposer
-
         self.proposer = Proposer(self.study.search, self.round_size)
         try:
             self.proposer.replay(recorded, self.resolve)
@@ -211,3 +212,30 @@ def largest_config(study: Study) -> Config:
     """The configuration of the space that needs the most memory per lane (widest layers,
     largest batch): what a round is planned for."""
     return max(candidate_configs(study), key=lambda c: lane_bytes(train_spec_of(c)))
+
+
+def search_drivers(
+    studies: Sequence[Study],
+    seeds: int,
+    max_lanes: int | None,
+    memory: int,
+    cap: int | None,
+    pad_widths: bool,
+    spec_of: Callable[[Config], TrainSpec],
+) -> list[SearchDriver]:
+    """A driver per study that does not train as planned calls: halving and PBT
+    (``SearchDriver``), the learned strategies (``LearnedDriver``, a round being what one
+    call of the space's largest configuration holds within ``cap`` lanes, as a grid's)."""
+
+    def lanes(spec: TrainSpec) -> int:
+        return lanes_per_call(spec, max_lanes, memory, None)
+
+    drivers = []
+    for index, study in enumerate(studies):
+        if study.strategy in LEARNED:
+            widest = spec_of(largest_config(study))
+            size = round_size(lanes_per_call(widest, max_lanes, memory, cap), seeds)
+            drivers.append(LearnedDriver(index, lanes, pad_widths, size))
+        elif study.strategy not in GRIDDED:
+            drivers.append(SearchDriver(index, lanes, pad_widths))
+    return drivers

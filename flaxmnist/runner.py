@@ -21,40 +21,23 @@ import jax
 from flaxmnist import cluster, machine
 from flaxmnist.attempt import Follower, run_directory
 from flaxmnist.data import ValidateOn, chance_accuracy, make_splits
-from flaxmnist.errors import OutOfMemoryError, SettingsError
-from flaxmnist.learned import (
-    LearnedDriver,
-    candidate_configs,
-    largest_config,
-    round_size,
-    study_with_epochs,
-)
-from flaxmnist.loop import SweepLoop, widths
-from flaxmnist.machine import FALLBACK_MEMORY_BUDGET, default_memory_budget, format_bytes
+from flaxmnist.errors import SettingsError
+from flaxmnist.learned import search_drivers
+from flaxmnist.loop import SweepLoop
+from flaxmnist.machine import FALLBACK_MEMORY_BUDGET, default_memory_budget
 from flaxmnist.optuna_db import LiveExport
 from flaxmnist.placement import lane_mesh, replicate
-from flaxmnist.plan import (
-    DEFAULT_MAX_LANES,
-    GRIDDED,
-    lane_bytes,
-    lanes_per_call,
-    plan_calls,
-    train_spec_of,
-    within_budget,
+from flaxmnist.plan import DEFAULT_MAX_LANES, GRIDDED, plan_calls, train_spec_of, within_budget
+from flaxmnist.preflight import (
+    check_batch_sizes,
+    check_memory,
+    check_settings,
+    resolve_studies,
 )
 from flaxmnist.progress import Progress, RunStats, TqdmProgress
 from flaxmnist.search import SearchDriver
 from flaxmnist.sources import load_dataset
-from flaxmnist.specs import (
-    COMPUTE_DTYPES,
-    DEFAULT_PRECISION,
-    LEARNED,
-    MATMUL_PRECISIONS,
-    Config,
-    Study,
-)
-from flaxmnist.studies import load_studies
-from flaxmnist.train import TrainSpec
+from flaxmnist.specs import DEFAULT_PRECISION, Study
 
 
 def run_sweep(
@@ -91,7 +74,8 @@ def run_sweep(
       budget: training FLOPs the run may spend (``plan.train_flops``: 6 per weight per
         training image, every lane counted). A grid, random or quasi-random study keeps the
         configurations, in order, that fit; a halving or PBT search stops before the epoch
-        that would pass it. Every record has its ``compute``.
+        that would pass it, a learned search (``flaxmnist.learned``) before the round.
+        Every record has its ``compute``.
       limit_train: train on only the first N images of the train split.
       validate_on: ``"holdout"`` (the last 10,000 training images, never trained on) or
         ``"test"`` (the reference notebook's protocol: the test set selects).
@@ -99,8 +83,9 @@ def run_sweep(
         ``"tfds:fashion_mnist"``; needs the ``tfds`` extra and, on first use, the network).
       data_dir: a directory with MNIST-format IDX files instead of the shipped MNIST.
       out: the run directory: ``manifest.json`` and ``results.jsonl``, rewritten atomically
-        after every call. The same ``out`` and settings again resume: lanes already in
-        ``results.jsonl`` are not trained again. ``None`` writes nothing.
+        after every call, and ``optuna.db`` (``flaxmnist.optuna_db``) brought up to date.
+        The same ``out`` and settings again resume: lanes already in ``results.jsonl`` are
+        not trained again. ``None`` writes nothing.
       quiet: no progress (when ``progress`` is not given; progress goes to stderr, or to
         a notebook's widget). Processes other than process 0 of a cluster show none.
       max_lanes: at most this many lanes per call (default: as many as ``memory_budget``
@@ -142,14 +127,14 @@ def run_sweep(
         >>> len(records), sorted(records[0])[:4]
         (24, ['at_chance', 'compute', 'config', 'config_index'])
     """
-    studies = _studies(study, epochs)
-    _check(seeds, max_lanes, memory_budget, dtype, precision)
+    studies = resolve_studies(study, epochs)
+    check_settings(seeds, max_lanes, memory_budget, dtype, precision)
     if first_seed < 0:
         raise SettingsError("must be >= 0", parameter="first_seed", value=first_seed)
     if budget is not None and not budget > 0:
         raise SettingsError("must be > 0 (training FLOPs)", parameter="budget", value=budget)
     splits = make_splits(load_dataset(dataset, data_dir), validate_on, limit_train=limit_train)
-    _check_batch_sizes(studies, len(splits.train_labels))
+    check_batch_sizes(studies, len(splits.train_labels))
     seed_list = tuple(range(first_seed, first_seed + seeds))
     if budget is not None:
         studies = within_budget(studies, len(seed_list), budget, len(splits.train_labels))
@@ -165,7 +150,7 @@ def run_sweep(
         (memory_budget, "as given") if memory_budget else default_memory_budget(device)
     )
     if device_budget is not None:  # unknown memory: no refusal; a call that runs out is halved
-        _check_memory(studies, device_budget, source, validate_on == "test", dtype)
+        check_memory(studies, device_budget, source, validate_on == "test", dtype)
     pad = device.platform != "cpu" if pad_widths is None else pad_widths
     calls, searches = _plan(
         studies, seed_list, device.platform, max_lanes,
@@ -248,97 +233,10 @@ def _plan(
         split_regularisers=platform == "cpu",
         pad_widths=pad_widths,
     )
-
-    def lanes(spec: TrainSpec) -> int:
-        return lanes_per_call(spec, max_lanes, memory, None)
-
-    searches = []
-    for index, study in enumerate(studies):
-        if study.strategy in LEARNED:
-            # A round is what one call holds, within the CPU's lane cap (as a grid's calls).
-            widest = train_spec_of(largest_config(study), val_is_test, dtype)
-            cap = DEFAULT_MAX_LANES if platform == "cpu" else None
-            size = round_size(lanes_per_call(widest, max_lanes, memory, cap), len(seeds))
-            searches.append(LearnedDriver(index, lanes, pad_widths, size))
-        elif study.strategy not in GRIDDED:
-            searches.append(SearchDriver(index, lanes, pad_widths))
-    return calls, searches
-
-
-def _studies(study: str | Path | Study | Sequence[Study], epochs: int | None) -> list[Study]:
-    if isinstance(study, Study):
-        studies = [study]
-    elif isinstance(study, str | Path):
-        studies = load_studies(study)
-    else:
-        studies = list(study)
-    names = [s.name for s in studies]
-    if len(set(names)) != len(names):
-        raise SettingsError(f"two studies share a name ({names}): results are kept by name")
-    if epochs is not None and epochs < 1:
-        raise SettingsError("must be >= 1", parameter="epochs", value=epochs)
-    if epochs is None:
-        return studies
-    return [
-        study_with_epochs(s, epochs)
-        if s.strategy in LEARNED
-        else replace(s, configs=tuple(replace(c, epochs=epochs) for c in s.configs))
-        for s in studies
-    ]
-
-
-def _planned_configs(study: Study) -> Sequence[Config]:
-    """The configurations to check before anything runs: a learned search's are proposed
-    later, so one per shape its space allows stands for them."""
-    return candidate_configs(study) if study.strategy in LEARNED else study.configs
-
-
-def _check(
-    seeds: int, max_lanes: int | None, memory_budget: int | None, dtype: str, precision: str
-) -> None:
-    if seeds < 1:
-        raise SettingsError("must be >= 1", parameter="seeds", value=seeds)
-    if max_lanes is not None and max_lanes < 1:
-        raise SettingsError("must be >= 1", parameter="max_lanes", value=max_lanes)
-    if memory_budget is not None and memory_budget < 1:
-        raise SettingsError("must be >= 1 (bytes)", parameter="memory_budget", value=memory_budget)
-    if dtype not in COMPUTE_DTYPES:
-        raise SettingsError(
-            f"expected one of {', '.join(COMPUTE_DTYPES)}", parameter="dtype", value=dtype
-        )
-    if precision not in MATMUL_PRECISIONS:
-        raise SettingsError(
-            f"expected one of {', '.join(MATMUL_PRECISIONS)}",
-            parameter="precision",
-            value=precision,
-        )
-
-
-def _check_memory(
-    studies: Sequence[Study], budget: int, source: str, val_is_test: bool, dtype: str
-) -> None:
-    """Refuse, before anything runs, a configuration whose one lane exceeds ``budget``."""
-    for study in studies:
-        for config in _planned_configs(study):
-            spec = train_spec_of(config, val_is_test, dtype)
-            need = lane_bytes(spec)
-            if need > budget:
-                raise OutOfMemoryError(
-                    f"{study.name} ({study.source}): one lane of {widths(spec)} needs about "
-                    f"{format_bytes(need)} by flaxmnist's estimate, more than the memory "
-                    f"budget of {format_bytes(budget)} ({source}; memory_budget, or "
-                    "--memory-budget, sets it): make the model smaller"
-                )
-
-
-def _check_batch_sizes(studies: Sequence[Study], train_size: int) -> None:
-    for study in studies:
-        for config in _planned_configs(study):
-            if config.batch_size > train_size:
-                raise SettingsError(
-                    f"{study.source}: batch_size = {config.batch_size}: larger than the "
-                    f"training set ({train_size} images)"
-                )
+    cap = DEFAULT_MAX_LANES if platform == "cpu" else None
+    drivers = search_drivers(studies, len(seeds), max_lanes, memory, cap, pad_widths,
+                             lambda config: train_spec_of(config, val_is_test, dtype))  # fmt: skip
+    return calls, drivers
 
 
 def _study_settings(study: Study) -> dict[str, Any]:

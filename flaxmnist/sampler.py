@@ -125,7 +125,9 @@ def make_sampler(strategy: str, search: Search, round_size: int | None = None):
 
 
 def check(search: Search, source: str) -> None:
-    """Refuse, before anything runs, what Optuna would refuse later (see ``space.check_space``).
+    """Refuse, before anything runs, what Optuna would refuse later: a missing package, a
+    single-objective sampler given two objectives, a prior without an Optuna distribution, a
+    sampler option the sampler does not take (``runner.run_sweep`` calls it).
 
     Raises:
       SpecError: naming ``source`` and the prior, objective or sampler option at fault.

@@ -31,15 +31,10 @@ are rounded to 4 significant digits, so a table shows what was trained. ``halvin
 ``pbt`` train the configurations drawn (quasi-randomly) or, without ``[search]``, those of
 ``[grid]`` / ``[[configs]]``. Every drawn value is checked as a spec value would be.
 
-The learned strategies (``specs.LEARNED``) are Optuna's samplers: ``tpe`` (``TPESampler``),
-``gp`` (``GPSampler``, needs PyTorch), ``cmaes`` (``CmaEsSampler``, needs ``cmaes``) and
-``nsga2`` (``NSGAIISampler``). They propose the configurations round by round
-(``flaxmnist.sampler``), so nothing is drawn here; ``[halving]`` adds rungs inside each
-round, and two more keys belong to them::
-
-    objectives = ["val_accuracy", "params"]   # or "compute"; default ["val_accuracy"]
-    [sampler]              # keyword arguments of the Optuna sampler (its seed is seed)
-    n_startup_trials = 8
+The learned strategies (``specs.LEARNED``: ``tpe``, ``gp``, ``cmaes``, ``nsga2``) are
+Optuna's samplers, proposing round by round (``flaxmnist.learned``), so nothing is drawn
+here; ``[halving]`` adds rungs inside each round; ``objectives`` (``flaxmnist.objectives``)
+and a ``[sampler]`` table of the Optuna sampler's keyword arguments belong to them.
 """
 
 from __future__ import annotations
@@ -53,14 +48,12 @@ import numpy as np
 from scipy.stats import qmc
 
 from flaxmnist.errors import SpecError
+from flaxmnist.objectives import parse_objectives
 from flaxmnist.specs import DEFAULTS, LEARNED, STRATEGIES, Study, check_value, parse_spec
 
 #: Top-level keys of a spec that searches (besides description, base, grid, configs).
 SEARCH_KEYS = ("strategy", "samples", "seed", "search", "halving", "pbt", "objectives", "sampler")
 PRIOR_KINDS = ("uniform", "log_uniform", "choice")
-#: What ``objectives`` may name: the first is always the holdout accuracy (maximised); a
-#: second is minimised: the parameter count, or one seed's training FLOPs (``compute``).
-OBJECTIVES = ("val_accuracy", "params", "compute")
 #: Keys whose values are integers: a continuous prior over them draws integers.
 INTEGER_KEYS = ("batch_size",)
 #: Keys a prior may not take: they fix the budget axis or do not vary per lane.
@@ -253,7 +246,7 @@ def _search(source: str, document: dict, strategy: str, priors: tuple[Prior, ...
                 f"{source}: {key} is set but strategy = {strategy!r}: it belongs to the "
                 f"learned strategies ({', '.join(LEARNED)})"
             )
-    objectives = _objectives(source, document.get("objectives", ["val_accuracy"]))
+    objectives = parse_objectives(source, document.get("objectives", ["val_accuracy"]))
     if len(objectives) > 1 and "halving" in document:
         raise SpecError(
             f"{source}: [halving] ranks by holdout accuracy alone: with two objectives, "
@@ -288,38 +281,16 @@ def _search(source: str, document: dict, strategy: str, priors: tuple[Prior, ...
     )
 
 
-def _objectives(source: str, value: Any) -> tuple[str, ...]:
-    """``objectives``, checked: ``["val_accuracy"]`` and at most one of the others."""
-    where = f"{source}: objectives = {value!r}"
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError(f'{where}: expected a list of metric names, e.g. ["val_accuracy"]')
-    for name in value:
-        if name not in OBJECTIVES:
-            raise SpecError(
-                f"{where}: {name!r} is not a metric flaxmnist optimises (known: "
-                f"{', '.join(OBJECTIVES)})"
-            )
-    if not value or value[0] != "val_accuracy" or len(value) > 2 or len(set(value)) < len(value):
-        raise SpecError(
-            f'{where}: expected ["val_accuracy"] or ["val_accuracy", "params" | '
-            '"compute"] (holdout accuracy maximised, then a cost minimised)'
-        )
-    return tuple(value)
-
-
 def check_space(search: Search, source: str) -> None:
     """Check a learned strategy's space before anything runs: every ``choice`` resolves
-    against ``[base]`` (per-layer lists against every depth), and Optuna can represent the
-    priors, the objectives and the sampler's options (``flaxmnist.sampler``).
+    against ``[base]`` (per-layer lists against every depth). What Optuna itself would refuse
+    is ``sampler.check``'s.
 
     Raises:
-      SpecError: naming ``source`` and what Optuna or the spec refused.
+      SpecError: naming ``source``, the key and its value.
     """
-    from flaxmnist import sampler  # Optuna is imported only where a sampler learns
-
     for settings in candidate_settings(search):
         parse_spec({"base": search.base, "configs": [settings]}, "check", f"{source} (search)")
-    sampler.check(search, source)
 
 
 def candidate_settings(search: Search) -> list[dict[str, Any]]:

@@ -88,7 +88,7 @@ def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
         help="training FLOPs the run may spend, e.g. 2.2e13 or 22T (6 per weight per "
         "training image, every lane counted; see README): a grid, random or quasi-random "
         "study keeps the configurations that fit, a halving or PBT search stops before the "
-        "epoch that would pass it",
+        "epoch that would pass it, a learned search (tpe, gp, cmaes, nsga2) before the round",
     )
     parser.add_argument(
         "--out",

@@ -13,6 +13,7 @@ RANK = {
     "data": 1,
     "models": 1,
     "specs": 1,
+    "objectives": 1,
     "progress": 1,
     "cli": 2,
     "machine": 1,
@@ -20,6 +21,9 @@ RANK = {
     "sources": 2,
     "studies": 3,
     "space": 2,
+    "trials": 2,
+    "sampler": 3,
+    "optuna_db": 5,
     "train": 3,
     "compile_cache": 3,
     "host": 3,
@@ -30,19 +34,21 @@ RANK = {
     "rundir": 4,
     "records": 4,
     "attempt": 5,
-    "report": 5,
+    "report": 6,
     "checkpoint": 5,
     "loop": 6,
     "search_state": 6,
     "search": 7,
-    "runner": 8,
-    "sweep": 9,
-    "evaluate": 9,
+    "learned": 8,
+    "preflight": 9,
+    "runner": 10,
+    "sweep": 11,
+    "evaluate": 11,
 }
 #: Modules that must not import JAX: what reads results never trains.
 NO_JAX = (
     "errors", "specs", "space", "cli", "progress", "machine", "rundir", "records", "attempt",
-    "report",
+    "report", "trials", "sampler", "optuna_db", "objectives",
 )  # fmt: skip
 #: Lines a module may have (train.py holds the whole training function and its docs).
 MAX_MODULE_LINES = {"train": 420}

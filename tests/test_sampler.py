@@ -4,7 +4,7 @@ spec settings, the same proposals from the same seed, and a replay that notices 
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from flaxmnist.sampler import Proposer, distribution, make_sampler, setting
+from flaxmnist.sampler import Proposer, check, distribution, make_sampler, setting
 from flaxmnist.space import Prior, parse_search_spec
 from flaxmnist.trials import COMPLETE, FAILED, PRUNED, Outcome
 
@@ -92,8 +92,9 @@ def test_a_replay_asks_and_tells_as_the_first_run_did_and_refuses_other_proposal
 
 
 def test_a_generation_of_cma_es_or_nsga_ii_is_a_round_unless_the_spec_says_otherwise():
+    cmaes = search("cmaes")
     with pytest.warns(match=r"CMA-ES searches numbers only: the choice priors \(hidden\)"):
-        cmaes = search("cmaes")
+        check(cmaes, "s.toml")
     assert make_sampler("cmaes", cmaes, round_size=24)._popsize == 24
     given = search("nsga2", sampler={"population_size": 10})
     assert make_sampler("nsga2", given, round_size=24)._population_size == 10

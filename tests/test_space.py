@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from flaxmnist import sampler
 from flaxmnist.errors import SpecError
 from flaxmnist.space import Prior, draw, parse_search_spec
 from flaxmnist.studies import load_study
@@ -220,7 +221,13 @@ def test_a_learned_strategy_draws_nothing_and_keeps_its_objectives_and_options()
 )
 def test_a_learned_spec_that_optuna_or_flaxmnist_would_refuse_is_refused_up_front(change, message):
     with pytest.raises(SpecError, match=message):
-        parse_search_spec(learned_doc(**change), "s", "s.toml")
+        refused(learned_doc(**change))
+
+
+def refused(document):
+    """Read a spec, then check it as ``run_sweep`` does before anything runs."""
+    study = parse_search_spec(document, "s", "s.toml")
+    sampler.check(study.search, study.source)
 
 
 def test_a_sampler_whose_package_is_missing_names_the_extra(monkeypatch):
@@ -231,7 +238,7 @@ def test_a_sampler_whose_package_is_missing_names_the_extra(monkeypatch):
         importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
     )
     with pytest.raises(SpecError, match=r"'gp' needs PyTorch .*pip install 'flaxmnist\[gp\]'"):
-        parse_search_spec(learned_doc(strategy="gp"), "s", "s.toml")
+        refused(learned_doc(strategy="gp"))
 
 
 def test_a_continuous_prior_over_an_integer_key_draws_integers_within_its_bounds():

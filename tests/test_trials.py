@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
+from flaxmnist.models import param_count
 from flaxmnist.trials import (
     COMPLETE,
     FAILED,
@@ -60,7 +61,7 @@ def test_a_diverged_seed_fails_the_configuration():
 
 def test_the_second_objective_is_the_parameter_count_or_one_seeds_compute():
     seeds = [record(0, 0, [0.5], hidden=(300,), compute=10), record(0, 1, [0.7], compute=30)]
-    assert cost(seeds, "params") == 784 * 300 + 300 + 300 * 10 + 10
+    assert cost(seeds, "params") == 784 * 300 + 300 + 300 * 10 + 10 == param_count(784, (300,))
     assert cost(seeds, "compute") == 20
     assert outcome(seeds, ("val_accuracy", "compute")).values == (0.6, 20)
     with pytest.raises(ValueError, match="no such objective"):

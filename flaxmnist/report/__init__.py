@@ -34,6 +34,7 @@ from flaxmnist.report.search import (
     search_strategy,
     search_trace,
 )
+from flaxmnist.report.summary_csv import write_summary_csv
 from flaxmnist.report.table import (
     best_row,
     format_table,
@@ -42,7 +43,6 @@ from flaxmnist.report.table import (
     study_description,
     summarize,
     varied_keys,
-    write_summary_csv,
 )
 from flaxmnist.rundir import RESULTS, check_records, read_jsonl
 

@@ -13,7 +13,7 @@ from flaxmnist.records import best_config, selection_key
 from flaxmnist.report.curves import label, note_under
 from flaxmnist.report.pareto import plot_pareto
 from flaxmnist.report.table import varied_keys
-from flaxmnist.trials import objectives_of
+from flaxmnist.trials import by_config, objectives_of
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -32,13 +32,6 @@ STOPPED = {"color": "0.6", "lw": 0.8, "marker": "o", "ms": 2.5}
 def search_strategy(records: Records) -> str:
     """The strategy that searched the study of ``records``: ``"grid"`` without ``search``."""
     return records[0].get("search", {}).get("strategy", "grid")
-
-
-def _by_config(records: Records) -> dict[int, list[dict[str, Any]]]:
-    groups: dict[int, list[dict[str, Any]]] = {}
-    for record in sorted(records, key=lambda r: (r["config_index"], r["seed"])):
-        groups.setdefault(record["config_index"], []).append(record)
-    return groups
 
 
 def _mean_val(group: Records) -> np.ndarray:
@@ -69,7 +62,7 @@ def search_trace(records: Records) -> tuple[np.ndarray, np.ndarray]:
     """
     if len({r["study"] for r in records}) != 1:
         raise ValueError("search_trace: expected the records of one study")
-    groups = _by_config(records)
+    groups = by_config(records)
     if search_strategy(records) not in LOCKSTEP:
         spent = np.cumsum([sum(_compute(r) for r in group) for group in groups.values()])
         means = np.array([selection_key(c, group)[1] for c, group in groups.items()])
@@ -190,7 +183,7 @@ def plot_halving(records: Records, path: str | Path | None = None) -> Figure:
     lines at the rungs. Saved to ``path`` when given; returns the Figure."""
     import matplotlib.pyplot as plt
 
-    groups = _by_config(records)
+    groups = by_config(records)
     curves = {c: 100 * _mean_val(group) for c, group in groups.items()}
     epochs = max(len(curve) for curve in curves.values())
     rungs = sorted({len(curve) for curve in curves.values() if len(curve) < epochs})
@@ -276,7 +269,7 @@ def plot_pbt(records: Records, path: str | Path | None = None) -> Figure:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    groups = _by_config(records)
+    groups = by_config(records)
     lanes = {c: group[0] for c, group in groups.items()}  # the seeds share the lineage
     keys = list(next(iter(lanes.values()))["search"]["initial"])
     epochs = max(len(r["history"]["val_accuracy"]) for r in records)
@@ -306,15 +299,13 @@ def plot_pbt(records: Records, path: str | Path | None = None) -> Figure:
 
 def save_search_plots(records: Records, directory: str | Path) -> list[Path]:
     """For one study searched by a strategy other than the grid, ``<study>-search.png``
-    (``plot_search_progress``) and, for halving, ``<study>-halving.png``, for PBT,
-    ``<study>-pbt.png``, with two objectives ``<study>-pareto.png`` (``plot_pareto``), in
-    ``directory``; returns their paths (none for a grid study)."""
+    (``plot_search_progress``), and ``<study>-halving.png``, ``-pbt.png`` or ``-pareto.png``
+    (two objectives) where they apply, in ``directory``; returns their paths."""
     import matplotlib.pyplot as plt
 
     kind = search_strategy(records)
     plots = {"search": lambda r, p: plot_search_progress({kind: [r]}, p)}
-    plots |= {"halving": plot_halving} if kind == "halving" else {}
-    plots |= {"pbt": plot_pbt} if kind == "pbt" else {}
+    plots |= {k: p for k, p in (("halving", plot_halving), ("pbt", plot_pbt)) if k == kind}
     plots |= {"pareto": plot_pareto} if len(objectives_of(records)) > 1 else {}
     paths = []
     for name, plot in plots.items() if kind != "grid" else ():

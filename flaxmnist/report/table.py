@@ -5,10 +5,7 @@ Works from records alone (the dicts of ``results.jsonl``); nothing here trains.
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -212,23 +209,15 @@ def format_table(
     )
 
 
-def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> str:
-    rows = summarize(records)
-    keys = varied_keys(records)
-    config = records[0]["config"]
-    seeds = rows[0]["seeds"]
-    holdout = config.get("validate_on", "holdout") == "holdout"
-    val_name = "holdout acc %" if holdout else "val(=test) acc %"
-    objectives, front = objectives_of(records), pareto_front(records)
-    costs = objectives[1:]
-    cost_names = [COST_HEADERS[name] for name in costs]
-    header = ["#", *keys, val_name, "test acc %", *cost_names, *(["front"] if costs else [])]
-    header.append("status")
-    groups = by_config(records)
-    body = []
-    for row in rows:
+def _cells(records: Sequence[dict[str, Any]], keys: list[str], val_name: str):
+    """The table's header and one row of cells per configuration: the varied keys, the
+    accuracies, with two objectives the cost and a ``*`` on the Pareto front, the status."""
+    costs, front = objectives_of(records)[1:], pareto_front(records)
+    header = ["#", *keys, val_name, "test acc %", *(COST_HEADERS[name] for name in costs)]
+    header += [*(["front"] if costs else []), "status"]
+    groups, body = by_config(records), []
+    for row in summarize(records):
         index = row["config_index"]
-        pareto = ["*" if index in front else ""] if costs else []
         body.append(
             [
                 str(index + 1),
@@ -236,10 +225,20 @@ def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> s
                 _format_accuracy(row["val_mean"], row["val_std"]),
                 _format_accuracy(row["test_mean"], row["test_std"]),
                 *(format_cost(cost(groups[index], name), name) for name in costs),
-                *pareto,
+                *(["*" if index in front else ""] if costs else []),
                 _status(row),
             ]
         )
+    return header, body
+
+
+def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> str:
+    rows = summarize(records)
+    keys = varied_keys(records)
+    config = records[0]["config"]
+    seeds = rows[0]["seeds"]
+    holdout = config.get("validate_on", "holdout") == "holdout"
+    header, body = _cells(records, keys, "holdout acc %" if holdout else "val(=test) acc %")
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     epochs = "" if "epochs" in keys else f"{config.get('epochs', '?')} epochs, "
     named = f' ("{description}")' if description else ""
@@ -261,10 +260,12 @@ def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> s
         f"({setting}): validation {_format_accuracy(best['val_mean'], best['val_std'])} %, "
         f"test {_format_accuracy(best['test_mean'], best['test_std'])} %"
     )
+    costs = objectives_of(records)[1:]
     if costs:
+        front = ", ".join(f"#{i + 1}" for i in pareto_front(records)) or "none yet"
         lines.append(
             f"Pareto front (holdout accuracy up, {costs[0]} down; * above), most accurate "
-            f"first: {', '.join(f'#{i + 1}' for i in front) or 'none yet'}"
+            f"first: {front}"
         )
     if not holdout:
         lines.append(
@@ -278,56 +279,3 @@ def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> s
     if seeds > 1:
         lines.append(f"(mean ± sample std over {seeds} paired seeds)")
     return "\n".join(lines)
-
-
-SUMMARY_COLUMNS = (
-    "study",
-    "config",
-    *HYPERPARAMETER_KEYS,
-    "validate_on",
-    "train_size",
-    "seeds",
-    "val_mean_pct",
-    "val_std_pct",
-    "test_mean_pct",
-    "test_std_pct",
-    "best_epoch",
-    "diverged",
-    "at_chance",
-)
-
-
-def write_summary_csv(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Write ``summary.csv``: one row per (study, configuration), columns ``SUMMARY_COLUMNS``.
-
-    ``config`` is the 1-based configuration number of the table. Accuracies are in percent
-    (``val_mean_pct`` ... ``test_std_pct``: mean and sample std over seeds of the last
-    epoch; ``val`` is the split that selects, ``validate_on`` names it). Lists (layer widths
-    ``hidden``, per-layer ``dropout`` and ``l2``) are JSON arrays, e.g. ``[300, 150]`` and
-    ``[0.0, 0.0]`` (quoted, as they hold commas), so ``json.loads`` reads them back. An
-    empty cell is a missing value (one seed has no std; a diverged mean has no value).
-    """
-    path = Path(path)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(SUMMARY_COLUMNS)
-        for study, study_records in split_by_study(records).items():
-            for row in summarize(study_records):
-                values = {**row["config"], "study": study, "config": row["config_index"] + 1}
-                values |= {k: row[k] for k in ("seeds", "best_epoch", "diverged", "at_chance")}
-                for key in ("val_mean", "val_std", "test_mean", "test_std"):
-                    values[f"{key}_pct"] = None if _missing(row[key]) else 100 * row[key]
-                writer.writerow([_csv_cell(values.get(c)) for c in SUMMARY_COLUMNS])
-    return path
-
-
-def _csv_cell(value: Any) -> str:
-    if _missing(value):
-        return ""
-    if isinstance(value, list):
-        return json.dumps(value)
-    return format_value(value)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))

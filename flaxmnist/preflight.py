@@ -1,0 +1,99 @@
+"""What ``run_sweep`` checks before anything runs: the studies (named, loaded, their epochs
+overridden), the settings, that every configuration's batch fits the training set and one
+lane fits the memory budget. A learned search's configurations are proposed later, so one
+per program shape its space allows stands for them (``_planned_configs``), and Optuna's own
+refusals come first (``sampler.check``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from flaxmnist import sampler
+from flaxmnist.errors import OutOfMemoryError, SettingsError
+from flaxmnist.learned import candidate_configs, study_with_epochs
+from flaxmnist.loop import widths
+from flaxmnist.machine import format_bytes
+from flaxmnist.plan import lane_bytes, train_spec_of
+from flaxmnist.specs import COMPUTE_DTYPES, LEARNED, MATMUL_PRECISIONS, Config, Study
+from flaxmnist.studies import load_studies
+
+
+def resolve_studies(study: str | Path | Study | Sequence[Study], epochs: int | None) -> list[Study]:
+    if isinstance(study, Study):
+        studies = [study]
+    elif isinstance(study, str | Path):
+        studies = load_studies(study)
+    else:
+        studies = list(study)
+    for learned in (s for s in studies if s.strategy in LEARNED):
+        sampler.check(learned.search, learned.source)
+    names = [s.name for s in studies]
+    if len(set(names)) != len(names):
+        raise SettingsError(f"two studies share a name ({names}): results are kept by name")
+    if epochs is not None and epochs < 1:
+        raise SettingsError("must be >= 1", parameter="epochs", value=epochs)
+    if epochs is None:
+        return studies
+    return [
+        study_with_epochs(s, epochs)
+        if s.strategy in LEARNED
+        else replace(s, configs=tuple(replace(c, epochs=epochs) for c in s.configs))
+        for s in studies
+    ]
+
+
+def _planned_configs(study: Study) -> Sequence[Config]:
+    """The configurations to check before anything runs: a learned search's are proposed
+    later, so one per shape its space allows stands for them."""
+    return candidate_configs(study) if study.strategy in LEARNED else study.configs
+
+
+def check_settings(
+    seeds: int, max_lanes: int | None, memory_budget: int | None, dtype: str, precision: str
+) -> None:
+    if seeds < 1:
+        raise SettingsError("must be >= 1", parameter="seeds", value=seeds)
+    if max_lanes is not None and max_lanes < 1:
+        raise SettingsError("must be >= 1", parameter="max_lanes", value=max_lanes)
+    if memory_budget is not None and memory_budget < 1:
+        raise SettingsError("must be >= 1 (bytes)", parameter="memory_budget", value=memory_budget)
+    if dtype not in COMPUTE_DTYPES:
+        raise SettingsError(
+            f"expected one of {', '.join(COMPUTE_DTYPES)}", parameter="dtype", value=dtype
+        )
+    if precision not in MATMUL_PRECISIONS:
+        raise SettingsError(
+            f"expected one of {', '.join(MATMUL_PRECISIONS)}",
+            parameter="precision",
+            value=precision,
+        )
+
+
+def check_memory(
+    studies: Sequence[Study], budget: int, source: str, val_is_test: bool, dtype: str
+) -> None:
+    """Refuse, before anything runs, a configuration whose one lane exceeds ``budget``."""
+    for study in studies:
+        for config in _planned_configs(study):
+            spec = train_spec_of(config, val_is_test, dtype)
+            need = lane_bytes(spec)
+            if need > budget:
+                raise OutOfMemoryError(
+                    f"{study.name} ({study.source}): one lane of {widths(spec)} needs about "
+                    f"{format_bytes(need)} by flaxmnist's estimate, more than the memory "
+                    f"budget of {format_bytes(budget)} ({source}; memory_budget, or "
+                    "--memory-budget, sets it): make the model smaller"
+                )
+
+
+def check_batch_sizes(studies: Sequence[Study], train_size: int) -> None:
+    for study in studies:
+        for config in _planned_configs(study):
+            if config.batch_size > train_size:
+                raise SettingsError(
+                    f"{study.source}: batch_size = {config.batch_size}: larger than the "
+                    f"training set ({train_size} images)"
+                )
