@@ -5,6 +5,7 @@ and two objectives."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -198,3 +199,21 @@ def test_a_search_killed_after_a_round_resumes_to_the_results_of_an_uninterrupte
         assert (out / "models" / "tpe" / name).read_bytes() == (
             tmp_path / "whole" / "models" / "tpe" / name
         ).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('"tpe"', '"bayes"', r"strategy = 'bayes': expected one of grid, .*, tpe, gp"),
+        ("n_startup_trials", "n_startups", r"unknown sampler option sampler.n_startups for tpe"),
+        ("seed = 0", 'objectives = ["val_accuracy", "latency"]', r"'latency' is not a metric"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(old, new, message, tmp_path):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(SPEC.replace(old, new))
+    done = subprocess.run(cli(spec, tmp_path / "out"), capture_output=True, text=True)
+    assert done.returncode == 2
+    (error,) = done.stderr.strip().splitlines()
+    assert error.startswith("python -m flaxmnist.sweep: error: ") and re.search(message, error)
+    assert not (tmp_path / "out" / "results.jsonl").exists()
