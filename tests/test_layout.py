@@ -63,7 +63,10 @@ def modules():
 
 def imports(tree):
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module:
+        if isinstance(node, ast.ImportFrom) and node.module == "flaxmnist":
+            # ``from flaxmnist import cluster`` imports a module as surely as its dotted form
+            yield from (f"flaxmnist.{alias.name}" for alias in node.names if alias.name in RANK)
+        elif isinstance(node, ast.ImportFrom) and node.module:
             yield node.module
         elif isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)

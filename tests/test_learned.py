@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from flaxmnist import run_sweep
+from flaxmnist.report.__main__ import main as report_main
 from flaxmnist.sampler import Proposer
 from flaxmnist.space import parse_search_spec
 from flaxmnist.trials import pareto_front
@@ -132,7 +133,9 @@ def dashboard_trials(out):
     ]
 
 
-def test_two_objectives_give_a_pareto_front_its_picture_and_keep_its_most_accurate(tmp_path):
+def test_two_objectives_give_a_pareto_front_its_picture_and_keep_its_most_accurate(
+    tmp_path, capsys
+):
     space = {
         "learning_rate": {"log_uniform": [1e-3, 3e-2]},
         "hidden": {"choice": [[4], [8]]},
@@ -145,9 +148,8 @@ def test_two_objectives_give_a_pareto_front_its_picture_and_keep_its_most_accura
     assert model["config_index"] == front[0]
     stored = dashboard_trials(tmp_path)
     assert all(len(t["values"]) == 2 for t in stored)
-    table = subprocess.run(
-        [sys.executable, "-m", "flaxmnist.report", str(tmp_path)], capture_output=True, text=True
-    ).stdout
+    assert report_main([str(tmp_path)]) == 0
+    table = capsys.readouterr().out
     assert (tmp_path / "s-pareto.png").stat().st_size > 10_000
     assert "params" in table and "Pareto front (holdout accuracy up, params down" in table
     assert f"most accurate first: #{front[0] + 1}" in table

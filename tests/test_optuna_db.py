@@ -5,14 +5,14 @@ and a locked or damaged file that never stops training."""
 import copy
 import json
 import sqlite3
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
 import pytest
 
 from flaxmnist import optuna_db, run_sweep
+from flaxmnist.report.__main__ import main
 from flaxmnist.specs import parse_spec
 
 GRID = {
@@ -69,13 +69,17 @@ def test_a_grid_run_is_an_optuna_study_of_one_trial_per_configuration(grid_run):
         assert trial.value != attrs["test_accuracy_mean"]  # the test set is never the value
 
 
-def report(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "flaxmnist.report", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+@pytest.fixture
+def report(capsys, monkeypatch):
+    """``python -m flaxmnist.report ARGS`` in this process: its exit code, stdout, stderr."""
+    monkeypatch.setattr(optuna_db, "LOCK_TIMEOUT", 0.2)
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return run
 
 
 def summary(out):
@@ -85,7 +89,9 @@ def summary(out):
     )
 
 
-def test_report_optuna_writes_it_for_an_older_run_and_adds_nothing_twice(grid_run, tmp_path):
+def test_report_optuna_writes_it_for_an_older_run_and_adds_nothing_twice(
+    grid_run, tmp_path, report
+):
     out, _ = grid_run
     copy_of = tmp_path / "old"
     copy_of.mkdir()
@@ -100,7 +106,7 @@ def test_report_optuna_writes_it_for_an_older_run_and_adds_nothing_twice(grid_ru
 
 
 def test_report_optuna_without_results_or_with_a_locked_file_says_so_in_one_line(
-    grid_run, tmp_path
+    grid_run, tmp_path, report
 ):
     empty = report(tmp_path, "--optuna")
     assert empty.returncode == 2
@@ -136,7 +142,9 @@ def cut_last_call(out):
 
 
 @pytest.mark.parametrize("damage", ["locked", "garbage"])
-def test_an_unwritable_optuna_db_warns_once_and_training_goes_on(damage, grid_run, tmp_path):
+def test_an_unwritable_optuna_db_warns_once_and_training_goes_on(
+    damage, grid_run, tmp_path, report
+):
     out, records = grid_run
     run = tmp_path / "run"
     run.mkdir()
@@ -147,17 +155,15 @@ def test_an_unwritable_optuna_db_warns_once_and_training_goes_on(damage, grid_ru
     expected = "it is locked by another program" if damage == "locked" else "it is damaged"
     if damage == "garbage":
         (run / "optuna.db").write_bytes(b"not a database" * 100)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(optuna_db, "LOCK_TIMEOUT", 0.2)
-        guard = locked(run / "optuna.db") if damage == "locked" else None
+    guard = locked(run / "optuna.db") if damage == "locked" else None
+    if guard:
+        guard.__enter__()
+    try:
+        with pytest.warns(match=rf"optuna.db: cannot update it \({expected}") as caught:
+            again = run_sweep(study, out=run, max_lanes=4, **SETTINGS)
+    finally:
         if guard:
-            guard.__enter__()
-        try:
-            with pytest.warns(match=rf"optuna.db: cannot update it \({expected}") as caught:
-                again = run_sweep(study, out=run, max_lanes=4, **SETTINGS)
-        finally:
-            if guard:
-                guard.__exit__()
+            guard.__exit__()
     assert len([w for w in caught if "optuna.db" in str(w.message)]) == 1
     assert "report " in str(caught[0].message) and "--optuna" in str(caught[0].message)
     assert again == records  # trained to the end, as the first time
