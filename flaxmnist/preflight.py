@@ -21,7 +21,16 @@ from flaxmnist.specs import COMPUTE_DTYPES, LEARNED, MATMUL_PRECISIONS, Config, 
 from flaxmnist.studies import load_studies
 
 
-def resolve_studies(study: str | Path | Study | Sequence[Study], epochs: int | None) -> list[Study]:
+def resolve_studies(
+    study: str | Path | Study | Sequence[Study], epochs: int | None, validate_on: str = "holdout"
+) -> list[Study]:
+    """The studies to run (by name, path or value), named apart, their epochs overridden;
+    a learned search is checked by Optuna's rules, and refused where it would learn from the
+    test set (``validate_on="test"``: what selects is what a sampler is told).
+
+    Raises:
+      SpecError, SettingsError: naming the study, or the parameter.
+    """
     if isinstance(study, Study):
         studies = [study]
     elif isinstance(study, str | Path):
@@ -30,6 +39,14 @@ def resolve_studies(study: str | Path | Study | Sequence[Study], epochs: int | N
         studies = list(study)
     for learned in (s for s in studies if s.strategy in LEARNED):
         sampler.check(learned.search, learned.source)
+        if validate_on == "test":
+            raise SettingsError(
+                f"{learned.name} searches with {learned.strategy!r}, whose sampler is told the "
+                "accuracy that selects: with the test set selecting it would learn from the "
+                "test set; use the holdout",
+                parameter="validate_on",
+                value=validate_on,
+            )
     names = [s.name for s in studies]
     if len(set(names)) != len(names):
         raise SettingsError(f"two studies share a name ({names}): results are kept by name")

@@ -127,7 +127,7 @@ def run_sweep(
         >>> len(records), sorted(records[0])[:4]
         (24, ['at_chance', 'compute', 'config', 'config_index'])
     """
-    studies = resolve_studies(study, epochs)
+    studies = resolve_studies(study, epochs, validate_on)
     check_settings(seeds, max_lanes, memory_budget, dtype, precision)
     if first_seed < 0:
         raise SettingsError("must be >= 0", parameter="first_seed", value=first_seed)

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from flaxmnist import run_sweep
+from flaxmnist import SettingsError, run_sweep
 from flaxmnist.report.__main__ import main as report_main
 from flaxmnist.sampler import Proposer
 from flaxmnist.space import parse_search_spec
@@ -219,3 +219,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(old, new, message, tmp
     (error,) = done.stderr.strip().splitlines()
     assert error.startswith("python -m flaxmnist.sweep: error: ") and re.search(message, error)
     assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_a_learned_search_never_learns_from_the_test_set():
+    with pytest.raises(SettingsError, match=r"would learn from the test set; use the holdout"):
+        run(learned(), validate_on="test")
