@@ -95,16 +95,25 @@ class LearnedDriver(SearchDriver):
 
     def _recorded_rounds(self) -> list[list[tuple[Config, Outcome]]]:
         """The rounds ``results.jsonl`` holds for this study: per round, each trial's
-        configuration and outcome, in trial order."""
+        configuration and outcome, in trial order. A last round short of a record (a torn
+        last line, left out when it was read) is dropped, to be trained again whole."""
         mine = [r for (s, _, _), r in sorted(self.loop.done.items()) if s == self.study_index]
+        groups = by_config(mine)
+        numbers = [group[0].get("search", {}).get("round") for group in groups.values()]
+        whole = [len(group) == len(self.loop.seeds) for group in groups.values()]
+        if whole and not whole[-1]:  # drop the last round: its records are incomplete
+            last = numbers[-1]
+            for key in [k for k, r in self.loop.done.items()
+                        if k[0] == self.study_index and r["search"]["round"] == last]:  # fmt: skip
+                del self.loop.done[key]
+            return self._recorded_rounds()
         rounds: list[list[tuple[Config, Outcome]]] = []
-        objectives = self.study.search.objectives
-        for index, group in by_config(mine).items():
-            number = group[0].get("search", {}).get("round")
-            complete = len(group) == len(self.loop.seeds)
-            if index != sum(map(len, rounds)) or number not in (len(rounds) - 1, len(rounds)):
-                complete = False
-            if not complete:
+        for (index, group), number, complete in zip(groups.items(), numbers, whole, strict=True):
+            if (
+                not complete
+                or index != sum(map(len, rounds))
+                or number not in (len(rounds) - 1, len(rounds))
+            ):
                 raise RunDirError(
                     f"{self.study.name}: results.jsonl holds configuration #{index + 1} out of "
                     "the order of its rounds, or without all its seeds; flaxmnist writes rounds "
@@ -112,7 +121,8 @@ class LearnedDriver(SearchDriver):
                 )
             if number == len(rounds):
                 rounds.append([])
-            rounds[-1].append((config_from_dict(group[0]["config"]), outcome(group, objectives)))
+            config = config_from_dict(group[0]["config"])
+            rounds[-1].append((config, outcome(group, self.study.search.objectives)))
         return rounds
 
     def _within_budget(self, configs: list[Config], asked: int) -> list[Config]:

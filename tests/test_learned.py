@@ -224,3 +224,14 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(old, new, message, tmp
 def test_a_learned_search_never_learns_from_the_test_set():
     with pytest.raises(SettingsError, match=r"would learn from the test set; use the holdout"):
         run(learned(), validate_on="test")
+
+
+def test_a_torn_last_record_drops_its_round_which_trains_again_the_same(tmp_path):
+    whole = run(learned(samples=5), out=tmp_path)
+    results = tmp_path / "results.jsonl"
+    written = results.read_bytes()
+    lines = written.splitlines(keepends=True)
+    results.write_bytes(b"".join(lines[:-1]) + lines[-1][:100])  # round 1: 2 configs x 2 seeds
+    with pytest.warns(match=r"line 10 is cut short"):
+        again = run(learned(samples=5), out=tmp_path)
+    assert again == whole and results.read_bytes() == written
