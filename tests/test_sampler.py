@@ -98,3 +98,29 @@ def test_a_generation_of_cma_es_or_nsga_ii_is_a_round_unless_the_spec_says_other
     assert make_sampler("cmaes", cmaes, round_size=24)._popsize == 24
     given = search("nsga2", sampler={"population_size": 10})
     assert make_sampler("nsga2", given, round_size=24)._population_size == 10
+
+
+@pytest.mark.parametrize("strategy", ["gp", "cmaes", "nsga2"])
+def test_every_sampler_proposes_whole_rounds_the_same_from_the_same_seed(strategy):
+    if strategy == "gp":
+        pytest.importorskip("torch", reason="GPSampler needs PyTorch (the gp extra)")
+    space = {
+        "learning_rate": {"log_uniform": [1e-4, 1e-1]},
+        "dropout": {"uniform": [0.0, 0.5]},
+    }
+    options = {"n_startup_trials": 4} if strategy == "gp" else {}
+
+    def rounds():
+        proposer = Proposer(search(strategy, search=space, sampler=options), round_size=4)
+        proposed = []
+        for _ in range(3):
+            batch = proposer.ask(4)
+            proposed.append(batch)
+            start = len(proposer.study.trials) - 4
+            values = [Outcome(COMPLETE, (-abs(p["dropout"] - 0.2),), {}) for p in batch]
+            proposer.tell({start + i: value for i, value in enumerate(values)})
+        return proposed
+
+    first = rounds()
+    assert rounds() == first
+    assert len({str(p) for batch in first for p in batch}) == 12
