@@ -198,3 +198,17 @@ def test_a_diverged_configuration_is_a_failed_trial_and_a_stopped_one_pruned(tmp
     assert trials[0].state.name == "PRUNED" and trials[0].value == 0.6
     assert trials[1].state.name == "FAIL" and trials[1].values is None
     assert json.loads(json.dumps(trials[1].user_attrs))["diverged"] is True
+
+
+def test_optuna_db_grows_after_every_call_while_the_run_trains(tmp_path, monkeypatch):
+    seen = []
+    update = optuna_db.LiveExport.__call__
+
+    def spy(self, records):
+        update(self, records)
+        seen.append((len(records), len(stored(tmp_path).trials)))
+
+    monkeypatch.setattr(optuna_db.LiveExport, "__call__", spy)
+    study = parse_spec(GRID, name="grid", source="grid.toml")
+    run_sweep(study, out=tmp_path, max_lanes=4, **SETTINGS)
+    assert seen == [(4, 2), (8, 4)]  # 2 calls of 2 configurations x 2 seeds
