@@ -24,11 +24,20 @@ SETTINGS = {"seeds": 2, "limit_train": 600, "quiet": True}
 
 @pytest.fixture(scope="module")
 def grid_run(tmp_path_factory):
-    """A grid of 4 configurations x 2 seeds in 2 calls, written to a run directory."""
+    """A grid of 4 configurations x 2 seeds in 2 calls, written to a run directory, and
+    after each call, the records so far and the trials optuna.db held."""
     out = tmp_path_factory.mktemp("grid") / "run"
     study = parse_spec(GRID, name="grid", source="grid.toml")
-    records = run_sweep(study, out=out, max_lanes=4, **SETTINGS)
-    return out, records
+    seen, update = [], optuna_db.LiveExport.__call__
+
+    def spy(self, records):
+        update(self, records)
+        seen.append((len(records), len(stored(out).trials)))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(optuna_db.LiveExport, "__call__", spy)
+        records = run_sweep(study, out=out, max_lanes=4, **SETTINGS)
+    return out, records, seen
 
 
 def stored(out, name="grid"):
@@ -41,7 +50,7 @@ def seed_means(records, index, key):
 
 
 def test_a_grid_run_is_an_optuna_study_of_one_trial_per_configuration(grid_run):
-    out, records = grid_run
+    out, records, _ = grid_run
     study = stored(out)
     assert [s.study_name for s in optuna.get_all_study_summaries(study._storage)] == ["grid"]
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE]
@@ -92,7 +101,7 @@ def summary(out):
 def test_report_optuna_writes_it_for_an_older_run_and_adds_nothing_twice(
     grid_run, tmp_path, report
 ):
-    out, _ = grid_run
+    out, _, _ = grid_run
     copy_of = tmp_path / "old"
     copy_of.mkdir()
     for name in ("manifest.json", "results.jsonl"):  # a run from before optuna.db
@@ -113,7 +122,7 @@ def test_report_optuna_without_results_or_with_a_locked_file_says_so_in_one_line
     assert empty.stderr.strip().splitlines() == [
         f"python -m flaxmnist.report: error: {tmp_path / 'results.jsonl'}: no such file"
     ]
-    out, _ = grid_run
+    out, _, _ = grid_run
     with locked(out / "optuna.db"):
         busy = report(out, "--optuna")
     assert busy.returncode == 3
@@ -145,7 +154,7 @@ def cut_last_call(out):
 def test_an_unwritable_optuna_db_warns_once_and_training_goes_on(
     damage, grid_run, tmp_path, report
 ):
-    out, records = grid_run
+    out, records, _ = grid_run
     run = tmp_path / "run"
     run.mkdir()
     for name in ("manifest.json", "results.jsonl", "optuna.db"):
@@ -200,15 +209,7 @@ def test_a_diverged_configuration_is_a_failed_trial_and_a_stopped_one_pruned(tmp
     assert json.loads(json.dumps(trials[1].user_attrs))["diverged"] is True
 
 
-def test_optuna_db_grows_after_every_call_while_the_run_trains(tmp_path, monkeypatch):
-    seen = []
-    update = optuna_db.LiveExport.__call__
 
-    def spy(self, records):
-        update(self, records)
-        seen.append((len(records), len(stored(tmp_path).trials)))
-
-    monkeypatch.setattr(optuna_db.LiveExport, "__call__", spy)
-    study = parse_spec(GRID, name="grid", source="grid.toml")
-    run_sweep(study, out=tmp_path, max_lanes=4, **SETTINGS)
+def test_optuna_db_grows_after_every_call_while_the_run_trains(grid_run):
+    _, _, seen = grid_run
     assert seen == [(4, 2), (8, 4)]  # 2 calls of 2 configurations x 2 seeds
