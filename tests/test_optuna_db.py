@@ -209,7 +209,6 @@ def test_a_diverged_configuration_is_a_failed_trial_and_a_stopped_one_pruned(tmp
     assert json.loads(json.dumps(trials[1].user_attrs))["diverged"] is True
 
 
-
 def test_optuna_db_grows_after_every_call_while_the_run_trains(grid_run):
     _, _, seen = grid_run
     assert seen == [(4, 2), (8, 4)]  # 2 calls of 2 configurations x 2 seeds

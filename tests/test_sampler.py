@@ -124,3 +124,13 @@ def test_every_sampler_proposes_whole_rounds_the_same_from_the_same_seed(strateg
     first = rounds()
     assert rounds() == first
     assert len({str(p) for batch in first for p in batch}) == 12
+
+
+def test_a_prior_optuna_cannot_represent_is_refused_naming_it():
+    from dataclasses import replace
+
+    from flaxmnist.errors import SpecError
+
+    bad = Prior("learning_rate", "log_uniform", (0.0, 1.0))  # space.py refuses it first
+    with pytest.raises(SpecError, match=r"search.learning_rate: Optuna cannot represent"):
+        check(replace(search(), priors=(bad,)), "s.toml")
