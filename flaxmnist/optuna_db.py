@@ -26,6 +26,7 @@ A file that cannot be written (locked by another program, damaged) never stops t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from collections.abc import Sequence
@@ -62,6 +63,13 @@ def open_storage(out: str | Path):
     )
 
 
+def close(storage) -> None:
+    """Close the storage's database connections (a pool SQLAlchemy would otherwise leave to
+    the garbage collector, which Python 3.13 warns about)."""
+    with contextlib.suppress(Exception):
+        storage.engine.dispose()
+
+
 def distributions(study: dict[str, Any]) -> dict[str, Any]:
     """Parameter name → Optuna distribution of a study, from its manifest settings: the
     priors of a search, or the values a grid's configurations take (keys that vary)."""
@@ -86,9 +94,14 @@ def export(
 ) -> int:
     """Add to ``out/optuna.db`` the trials of ``records`` it lacks (see the module); returns
     how many. ``settings`` are the run's (``manifest.json``'s ``settings``)."""
+    if storage is None:
+        storage = open_storage(out)
+        try:
+            return export(out, settings, records, storage)
+        finally:
+            close(storage)
     import optuna
 
-    storage = open_storage(out) if storage is None else storage
     settings = with_defaults(settings)
     seeds = settings["seeds"]
     added = 0
@@ -197,7 +210,7 @@ class LiveExport:
             export(self.out, self.settings, records, self.storage)
             self.warned = None
         except Exception as err:  # never stop training for the export
-            self.storage = None
+            self.close()
             why, when = problem(err)
             if why != self.warned:
                 warnings.warn(
@@ -208,3 +221,9 @@ class LiveExport:
                     stacklevel=2,
                 )
             self.warned = why
+
+    def close(self) -> None:
+        """Close the file (the run is over, or it failed: the next call opens it again)."""
+        if self.storage is not None:
+            close(self.storage)
+            self.storage = None

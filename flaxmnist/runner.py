@@ -190,9 +190,13 @@ def _run(sweep: SweepLoop, calls, searches, out, settings, info) -> list[dict[st
         # Known when cluster.start joined the cluster (not when the caller did).
         "hosts": len(set(hosts)) if len(hosts) == jax.process_count() else None,
     }
+    live = LiveExport(out, settings)
     with run_directory(out, settings, environment, share=cluster.share) as attempt:
-        sweep.exports.append(LiveExport(out, settings))
-        return sweep.run(calls, attempt, then=searches)
+        sweep.exports.append(live)
+        try:
+            return sweep.run(calls, attempt, then=searches)
+        finally:
+            live.close()
 
 
 def _progress(progress: Progress | None, quiet: bool) -> Progress:
