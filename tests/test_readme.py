@@ -17,3 +17,18 @@ def test_readme_has_examples():
 def test_readme_example_runs(index, capsys):
     exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {})
     assert capsys.readouterr().out  # every example prints something
+
+
+TOML = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_the_readmes_learned_search_spec_is_a_spec_flaxmnist_runs():
+    import tomllib
+
+    from flaxmnist import sampler
+    from flaxmnist.space import parse_search_spec
+
+    (block,) = [b for b in TOML if 'strategy = "tpe"' in b]
+    study = parse_search_spec(tomllib.loads(block), "readme", "README.md")
+    sampler.check(study.search, study.source)  # as run_sweep does before anything runs
+    assert (study.strategy, study.search.samples, study.search.halving) == ("tpe", 96, True)
