@@ -131,7 +131,7 @@ class LearnedDriver(SearchDriver):
         loop = self.loop
         if loop.budget is None:
             return configs
-        left = loop.budget - sum(r.get("compute", 0) for r in loop.done.values())
+        left = loop.budget - self._recorded_compute()
         count = len(configs)
         while count and self._round_cost(configs[:count]) > left:
             count -= 1

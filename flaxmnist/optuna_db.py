@@ -39,7 +39,7 @@ from flaxmnist.errors import FlaxmnistWarning
 from flaxmnist.rundir import with_defaults
 from flaxmnist.space import parse_priors
 from flaxmnist.specs import CONFIG_KEYS
-from flaxmnist.trials import COMPLETE, FAILED, by_config, outcome, param_value
+from flaxmnist.trials import COMPLETE, FAILED, by_config, outcome, param_value, seed_mean
 
 DB = "optuna.db"
 #: Seconds a write waits for a lock another program (optuna-dashboard) holds on the file.
@@ -163,7 +163,7 @@ def _trial(group: list[dict[str, Any]], space: dict, objectives: list[str], optu
         "seeds": [r["seed"] for r in group],
         "val_accuracy": [r["val_accuracy"] for r in group],
         "test_accuracy": [r["test_accuracy"] for r in group],
-        "test_accuracy_mean": _mean([r["test_accuracy"] for r in group]),
+        "test_accuracy_mean": _finite(seed_mean([r["test_accuracy"] for r in group])),
         "compute": sum(r.get("compute", 0) for r in group),
         "epochs": max(len(r["history"]["val_accuracy"]) for r in group),
         "diverged": any(r["diverged"] for r in group),
@@ -179,9 +179,8 @@ def _trial(group: list[dict[str, Any]], space: dict, objectives: list[str], optu
     )
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    mean = float(np.mean([np.nan if v is None else v for v in values]))
-    return mean if np.isfinite(mean) else None
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
 
 
 def problem(err: Exception) -> tuple[str, str]:

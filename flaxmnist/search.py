@@ -198,8 +198,13 @@ class SearchDriver:
 
     def _spent(self, state: SearchState, grids: list[LaneGrid]) -> int:
         """Training FLOPs of every record so far and of the lanes still training."""
-        recorded = sum(r.get("compute", 0) for r in self.loop.done.values())
-        return recorded + state.epoch * sum(self._epoch_cost(g, state) for g in grids)
+        return self._recorded_compute() + state.epoch * sum(
+            self._epoch_cost(g, state) for g in grids
+        )
+
+    def _recorded_compute(self) -> int:
+        """Training FLOPs of every record so far, of every study of the run."""
+        return sum(r.get("compute", 0) for r in self.loop.done.values())
 
     def _rank(self, state: SearchState, configs: list[int]) -> list[int]:
         """``configs`` best first, by ``records.selection_key`` of their seeds' metrics."""

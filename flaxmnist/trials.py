@@ -39,14 +39,15 @@ class Outcome:
     intermediate: dict[int, float]
 
 
-def _mean(values: Sequence[float | None]) -> float:
+def seed_mean(values: Sequence[float | None]) -> float:
+    """The mean over seeds of a record field (``None``, a non-finite value, counts as NaN)."""
     return float(np.mean([np.nan if v is None else v for v in values]))
 
 
 def intermediate_values(records: Sequence[dict[str, Any]]) -> dict[int, float]:
     """Epoch (1-based) → seed-mean holdout accuracy, for the epochs every seed has a value."""
     curves = zip(*(r["history"]["val_accuracy"] for r in records), strict=False)
-    means = {epoch: _mean(values) for epoch, values in enumerate(curves, 1)}
+    means = {epoch: seed_mean(values) for epoch, values in enumerate(curves, 1)}
     return {epoch: mean for epoch, mean in means.items() if np.isfinite(mean)}
 
 
@@ -67,7 +68,7 @@ def outcome(
     """The trial that the records of one configuration (every seed) make."""
     intermediate = intermediate_values(records)
     trained = min(len(r["history"]["val_accuracy"]) for r in records)
-    accuracy = _mean([r["val_accuracy"] for r in records])
+    accuracy = seed_mean([r["val_accuracy"] for r in records])
     if any(r["diverged"] for r in records) or not np.isfinite(accuracy):
         return Outcome(FAILED, None, intermediate)
     if trained < records[0]["config"].get("epochs", trained):
