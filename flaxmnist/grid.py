@@ -281,8 +281,11 @@ def _check_fits(spec: TrainSpec, hparams: Hyperparams) -> None:
     fits = np.all(widths <= spec.hidden) if spec.padded else np.array_equal(widths, spec.hidden)
     if not fits or np.any(widths < 1):
         raise ValueError(f"widths {widths.tolist()} in a program of {spec.hidden}")
-    flag_of = {"lr_schedule": "schedule", "warmup_epochs": "schedule"}  # else its own name
-    names = ("dropout", "l2", "weight_decay", "input_dropout", "max_norm", *flag_of)
+    flag_of = {"lr_schedule": "schedule", "warmup_epochs": "schedule", "ema_decay": "ema"}
+    names = (
+        "dropout", "l2", "weight_decay", "input_dropout", "max_norm", "label_smoothing",
+        *flag_of,
+    )  # fmt: skip
     compiled_out = [
         name
         for name in names

@@ -47,6 +47,8 @@ def hyperparams_of(spec: TrainSpec, config: Config) -> Hyperparams:
         warmup_epochs=config.warmup_epochs,
         schedule_epochs=config.epochs,
         widths=config.hidden,
+        ema_decay=config.ema_decay,
+        label_smoothing=config.label_smoothing,
     )
 
 
@@ -209,7 +211,7 @@ class SweepLoop:
         ``out/models/<study>`` when it is one of ``grid``'s, before its records are written."""
         if self.out is None:
             return
-        host = grid.host_state().params  # every process gathers; process 0 writes
+        host = grid.host_state().kept  # every process gathers; process 0 writes
         configs = self.studies[study_index].configs
         for column, index in enumerate(config_indices):
             for row, seed in enumerate(grid.seeds):

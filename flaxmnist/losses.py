@@ -1,9 +1,11 @@
 """The training losses, and the other pure per-step rules of training.
 
 - ``cross_entropy``: softmax cross-entropy, exact (``log_softmax``) or Keras 1's clipped.
+- ``smoothed_cross_entropy``: the same against labels smoothed towards the uniform.
 - ``l2_penalty``: Keras-style coupled L2, ``sum_i l2[i] * sum(W_i**2)`` over the kernels.
 - ``make_loss``: the training objective of a model: weighted mean cross-entropy plus L2.
 - ``make_evaluate``: a model's mean cross-entropy and accuracy on a split, in chunks.
+- ``make_probabilities``: a model's softmax probabilities on a split, in chunks.
 - ``schedule_factor``: the learning rate's multiplier at a step (warmup times decay).
 - ``apply_max_norm``: Keras' ``max_norm`` constraint on the hidden units' incoming weights.
 - ``make_update``: one optimizer step with both of them.
@@ -54,6 +56,24 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, loss: str = "cross_entro
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
+def smoothed_cross_entropy(
+    logits: jax.Array, labels: jax.Array, smoothing: jax.Array, loss: str = "cross_entropy"
+) -> jax.Array:
+    """Per-example cross-entropy against smoothed labels (Szegedy et al. 2016): the target
+    puts ``1 - smoothing`` on the label and ``smoothing`` spread evenly over all classes
+    (``optax.smooth_labels``), so the loss is ``(1 - s) * -log p_y + s * mean_k(-log p_k)``.
+    ``loss`` picks the log-probabilities as ``cross_entropy`` does (``"keras1"``: clipped).
+    """
+    if loss == "cross_entropy":
+        log_probs = jax.nn.log_softmax(logits)
+    elif loss == "keras1":
+        log_probs = jnp.log(jnp.clip(jax.nn.softmax(logits), KERAS1_EPSILON, 1 - KERAS1_EPSILON))
+    else:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    label_term = -jnp.take_along_axis(log_probs, labels[:, None].astype(jnp.int32), 1)[:, 0]
+    return (1.0 - smoothing) * label_term + smoothing * -jnp.mean(log_probs, axis=-1)
+
+
 def make_loss(
     model: MLP,
     num_hidden: int,
@@ -61,6 +81,7 @@ def make_loss(
     use_dropout: bool = True,
     use_l2: bool = True,
     use_input_dropout: bool = True,
+    use_label_smoothing: bool = False,
 ):
     """``loss(params, hparams, images, labels, weights, dropout_key)``, training mode.
 
@@ -68,7 +89,8 @@ def make_loss(
     (``cross_entropy(..., loss)``) plus the L2 penalty (what Keras reports as the training
     loss), ``correct`` the weighted count of correct predictions. ``use_input_dropout``
     passes ``hparams.input_dropout`` to the model, with the key ``fold_in(dropout_key,
-    INPUT_DROPOUT_FOLD)``.
+    INPUT_DROPOUT_FOLD)``. ``use_label_smoothing`` trains against labels smoothed by
+    ``hparams.label_smoothing`` (``smoothed_cross_entropy``).
     """
 
     def loss_fn(params, hparams, images, labels, weights, dropout_key):
@@ -83,7 +105,10 @@ def make_loss(
             logits = model.apply(params, images, *rates, deterministic=False, rngs=rngs, **extra)
         else:
             logits = model.apply(params, images)
-        per_example = cross_entropy(logits, labels, loss)
+        if use_label_smoothing:
+            per_example = smoothed_cross_entropy(logits, labels, hparams.label_smoothing, loss)
+        else:
+            per_example = cross_entropy(logits, labels, loss)
         real = weights > 0  # `where`, not a product: 0 * inf would be NaN
         data_loss = jnp.sum(jnp.where(real, weights * per_example, 0.0)) / jnp.sum(weights)
         total = data_loss + l2_penalty(params, hparams.l2, num_hidden) if use_l2 else data_loss
@@ -194,3 +219,20 @@ def make_update(num_hidden: int, use_schedule: bool = True, use_max_norm: bool =
         return params, opt_state
 
     return update
+
+
+def make_probabilities(model: MLP, eval_batch_size: int):
+    """``probabilities(params, images) -> (count, classes)``: the model's softmax, in chunks
+    (what an ensemble averages), no dropout."""
+
+    def probabilities(params, images):
+        count = images.shape[0]
+        chunk = min(eval_batch_size, count)
+        num_chunks = math.ceil(count / chunk)
+        pad = num_chunks * chunk - count
+        images = jnp.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1))
+        chunks = images.reshape(num_chunks, chunk, *images.shape[1:])
+        probs = jax.lax.map(lambda x: jax.nn.softmax(model.apply(params, x)), chunks)
+        return probs.reshape(num_chunks * chunk, -1)[:count]
+
+    return probabilities

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from flaxmnist.augment import Augment
 from flaxmnist.errors import FlaxmnistWarning, SettingsError
 from flaxmnist.machine import FALLBACK_MEMORY_BUDGET
 from flaxmnist.models import param_count
@@ -24,7 +25,7 @@ DEFAULT_MAX_LANES = 24
 #: ``TrainSpec`` flags of what a program may compile out (a configuration's rate is 0).
 FEATURES = (
     "use_dropout", "use_l2", "use_weight_decay", "use_input_dropout", "use_max_norm",
-    "use_schedule",
+    "use_schedule", "use_ema", "use_label_smoothing",
 )  # fmt: skip
 INPUT_SIZE = 784
 #: Strategies whose configurations are all known up front and trained as planned calls.
@@ -74,6 +75,20 @@ def train_spec_of(config: Config, val_is_test: bool = False, dtype: str = "float
         use_schedule=config.lr_schedule != "constant" or config.warmup_epochs > 0,
         val_is_test=val_is_test,
         compute_dtype=dtype,
+        augment=augment_of(config),
+        use_ema=config.ema_decay != 0,
+        use_label_smoothing=config.label_smoothing != 0,
+    )
+
+
+def augment_of(config: Config) -> Augment:
+    """The augmentation of ``config``'s training minibatches (static: a program's own)."""
+    return Augment(
+        shift=config.augment_shift,
+        rotate=config.augment_rotate,
+        scale=config.augment_scale,
+        elastic_alpha=config.augment_elastic_alpha,
+        elastic_sigma=config.augment_elastic_sigma,
     )
 
 

@@ -50,6 +50,8 @@ FEATURES = {
     "lr_schedule": "use_schedule",
     "lr_decay": "use_schedule",
     "warmup_epochs": "use_schedule",
+    "ema_decay": "use_ema",
+    "label_smoothing": "use_label_smoothing",
 }
 
 

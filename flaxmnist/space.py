@@ -55,7 +55,7 @@ from flaxmnist.specs import DEFAULTS, LEARNED, STRATEGIES, Study, check_value, p
 SEARCH_KEYS = ("strategy", "samples", "seed", "search", "halving", "pbt", "objectives", "sampler")
 PRIOR_KINDS = ("uniform", "log_uniform", "choice")
 #: Keys whose values are integers: a continuous prior over them draws integers.
-INTEGER_KEYS = ("batch_size",)
+INTEGER_KEYS = ("batch_size", "augment_shift")
 #: Keys a prior may not take: they fix the budget axis or do not vary per lane.
 NOT_SEARCHABLE = ("epochs",)
 

@@ -39,6 +39,16 @@ Keys, in ``[base]``, ``[grid]`` (as lists of values) and ``[[configs]]`` alike:
 - ``lr_decay``: the exponential schedule's factor per epoch, in (0, 1].
 - ``warmup_epochs``: a linear warmup of the learning rate over this many epochs (0: none).
 - ``epochs``, ``batch_size``: integers >= 1.
+- ``augment_shift``: random translations of the training images by up to this many whole
+  pixels (an integer in [0, 28); 0: none). ``augment_rotate``: random rotations by up to
+  this many degrees. ``augment_scale``: random scalings by a factor in [1 - s, 1 + s],
+  ``s`` in [0, 1). ``augment_elastic_alpha`` (pixels, 0: none) and
+  ``augment_elastic_sigma`` (> 0): Simard et al.'s elastic deformations. The holdout and
+  the test set are never augmented; ``flaxmnist.augment`` has the details.
+- ``ema_decay``: an exponential moving average of the parameters with this decay per step,
+  in [0, 1) (0: none); the average is evaluated and kept.
+- ``label_smoothing``: the weight of the uniform distribution in the training targets,
+  in [0, 1).
 
 This module knows nothing about how configurations run: it turns parsed TOML into ``Config``
 values. ``flaxmnist.studies`` finds the files (named studies, paths, composites).
@@ -108,6 +118,13 @@ class Config:
     lr_schedule: str = "constant"
     lr_decay: float = 1.0
     warmup_epochs: float = 0.0
+    augment_shift: int = 0
+    augment_rotate: float = 0.0
+    augment_scale: float = 0.0
+    augment_elastic_alpha: float = 0.0
+    augment_elastic_sigma: float = 4.0
+    ema_decay: float = 0.0
+    label_smoothing: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as JSON-ready values (tuples become lists)."""
@@ -186,7 +203,17 @@ def check_value(source: str, table: str, key: str, value: Any) -> None:
             raise bad("expected a number")
         if not value > 0:
             raise bad("must be > 0")
-    elif key in ("weight_decay", "max_norm", "warmup_epochs"):
+    elif key == "augment_shift":
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 28:
+            raise bad("expected a whole number of pixels in [0, 28)")
+    elif key in ("augment_scale", "ema_decay", "label_smoothing"):
+        if not _is_number(value) or not 0 <= value < 1:
+            raise bad("expected a number in [0, 1)")
+    elif key == "augment_elastic_sigma":
+        if not _is_number(value) or not value > 0:
+            raise bad("expected a number of pixels > 0")
+    elif key in ("weight_decay", "max_norm", "warmup_epochs", "augment_rotate",
+                 "augment_elastic_alpha"):  # fmt: skip
         if not _is_number(value):
             raise bad("expected a number")
         if value < 0:

@@ -52,14 +52,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flaxmnist.augment import Augment, augment_batch, step_key
 from flaxmnist.data import DataSplits
 from flaxmnist.losses import l2_penalty, make_evaluate, make_loss, make_update
 from flaxmnist.losses import schedule_factor as schedule_factor  # public here too
 from flaxmnist.models import MLP, mask_padding
+from flaxmnist.optimizer import ADAM_B1 as ADAM_B1  # public here too
+from flaxmnist.optimizer import ADAM_B2 as ADAM_B2
+from flaxmnist.optimizer import ADAM_EPS as ADAM_EPS
+from flaxmnist.optimizer import make_optimizer, with_hyperparams
 from flaxmnist.specs import COMPUTE_DTYPES, LOSSES, LR_SCHEDULES
-
-#: Adam's constants as in Keras 1 (``keras.optimizers.Adam`` defaults).
-ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,11 @@ class TrainSpec:
         (``MLP.compute_dtype``); parameters, Adam and the loss stay float32.
       padded: ``hidden`` are padded widths, each lane's own are ``Hyperparams.widths``
         (``models.mask_padding``): one program for several widths.
+      augment: the training minibatches' random augmentation (``augment.Augment``; off by
+        default): static, every lane of a seed sees the same augmented minibatch.
+      use_ema, use_label_smoothing: as the ``use_*`` flags above, for
+        ``Hyperparams.ema_decay`` (the model kept and evaluated is then the moving
+        average of the parameters) and ``Hyperparams.label_smoothing``.
 
     Example::
 
@@ -111,6 +118,9 @@ class TrainSpec:
     val_is_test: bool = False
     compute_dtype: str = "float32"
     padded: bool = False
+    augment: Augment = Augment()
+    use_ema: bool = True
+    use_label_smoothing: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
@@ -148,6 +158,9 @@ class Hyperparams(NamedTuple):
         and ``schedule_epochs`` (all shape ``()``), see ``schedule_factor``.
       widths: the hidden widths this lane trains, int32 ``(num_hidden,)``; below
         ``TrainSpec.hidden`` only in a padded program.
+      ema_decay: the decay of the parameters' exponential moving average, updated every
+        step and debiased (``optax.ema``); 0 keeps the parameters themselves. Shape ``()``.
+      label_smoothing: the weight of the uniform in the training targets, shape ``()``.
     """
 
     learning_rate: jax.Array
@@ -161,6 +174,8 @@ class Hyperparams(NamedTuple):
     warmup_epochs: jax.Array
     schedule_epochs: jax.Array
     widths: jax.Array
+    ema_decay: jax.Array
+    label_smoothing: jax.Array
 
 
 def make_hyperparams(
@@ -176,6 +191,8 @@ def make_hyperparams(
     warmup_epochs: float = 0.0,
     schedule_epochs: float = 1.0,
     widths: Sequence[int] | None = None,
+    ema_decay: float = 0.0,
+    label_smoothing: float = 0.0,
 ) -> Hyperparams:
     """Build ``Hyperparams`` for ``spec``; a scalar ``l2`` or ``dropout`` applies to every layer.
 
@@ -198,51 +215,13 @@ def make_hyperparams(
         jnp.asarray(LR_SCHEDULES.index(lr_schedule), jnp.int32),
         *(jnp.asarray(x, jnp.float32) for x in (lr_decay, warmup_epochs, schedule_epochs)),
         jnp.asarray(spec.hidden if widths is None else widths, jnp.int32).reshape(-1),
+        *(jnp.asarray(x, jnp.float32) for x in (ema_decay, label_smoothing)),
     )
 
 
 def stack_hyperparams(hparams: Sequence[Hyperparams]) -> Hyperparams:
     """Stack runs along a new leading (lane) axis, ready for ``jax.vmap``."""
     return jax.tree.map(lambda *xs: jnp.stack(xs), *hparams)
-
-
-def _is_kernel(params):
-    return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
-
-
-def make_optimizer(
-    hparams: Hyperparams, use_weight_decay: bool = True
-) -> optax.GradientTransformation:
-    """Adam (Keras 1 constants) with decoupled weight decay on kernels, lr as an array.
-
-    ``optax.inject_hyperparams`` keeps the hyperparameters in the optimizer state (Adam's
-    constants as float32, as Keras 1 held them), and its update reads them from there, not
-    from ``hparams``: ``with_hyperparams`` writes ``hparams`` into a state.
-    ``use_weight_decay=False`` gives plain Adam, which is what AdamW does with a decay of 0.
-    """
-    if not use_weight_decay:
-        return optax.inject_hyperparams(optax.adam)(
-            learning_rate=hparams.learning_rate, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS
-        )
-    # ``mask`` is a function; without static_args inject_hyperparams would call it as a schedule.
-    return optax.inject_hyperparams(optax.adamw, static_args="mask")(
-        learning_rate=hparams.learning_rate,
-        b1=ADAM_B1,
-        b2=ADAM_B2,
-        eps=ADAM_EPS,
-        weight_decay=hparams.weight_decay,
-        mask=_is_kernel,
-    )
-
-
-def with_hyperparams(opt_state, hparams: Hyperparams):
-    """``opt_state`` (of ``make_optimizer``) set to train with ``hparams``' learning rate and
-    weight decay: the update reads them from the state, which ``init`` filled once."""
-    stored = dict(opt_state.hyperparams)
-    stored["learning_rate"] = hparams.learning_rate
-    if "weight_decay" in stored:
-        stored["weight_decay"] = hparams.weight_decay
-    return opt_state._replace(hyperparams=stored)
 
 
 def _nonfinite(losses, params, evaluation) -> jax.Array:
@@ -252,10 +231,26 @@ def _nonfinite(losses, params, evaluation) -> jax.Array:
 
 
 class TrainState(NamedTuple):
-    """What one lane carries from epoch to epoch: its parameters and Adam's state."""
+    """What one lane carries from epoch to epoch: its parameters and Adam's state, and,
+    with ``TrainSpec.use_ema``, ``optax.ema``'s state and the debiased average."""
 
     params: Any
     opt_state: Any
+    ema_state: Any = None
+    averaged: Any = None
+
+    @property
+    def kept(self) -> Any:
+        """The parameters a run keeps and evaluates: the average where there is one."""
+        return self.params if self.averaged is None else self.averaged
+
+
+def _averaged(spec: TrainSpec, state: TrainState, hparams: Hyperparams) -> TrainState:
+    """``state`` with its moving average moved one step towards its parameters."""
+    if not spec.use_ema:
+        return state
+    averaged, ema_state = optax.ema(hparams.ema_decay).update(state.params, state.ema_state)
+    return state._replace(ema_state=ema_state, averaged=averaged)
 
 
 def _batches(num_train: int, batch_size: int, shuffle_key: jax.Array):
@@ -327,8 +322,9 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
         model = MLP(spec.hidden, num_classes=spec.num_classes, compute_dtype=spec.compute_dtype)
     num_hidden = len(spec.hidden)
     loss_fn = make_loss(
-        model, num_hidden, spec.loss, spec.use_dropout, spec.use_l2, spec.use_input_dropout
-    )
+        model, num_hidden, spec.loss, spec.use_dropout, spec.use_l2, spec.use_input_dropout,
+        spec.use_label_smoothing,
+    )  # fmt: skip
     loss_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
     update = make_update(num_hidden, spec.use_schedule, spec.use_max_norm)
     evaluate_epoch = _make_evaluate_epoch(model, spec)
@@ -343,7 +339,9 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
         if spec.padded:
             params = {"params": mask_padding(params["params"], hparams.widths, spec.hidden)}
         opt_state = make_optimizer(hparams, spec.use_weight_decay).init(params)
-        return TrainState(params, opt_state)
+        if not spec.use_ema:
+            return TrainState(params, opt_state)
+        return TrainState(params, opt_state, optax.ema(hparams.ema_decay).init(params), params)
 
     def run_epoch(state: TrainState, hparams: Hyperparams, key, data: DataSplits, epoch_index):
         num_train = data.train_images.shape[0]
@@ -357,20 +355,24 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
         num_batches = len(indices)
 
         def step(state, batch):
-            indices, weights, step_key, t = batch
+            indices, weights, dropout_step_key, t = batch
             images = data.train_images[indices]
             labels = data.train_labels[indices]
+            if spec.augment.active:
+                augment_key = step_key(key, epoch_index, t - epoch_index * num_batches)
+                images = augment_batch(images, augment_key, spec.augment)
             (loss, (_, correct)), grads = loss_and_grad(
-                state.params, hparams, images, labels, weights, step_key
+                state.params, hparams, images, labels, weights, dropout_step_key
             )
-            new_state = TrainState(*update(optimizer, state, grads, hparams, t, num_batches))
+            params, opt_state = update(optimizer, state, grads, hparams, t, num_batches)
+            new_state = _averaged(spec, state._replace(params=params, opt_state=opt_state), hparams)
             return new_state, (loss, correct)
 
         step_keys = jax.random.split(jax.random.fold_in(dropout_key, epoch_index), num_batches)
         steps = epoch_index * num_batches + jnp.arange(num_batches)  # global step numbers
         xs = (indices, batch_weights, step_keys, steps)
         state, (losses, corrects) = jax.lax.scan(step, state, xs)
-        evaluation = evaluate_epoch(state.params, hparams, data)
+        evaluation = evaluate_epoch(state.kept, hparams, data)
         metrics = {
             "train_loss": jnp.sum(losses * jnp.sum(batch_weights, axis=1)) / num_train,
             "train_accuracy": jnp.sum(corrects) / num_train,
@@ -411,6 +413,6 @@ def make_train(
             return run_epoch(state, hparams, key, data, epoch_index)
 
         state, history = jax.lax.scan(epoch, init(hparams, key, data), jnp.arange(spec.epochs))
-        return state.params, history
+        return state.kept, history
 
     return train

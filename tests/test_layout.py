@@ -18,6 +18,8 @@ RANK = {
     "cli": 2,
     "machine": 1,
     "losses": 2,
+    "optimizer": 1,
+    "augment": 1,
     "sources": 2,
     "studies": 3,
     "space": 2,

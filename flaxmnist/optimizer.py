@@ -1,0 +1,53 @@
+"""Adam as Keras 1 had it, with decoupled weight decay, its hyperparameters as arrays.
+
+``make_optimizer(hparams)`` builds it from a lane's ``train.Hyperparams``;
+``with_hyperparams`` sets a state's learning rate and weight decay (the update reads them
+from the state, so they may change between epochs, and be vmapped).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import optax
+
+#: Adam's constants as in Keras 1 (``keras.optimizers.Adam`` defaults).
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
+
+
+def _is_kernel(params):
+    return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
+
+
+def make_optimizer(hparams: Any, use_weight_decay: bool = True) -> optax.GradientTransformation:
+    """Adam (Keras 1 constants) with decoupled weight decay on kernels, lr as an array.
+
+    ``optax.inject_hyperparams`` keeps the hyperparameters in the optimizer state (Adam's
+    constants as float32, as Keras 1 held them), and its update reads them from there, not
+    from ``hparams``: ``with_hyperparams`` writes ``hparams`` into a state.
+    ``use_weight_decay=False`` gives plain Adam, which is what AdamW does with a decay of 0.
+    """
+    if not use_weight_decay:
+        return optax.inject_hyperparams(optax.adam)(
+            learning_rate=hparams.learning_rate, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS
+        )
+    # ``mask`` is a function; without static_args inject_hyperparams would call it as a schedule.
+    return optax.inject_hyperparams(optax.adamw, static_args="mask")(
+        learning_rate=hparams.learning_rate,
+        b1=ADAM_B1,
+        b2=ADAM_B2,
+        eps=ADAM_EPS,
+        weight_decay=hparams.weight_decay,
+        mask=_is_kernel,
+    )
+
+
+def with_hyperparams(opt_state, hparams: Any):
+    """``opt_state`` (of ``make_optimizer``) set to train with ``hparams``' learning rate and
+    weight decay: the update reads them from the state, which ``init`` filled once."""
+    stored = dict(opt_state.hyperparams)
+    stored["learning_rate"] = hparams.learning_rate
+    if "weight_decay" in stored:
+        stored["weight_decay"] = hparams.weight_decay
+    return opt_state._replace(hyperparams=stored)
