@@ -2,23 +2,19 @@
 
 A ``LaneGrid`` trains configurations × seeds that share one ``TrainSpec``: ``init`` and
 ``run_epoch`` of ``make_train_fns`` vmapped over configurations (inner, the key unbatched)
-and seeds (outer), jitted with the configuration axis sharded over the devices of a mesh
-(``placement``).
-Seeds are paired: seed ``i`` uses the key ``jax.random.key(i)`` in every configuration, so
-two configurations differ by their hyperparameters only (same initial weights, shuffles and
-dropout keys), and the configurations of a seed share each minibatch, which the inner vmap
-exploits: one gather and one wide matrix product per seed instead of one per lane.
-
-The configuration axis is sharded over the mesh; a grid with fewer configurations than
-devices shards its seeds instead (``placement.Layout``). A driver steps the grid one epoch at a time
-and gets every lane's metrics back on the host, ``[seed, config]``. Between epochs it may
-reshape the grid (``keep``, ``copy``, ``set_hyperparams``). Programs are compiled once per
-grid shape in a process (the epoch count is not part of a program) and kept in JAX's
-persistent compilation cache across processes when that is enabled.
+and seeds (outer), jitted with the configuration axis sharded over a mesh (``placement``;
+too few configurations shard the seeds). Seed ``i`` is the key ``jax.random.key(i)`` in
+every configuration: two configurations differ by their hyperparameters only, and the
+configurations of a seed share each minibatch (and its augmentation): one gather and one
+wide matrix product per seed instead of one per lane. A driver steps the grid an epoch at a
+time, gets every lane's metrics on the host, ``[seed, config]``, and may reshape it
+between epochs (``keep``, ``copy``, ``set_hyperparams``). Programs are compiled once per
+grid shape in a process and kept in JAX's persistent compilation cache when enabled.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -31,6 +27,8 @@ from jax.sharding import Mesh
 
 from flaxmnist.compile_cache import cache_hits
 from flaxmnist.data import DataSplits
+from flaxmnist.losses import make_probabilities
+from flaxmnist.models import MLP
 from flaxmnist.placement import Layout, lane_mesh, to_host
 from flaxmnist.progress import RunStats
 from flaxmnist.train import Hyperparams, TrainSpec, TrainState, make_train_fns, stack_hyperparams
@@ -70,6 +68,19 @@ def _compile(spec: TrainSpec, layout: Layout, hparams, keys, data) -> tuple[Any,
         grid_epoch.lower(state_shape, hparams, keys, data, epoch_index).compile(),
     )
     return (*_COMPILED[cache_key], False)
+
+
+@functools.cache
+def _probabilities_program(spec: TrainSpec):
+    """Every lane's softmax on the validation and test splits, of its kept parameters."""
+    model = MLP(spec.hidden, num_classes=spec.num_classes, compute_dtype=spec.compute_dtype)
+    probabilities = make_probabilities(model, spec.eval_batch_size)
+
+    def lane(state: TrainState, data: DataSplits):
+        val = probabilities(state.kept, data.val_images)
+        return val, val if spec.val_is_test else probabilities(state.kept, data.test_images)
+
+    return jax.jit(_vmap_grid(lane, (0, None), (0, None)))
 
 
 @jax.jit
@@ -196,6 +207,18 @@ class LaneGrid:
         self.stats.train_seconds += time.perf_counter() - start
         self.stats.lane_epochs += len(self.seeds) * self.num_configs
         return {k: v[: len(self.seeds), : self.num_configs] for k, v in metrics.items()}
+
+    def probabilities(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every lane's softmax probabilities on the validation and the test split, as
+        trained so far (the kept parameters: the moving average where there is one),
+        ``[seed, config, count, classes]`` each, on the host."""
+        if self.state is None:
+            raise RuntimeError("LaneGrid.probabilities before init")
+        val, test = to_host(
+            _probabilities_program(replace(self.spec, epochs=1))(self.state, self._data)
+        )
+        lanes = (slice(len(self.seeds)), slice(self.num_configs))
+        return val[lanes], test[lanes]
 
     def host_state(self) -> TrainState:
         """Every lane's state as NumPy arrays, padding included (in every process)."""

@@ -21,6 +21,7 @@ from flaxmnist import cluster
 from flaxmnist.attempt import Attempt, Follower
 from flaxmnist.checkpoint import save_model
 from flaxmnist.data import DataSplits
+from flaxmnist.ensemble import save_predictions, seed_ensemble
 from flaxmnist.errors import FlaxmnistWarning, OutOfMemoryError
 from flaxmnist.grid import LaneGrid
 from flaxmnist.models import unpad_params
@@ -31,25 +32,20 @@ from flaxmnist.rundir import write_results
 from flaxmnist.specs import Config, Study
 from flaxmnist.train import Hyperparams, TrainSpec, make_hyperparams
 
+#: ``Config`` fields that are ``make_hyperparams`` arguments of the same name.
+SAME_NAMES = (
+    "learning_rate", "l2", "weight_decay", "input_dropout", "max_norm", "lr_schedule",
+    "lr_decay", "warmup_epochs", "ema_decay", "label_smoothing",
+)  # fmt: skip
+
 
 def hyperparams_of(spec: TrainSpec, config: Config) -> Hyperparams:
     """The hyperparameters of ``config``, for a program of ``spec``."""
+    same = {name: getattr(config, name) for name in SAME_NAMES}
     return make_hyperparams(
-        spec,
-        learning_rate=config.learning_rate,
-        l2=config.l2,
-        weight_decay=config.weight_decay,
-        dropout=config.applied_dropout(),
-        input_dropout=config.input_dropout,
-        max_norm=config.max_norm,
-        lr_schedule=config.lr_schedule,
-        lr_decay=config.lr_decay,
-        warmup_epochs=config.warmup_epochs,
-        schedule_epochs=config.epochs,
-        widths=config.hidden,
-        ema_decay=config.ema_decay,
-        label_smoothing=config.label_smoothing,
-    )
+        spec, dropout=config.applied_dropout(), schedule_epochs=config.epochs,
+        widths=config.hidden, **same,
+    )  # fmt: skip
 
 
 def widths(spec: TrainSpec) -> str:
@@ -90,6 +86,7 @@ class SweepLoop:
         self.exports: list[Callable[[list[dict[str, Any]]], None]] = []
         self.saved: dict[int, int] = {}  # study index → config index of its saved model
         self._partial: dict[tuple[int, int], dict[int, Any]] = {}  # seeds split over calls
+        self._probabilities: dict[tuple[int, int], dict[int, Any]] = {}  # the same, softmax
 
     def run(
         self,
@@ -182,6 +179,7 @@ class SweepLoop:
         )  # fmt: skip
         history = _train(grid, call, label, self.progress)
         self.add_records(call.study_index, call.spec, history, call.config_indices, call.seeds)
+        self.keep_ensembles(call.study_index, grid, call.config_indices)
         self.keep_best(call.study_index, grid, call.config_indices)
 
     def add_records(
@@ -205,6 +203,29 @@ class SweepLoop:
             elif study.strategy != "grid":
                 record["search"] = {"strategy": study.strategy}
             self.done.setdefault((study_index, index, record["seed"]), record)
+
+    def keep_ensembles(self, study_index: int, grid: LaneGrid, config_indices: Sequence[int]):
+        """The ensemble of each configuration's seeds, once they are all in: its holdout and
+        test accuracy go into the configuration's records (``ensemble``), its seed-mean
+        probabilities into the run directory (``ensemble.save_predictions``)."""
+        val, test = grid.probabilities()
+        name = self.studies[study_index].name
+        for index in config_indices:
+            column = grid.config_indices.index(index)
+            held = self._probabilities.setdefault((study_index, index), {})
+            for row, seed in enumerate(grid.seeds):
+                held[seed] = (val[row, column], test[row, column])
+            if len(held) < len(self.seeds):
+                continue
+            del self._probabilities[(study_index, index)]
+            vals, tests = (np.stack([held[seed][i] for seed in self.seeds]) for i in (0, 1))
+            ensemble = seed_ensemble(vals, tests, self.data.val_labels, self.data.test_labels)
+            for seed in self.seeds:
+                if (study_index, index, seed) in self.done:
+                    self.done[(study_index, index, seed)]["ensemble"] = ensemble
+            if self.out is not None and cluster.is_main():
+                mean_val, mean_test = vals.mean(axis=0), tests.mean(axis=0)
+                save_predictions(self.out, name, index, mean_val, mean_test, len(self.seeds))
 
     def keep_best(self, study_index: int, grid: LaneGrid, config_indices: Sequence[int]) -> None:
         """Save the parameters of the study's validation-best configuration (every seed) in
@@ -245,6 +266,8 @@ class SweepLoop:
             "test_accuracy": [r["test_accuracy"] for r in mine],
             "selected_by": self.data_settings["validate_on"],
         }
+        if "ensemble" in mine[0]:
+            info["ensemble"] = mine[0]["ensemble"]
         stacked = jax.tree.map(
             lambda *xs: np.stack([np.asarray(x) for x in xs]),
             *[params_by_seed[seed] for seed in self.seeds],

@@ -253,6 +253,7 @@ class SearchDriver:
                 configs={c: state.configs[c] for c in configs},
                 extra={c: self._search_fields(state, c) for c in configs},
             )  # fmt: skip
+            self.loop.keep_ensembles(self.study_index, grid, configs)
 
     def _search_fields(self, state: SearchState, config: int) -> dict[str, Any]:
         fields = {"strategy": self.study.strategy}

@@ -42,6 +42,7 @@ RANK = {
     "search_state": 6,
     "search": 7,
     "learned": 8,
+    "ensemble": 5,
     "preflight": 9,
     "runner": 10,
     "sweep": 11,
@@ -50,7 +51,7 @@ RANK = {
 #: Modules that must not import JAX: what reads results never trains.
 NO_JAX = (
     "errors", "specs", "space", "cli", "progress", "machine", "rundir", "records", "attempt",
-    "report", "trials", "sampler", "optuna_db", "objectives",
+    "report", "trials", "sampler", "optuna_db", "objectives", "ensemble",
 )  # fmt: skip
 #: Lines a module may have (train.py holds the whole training function and its docs).
 MAX_MODULE_LINES = {"train": 420}

@@ -1,0 +1,120 @@
+"""Ensembles of trained lanes: mean softmax probabilities, and greedy selection.
+
+Every configuration's seeds already train side by side, so their ensemble costs one
+evaluation: the mean of the seeds' softmax probabilities, its accuracy against the labels.
+flaxmnist reports it for every configuration ("ensemble of K seeds"), never selects by it,
+and keeps each configuration's seed-mean probabilities on the holdout and the test set in
+``predictions/<study>/<config>.npz`` of the run directory (float16: an ensemble's argmax,
+not its last bits), so that after a search ``greedy_ensemble`` can pick an ensemble of
+configurations on the holdout (Caruana et al. 2004, "Ensemble selection from libraries of
+models"), reported apart from single models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flaxmnist.records import json_float
+
+PREDICTIONS_DIR = "predictions"
+
+
+def ensemble_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The accuracy of the mean of ``probabilities`` (``(members, count, classes)``).
+
+    Example::
+
+        >>> probs = np.array([[[0.6, 0.4], [0.4, 0.6]], [[0.3, 0.7], [0.45, 0.55]]])
+        >>> ensemble_accuracy(probs, np.array([1, 1]))  # means: [0.45, 0.55], [0.425, 0.575]
+        1.0
+    """
+    mean = np.mean(np.asarray(probabilities, np.float64), axis=0)
+    return float(np.mean(np.argmax(mean, axis=-1) == np.asarray(labels)))
+
+
+def seed_ensemble(
+    val: np.ndarray, test: np.ndarray, val_labels: np.ndarray, test_labels: np.ndarray
+) -> dict[str, Any]:
+    """What records hold of the ensemble of a configuration's seeds (``(seeds, count,
+    classes)`` probabilities on each split): ``seeds``, ``val_accuracy``, ``test_accuracy``."""
+    return {
+        "seeds": len(val),
+        "val_accuracy": json_float(ensemble_accuracy(val, val_labels)),
+        "test_accuracy": json_float(ensemble_accuracy(test, test_labels)),
+    }
+
+
+def _log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    chosen = np.take_along_axis(probabilities, labels[:, None].astype(np.int64), 1)[:, 0]
+    return float(-np.mean(np.log(np.maximum(chosen, 1e-12))))
+
+
+def greedy_ensemble(
+    val_probabilities: Mapping[int, np.ndarray], val_labels: np.ndarray, rounds: int = 20
+) -> list[int]:
+    """Caruana et al.'s forward selection with replacement, on the holdout.
+
+    Starts from the most accurate member; each round adds the member (possibly again) whose
+    addition makes the mean's holdout accuracy highest (ties: the lower holdout log-loss,
+    then the lower index); after ``rounds`` rounds the best prefix is returned, the shortest
+    among equals. Returns the members' keys, repeated as often as they were picked.
+
+    Example::
+
+        >>> labels = np.array([0, 1, 1])
+        >>> probs = {0: np.array([[.9, .1], [.6, .4], [.2, .8]]),
+        ...          1: np.array([[.6, .4], [.2, .8], [.6, .4]]),
+        ...          2: np.array([[.4, .6], [.4, .6], [.4, .6]])}
+        >>> greedy_ensemble(probs, labels, rounds=3)  # 0 and 1 are right together; 0 again sharpens
+        [0, 1, 0]
+    """
+    if not val_probabilities:
+        raise ValueError("greedy_ensemble: no members")
+    labels = np.asarray(val_labels)
+    members = sorted(val_probabilities)
+    stack = {m: np.asarray(val_probabilities[m], np.float64) for m in members}
+    total = np.zeros_like(stack[members[0]])
+    chosen: list[int] = []
+    path: list[tuple[float, float, int]] = []  # (-accuracy, log-loss, length) per prefix
+
+    def score(mean: np.ndarray) -> tuple[float, float]:
+        return -float(np.mean(np.argmax(mean, -1) == labels)), _log_loss(mean, labels)
+
+    for _ in range(max(rounds, 1)):
+        best = min(members, key=lambda m: (*score((total + stack[m]) / (len(chosen) + 1)), m))
+        total += stack[best]
+        chosen.append(best)
+        path.append((*score(total / len(chosen)), len(chosen)))
+    _, _, length = min(path)
+    return chosen[:length]
+
+
+def predictions_path(out: Path, study: str, config_index: int) -> Path:
+    """Where a configuration's seed-mean probabilities are kept in a run directory."""
+    return Path(out) / PREDICTIONS_DIR / study / f"{config_index}.npz"
+
+
+def save_predictions(
+    out: Path, study: str, config_index: int, val: np.ndarray, test: np.ndarray, seeds: int
+) -> Path:
+    """Write a configuration's seed-mean probabilities (float16), atomically."""
+    path = predictions_path(out, study, config_index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, val=val.astype(np.float16), test=test.astype(np.float16), seeds=seeds)
+    partial.replace(path)
+    return path
+
+
+def read_predictions(out: Path, study: str) -> dict[int, dict[str, np.ndarray]]:
+    """Every configuration's kept probabilities of ``study``: ``{index: {"val", "test"}}``."""
+    found = {}
+    for path in sorted((Path(out) / PREDICTIONS_DIR / study).glob("*.npz")):
+        if path.stem.isdigit():
+            with np.load(path) as arrays:
+                found[int(path.stem)] = {k: arrays[k].astype(np.float32) for k in ("val", "test")}
+    return found
