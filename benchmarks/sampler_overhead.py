@@ -32,9 +32,8 @@ import numpy as np  # noqa: E402
 
 from flaxmnist.data import load_mnist, make_splits  # noqa: E402
 from flaxmnist.grid import LaneGrid  # noqa: E402
-from flaxmnist.loop import hyperparams_of  # noqa: E402
 from flaxmnist.placement import lane_mesh, replicate  # noqa: E402
-from flaxmnist.plan import train_spec_of  # noqa: E402
+from flaxmnist.plan import hyperparams_of, train_spec_of  # noqa: E402
 from flaxmnist.sampler import Proposer  # noqa: E402
 from flaxmnist.space import parse_search_spec  # noqa: E402
 from flaxmnist.specs import Config  # noqa: E402

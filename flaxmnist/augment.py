@@ -96,30 +96,57 @@ def resample(images: jax.Array, rows: jax.Array, columns: jax.Array) -> jax.Arra
     return jax.vmap(one)(images, rows, columns)
 
 
-def source_coordinates(key: jax.Array, batch: int, size: int, augment: Augment):
-    """The source rows and columns, ``(batch, size, size)`` each, of one random draw."""
-    shift_key, angle_key, scale_key, elastic_key = jax.random.split(key, 4)
+def coordinates(
+    batch: int,
+    size: int,
+    angle: jax.Array | None = None,
+    factor: jax.Array | None = None,
+    offsets: jax.Array | None = None,
+    displacement: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """The source rows and columns ``(batch, size, size)`` of given transforms (the
+    module's formula; ``None``: that part is left out).
+
+    ``angle``: radians, ``factor``: scale, both ``(batch,)``; ``offsets``: ``(batch, 2)``
+    whole-pixel (row, column) shifts; ``displacement``: ``(2, batch, size, size)`` (rows,
+    columns) added to the source coordinates.
+    """
     grid = jnp.arange(size, dtype=jnp.float32)
     rows = jnp.broadcast_to(grid[:, None], (batch, size, size))
     columns = jnp.broadcast_to(grid[None, :], (batch, size, size))
-    if augment.rotate or augment.scale:
+    if angle is not None or factor is not None:
+        angle = jnp.zeros(batch) if angle is None else angle
+        factor = jnp.ones(batch) if factor is None else factor
         centre = (size - 1) / 2.0
-        angle = jax.random.uniform(angle_key, (batch, 1, 1), minval=-1.0, maxval=1.0)
-        angle = angle * math.radians(augment.rotate)
-        factor = jax.random.uniform(
-            scale_key, (batch, 1, 1), minval=1.0 - augment.scale, maxval=1.0 + augment.scale
-        )
+        cos = (jnp.cos(angle) / factor)[:, None, None]
+        sin = (jnp.sin(angle) / factor)[:, None, None]
         y, x = rows - centre, columns - centre
-        cos, sin = jnp.cos(angle) / factor, jnp.sin(angle) / factor
         rows, columns = centre + cos * y - sin * x, centre + sin * y + cos * x
+    if offsets is not None:
+        offsets = offsets.astype(jnp.float32)
+        rows, columns = rows - offsets[:, 0, None, None], columns - offsets[:, 1, None, None]
+    if displacement is not None:
+        rows, columns = rows + displacement[0], columns + displacement[1]
+    return rows, columns
+
+
+def source_coordinates(key: jax.Array, batch: int, size: int, augment: Augment):
+    """The source rows and columns, ``(batch, size, size)`` each, of one random draw."""
+    shift_key, angle_key, scale_key, elastic_key = jax.random.split(key, 4)
+    angle = factor = offsets = displacement = None
+    if augment.rotate:
+        angle = jax.random.uniform(angle_key, (batch,), minval=-1.0, maxval=1.0)
+        angle = angle * math.radians(augment.rotate)
+    if augment.scale:
+        factor = jax.random.uniform(
+            scale_key, (batch,), minval=1.0 - augment.scale, maxval=1.0 + augment.scale
+        )
     if augment.shift:
-        offsets = jax.random.randint(shift_key, (batch, 2, 1, 1), -augment.shift, augment.shift + 1)
-        rows, columns = rows - offsets[:, 0], columns - offsets[:, 1]
+        offsets = jax.random.randint(shift_key, (batch, 2), -augment.shift, augment.shift + 1)
     if augment.elastic_alpha:
         field = jax.random.uniform(elastic_key, (batch, 2, size, size), minval=-1.0, maxval=1.0)
-        rows_delta, columns_delta = augment.elastic_alpha * smooth(field, augment.elastic_sigma)
-        rows, columns = rows + rows_delta, columns + columns_delta
-    return rows, columns
+        displacement = augment.elastic_alpha * smooth(field, augment.elastic_sigma)
+    return coordinates(batch, size, angle, factor, offsets, displacement)
 
 
 def smooth(fields: jax.Array, sigma: float) -> jax.Array:

@@ -209,7 +209,9 @@ class Model:
 
     Attributes:
       info: ``model.json``: ``study``, ``config_index``, ``config``, ``seeds``,
-        ``val_accuracy``, ``test_accuracy`` (per seed, as recorded), ``selected_by``.
+        ``val_accuracy``, ``test_accuracy`` (per seed, as recorded), ``selected_by``, and,
+        with several seeds, ``ensemble`` (their ensemble's ``val_accuracy`` and
+        ``test_accuracy``).
       params: the Flax params dict, a leading seed axis on every leaf (device arrays).
       module: the ``flaxmnist.models.MLP`` the parameters belong to.
     """
@@ -233,9 +235,24 @@ class Model:
         """Logits ``(seeds, n, 10)`` for ``images`` ``(n, 28, 28)`` or ``(n, 784)``."""
         return np.asarray(self._apply(self.params, jnp.asarray(images)))
 
-    def predict(self, images) -> np.ndarray:
-        """The predicted labels ``(seeds, n)``."""
-        return self(images).argmax(axis=-1)
+    def probabilities(self, images) -> np.ndarray:
+        """Softmax probabilities ``(seeds, n, 10)``."""
+        return np.asarray(jax.nn.softmax(self._apply(self.params, jnp.asarray(images))))
+
+    def predict(self, images, ensemble: bool = False) -> np.ndarray:
+        """The predicted labels ``(seeds, n)``; with ``ensemble``, the ensemble of the seeds'
+        labels ``(n,)``: the argmax of their mean softmax probabilities.
+
+        Raises:
+          ValueError: ``ensemble`` for a model of one seed (no ensemble to make).
+        """
+        if not ensemble:
+            return self(images).argmax(axis=-1)
+        if len(self.seeds) < 2:
+            raise ValueError(
+                f"an ensemble needs 2 or more seeds; this model has one (seed {self.seeds[0]})"
+            )
+        return self.probabilities(images).astype(np.float64).mean(axis=0).argmax(axis=-1)
 
 
 def load_model(run_dir: str | Path, study: str | None = None) -> Model:

@@ -12,6 +12,7 @@ models"), reported apart from single models.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,8 @@ def greedy_ensemble(
         best = min(members, key=lambda m: (*score((total + stack[m]) / (len(chosen) + 1)), m))
         total += stack[best]
         chosen.append(best)
-        path.append((*score(total / len(chosen)), len(chosen)))
+        accuracy, loss = score(total / len(chosen))
+        path.append((accuracy, round(loss, 9), len(chosen)))  # rounding: k copies tie
     _, _, length = min(path)
     return chosen[:length]
 
@@ -118,3 +120,43 @@ def read_predictions(out: Path, study: str) -> dict[int, dict[str, np.ndarray]]:
             with np.load(path) as arrays:
                 found[int(path.stem)] = {k: arrays[k].astype(np.float32) for k in ("val", "test")}
     return found
+
+
+def choose_ensemble(
+    out: Path, study: str, val_labels: np.ndarray, test_labels: np.ndarray, rounds: int = 20
+) -> dict[str, Any] | None:
+    """After a search: the greedy ensemble of ``study``'s configurations (each the mean of
+    its seeds) chosen on the holdout from the run's kept predictions, with its holdout and
+    test accuracy, written to ``ensemble-<study>.json``; ``None`` with fewer than two."""
+    kept = read_predictions(out, study)
+    if len(kept) < 2:
+        return None
+    chosen = greedy_ensemble({i: p["val"] for i, p in kept.items()}, val_labels, rounds)
+    members = {str(i + 1): chosen.count(i) for i in sorted(set(chosen))}  # table numbers
+    result = {
+        "study": study,
+        "method": "greedy forward selection with replacement on the holdout (Caruana et al. "
+        "2004), of each configuration's seed ensemble",
+        "members": members,
+        "candidates": len(kept),
+        "rounds": rounds,
+        "val_accuracy": json_float(ensemble_accuracy([kept[i]["val"] for i in chosen], val_labels)),
+        "test_accuracy": json_float(
+            ensemble_accuracy([kept[i]["test"] for i in chosen], test_labels)
+        ),
+    }
+    path = Path(out) / f"ensemble-{study}.json"
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(result, indent=2) + "\n")
+    partial.replace(path)
+    return result
+
+
+def describe_ensemble(result: dict[str, Any]) -> str:
+    """One line for a chosen ensemble, labelled apart from single models."""
+    members = ", ".join(f"#{k}" + (f" x{n}" if n > 1 else "") for k, n in result["members"].items())
+    return (
+        f"{result['study']}: greedy ensemble of configurations {members} (chosen on the "
+        f"holdout from {result['candidates']}; not a single model): holdout "
+        f"{100 * result['val_accuracy']:.2f} %, test {100 * result['test_accuracy']:.2f} %"
+    )

@@ -48,8 +48,16 @@ import numpy as np
 from flaxmnist.checkpoint import Model, load_model
 from flaxmnist.cli import ArgumentParser, natural, positive_int
 from flaxmnist.data import DataSplits, make_splits
-from flaxmnist.errors import FlaxmnistError, OutOfMemoryError, RunDirError, one_line_warnings
+from flaxmnist.ensemble import ensemble_accuracy
+from flaxmnist.errors import (
+    FlaxmnistError,
+    OutOfMemoryError,
+    RunDirError,
+    SettingsError,
+    one_line_warnings,
+)  # fmt: skip
 from flaxmnist.host import set_cpu_devices
+from flaxmnist.losses import make_probabilities
 from flaxmnist.records import json_float
 from flaxmnist.runner import run_sweep
 from flaxmnist.sources import TFDS_PREFIX, load_dataset
@@ -89,6 +97,26 @@ def evaluate_test(model: Model, data: Any = None) -> list[float]:
     images, labels = jax.device_put((data.test_images, data.test_labels))
     _, accuracy = jax.jit(evaluate)(model.params, images, labels)
     return [json_float(value) for value in np.asarray(accuracy)]
+
+
+def evaluate_ensemble(model: Model, data: Any = None) -> float:
+    """The test accuracy of the ensemble of ``model``'s seeds: the argmax of their mean
+    softmax probabilities (``ensemble.ensemble_accuracy``), computed in chunks as training
+    computed the record's. ``data`` as for ``evaluate_test``."""
+    data = load_splits(model.config) if data is None else data
+    probabilities = jax.vmap(make_probabilities(model.module, EVAL_BATCH_SIZE), (0, None))
+    probs = jax.jit(probabilities)(model.params, jax.device_put(data.test_images))
+    return ensemble_accuracy(np.asarray(probs), data.test_labels)
+
+
+def ensemble_line(model: Model, accuracy: float) -> str:
+    """The ensemble's test accuracy beside the record's, labelled as an ensemble."""
+    recorded = model.info.get("ensemble", {}).get("test_accuracy")
+    note = f" (the record: {_percent(recorded)})" if recorded is not None else ""
+    return (
+        f"ensemble of {len(model.seeds)} seeds (mean of their softmax probabilities; never "
+        f"used to select): test accuracy {_percent(accuracy)}{note}"
+    )
 
 
 def refit(
@@ -181,10 +209,17 @@ def refit_line(records: Sequence[dict[str, Any]], selected_by: str = "holdout") 
     accuracies = [r["test_accuracy"] for r in records]
     train_size = records[0]["config"]["train_size"]
     per_seed = ", ".join(_percent(a) for a in accuracies)
+    ensemble = records[0].get("ensemble")
     return (
         f"refit on all {train_size:,} training images ({len(records)} seed(s), no selection): "
         f"test accuracy {_mean_std(accuracies)} (per seed: {per_seed})"
         + ("; but the test set selected this configuration" if selected_by == "test" else "")
+        + (
+            f"\nrefit's ensemble of {ensemble['seeds']} seeds (apart from single models): "
+            f"test accuracy {_percent(ensemble['test_accuracy'])}"
+            if ensemble and ensemble["seeds"] > 1
+            else ""
+        )
     )
 
 
@@ -213,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--first-seed", type=natural, metavar="N", help="--refit with seeds N .. N+K-1 "
         "(default: the model's): fresh seeds, ones the search never used"
+    )  # fmt: skip
+    parser.add_argument(
+        "--ensemble", action="store_true", help="also print the test accuracy of the ensemble "
+        "of the model's seeds (mean softmax; needs 2 or more seeds, or --refit --seeds K >= 2)"
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr (--refit)")
     return parser
@@ -245,9 +284,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
     model = load_model(args.run_dir, args.study)
+    refit_seeds = (args.seeds or len(model.seeds)) if args.refit else 0
+    if args.ensemble and len(model.seeds) < 2 and refit_seeds < 2:
+        raise SettingsError(
+            f"--ensemble: the model in {args.run_dir} has one seed ({model.seeds[0]}): an "
+            "ensemble needs 2 or more; sweep with --seeds 2 or more, or add --refit --seeds K "
+            "(K >= 2)"
+        )
     print(describe(model))
     lines, same = compare(model, evaluate_test(model))
     print("\n".join(lines))
+    if args.ensemble and len(model.seeds) > 1:
+        print(ensemble_line(model, evaluate_ensemble(model)))
     if args.refit:
         records = refit(
             args.run_dir, model, quiet=args.quiet, seeds=args.seeds, first_seed=args.first_seed

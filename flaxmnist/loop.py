@@ -21,36 +21,20 @@ from flaxmnist import cluster
 from flaxmnist.attempt import Attempt, Follower
 from flaxmnist.checkpoint import save_model
 from flaxmnist.data import DataSplits
-from flaxmnist.ensemble import save_predictions, seed_ensemble
+from flaxmnist.ensemble import (
+    choose_ensemble,
+    describe_ensemble,
+    save_predictions,
+    seed_ensemble,
+)  # fmt: skip
 from flaxmnist.errors import FlaxmnistWarning, OutOfMemoryError
 from flaxmnist.grid import LaneGrid
 from flaxmnist.models import unpad_params
-from flaxmnist.plan import Call, split_call, train_flops
+from flaxmnist.plan import Call, hyperparams_of, split_call, train_flops, widths
 from flaxmnist.progress import Progress, RunStats
 from flaxmnist.records import best_config, make_records
 from flaxmnist.rundir import write_results
 from flaxmnist.specs import Config, Study
-from flaxmnist.train import Hyperparams, TrainSpec, make_hyperparams
-
-#: ``Config`` fields that are ``make_hyperparams`` arguments of the same name.
-SAME_NAMES = (
-    "learning_rate", "l2", "weight_decay", "input_dropout", "max_norm", "lr_schedule",
-    "lr_decay", "warmup_epochs", "ema_decay", "label_smoothing",
-)  # fmt: skip
-
-
-def hyperparams_of(spec: TrainSpec, config: Config) -> Hyperparams:
-    """The hyperparameters of ``config``, for a program of ``spec``."""
-    same = {name: getattr(config, name) for name in SAME_NAMES}
-    return make_hyperparams(
-        spec, dropout=config.applied_dropout(), schedule_epochs=config.epochs,
-        widths=config.hidden, **same,
-    )  # fmt: skip
-
-
-def widths(spec: TrainSpec) -> str:
-    """The layer widths of ``spec``: ``784-300-10``."""
-    return "-".join(str(w) for w in (784, *spec.hidden, spec.num_classes))
 
 
 def _is_out_of_memory(err: Exception) -> bool:
@@ -120,8 +104,16 @@ class SweepLoop:
             self.save_progress()
         for driver in then:
             driver(self)
-        self.progress.finished(self._summary(time.perf_counter() - start))
+        chosen = [self._choose_ensemble(s) for s in self.studies if s.strategy != "grid"]
+        lines = [describe_ensemble(c) for c in chosen if c]
+        self.progress.finished("\n".join([self._summary(time.perf_counter() - start), *lines]))
         return self.records()
+
+    def _choose_ensemble(self, study: Study) -> dict[str, Any] | None:
+        if self.out is None or not cluster.is_main():
+            return None
+        labels = (np.asarray(self.data.val_labels), np.asarray(self.data.test_labels))
+        return choose_ensemble(self.out, study.name, *labels)
 
     def save_progress(self) -> None:
         """Rewrite ``results.jsonl`` with every record so far, and the attempt's costs; then

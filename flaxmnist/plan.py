@@ -17,7 +17,7 @@ from flaxmnist.errors import FlaxmnistWarning, SettingsError
 from flaxmnist.machine import FALLBACK_MEMORY_BUDGET
 from flaxmnist.models import param_count
 from flaxmnist.specs import Config, Study
-from flaxmnist.train import TrainSpec
+from flaxmnist.train import Hyperparams, TrainSpec, make_hyperparams
 
 #: On a CPU, lanes per call when neither ``max_lanes`` nor the memory budget asks for fewer
 #: (the fastest per lane measured, BENCHMARKS.md). Accelerators get no such cap.
@@ -90,6 +90,27 @@ def augment_of(config: Config) -> Augment:
         elastic_alpha=config.augment_elastic_alpha,
         elastic_sigma=config.augment_elastic_sigma,
     )
+
+
+#: ``Config`` fields that are ``make_hyperparams`` arguments of the same name.
+SAME_NAMES = (
+    "learning_rate", "l2", "weight_decay", "input_dropout", "max_norm", "lr_schedule",
+    "lr_decay", "warmup_epochs", "ema_decay", "label_smoothing",
+)  # fmt: skip
+
+
+def hyperparams_of(spec: TrainSpec, config: Config) -> Hyperparams:
+    """The hyperparameters of ``config``, for a program of ``spec``."""
+    same = {name: getattr(config, name) for name in SAME_NAMES}
+    return make_hyperparams(
+        spec, dropout=config.applied_dropout(), schedule_epochs=config.epochs,
+        widths=config.hidden, **same,
+    )  # fmt: skip
+
+
+def widths(spec: TrainSpec) -> str:
+    """The layer widths of ``spec``: ``784-300-10``."""
+    return "-".join(str(w) for w in (784, *spec.hidden, spec.num_classes))
 
 
 def group_configs(

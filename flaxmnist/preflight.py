@@ -14,9 +14,8 @@ from pathlib import Path
 from flaxmnist import sampler
 from flaxmnist.errors import OutOfMemoryError, SettingsError
 from flaxmnist.learned import candidate_configs, study_with_epochs
-from flaxmnist.loop import widths
 from flaxmnist.machine import format_bytes
-from flaxmnist.plan import lane_bytes, train_spec_of
+from flaxmnist.plan import lane_bytes, train_spec_of, widths
 from flaxmnist.specs import COMPUTE_DTYPES, LEARNED, MATMUL_PRECISIONS, Config, Study
 from flaxmnist.studies import load_studies
 

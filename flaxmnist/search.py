@@ -34,8 +34,8 @@ import numpy as np
 
 from flaxmnist.errors import FlaxmnistWarning
 from flaxmnist.grid import LaneGrid
-from flaxmnist.loop import SweepLoop, hyperparams_of
-from flaxmnist.plan import Call, group_configs, split_call, train_flops
+from flaxmnist.loop import SweepLoop
+from flaxmnist.plan import Call, group_configs, hyperparams_of, split_call, train_flops
 from flaxmnist.records import selection_key
 from flaxmnist.search_state import SearchState, restore_grids, save_state
 from flaxmnist.specs import Config, Study

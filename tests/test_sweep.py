@@ -97,6 +97,21 @@ def test_bad_spec_file_exits_2_without_traceback(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "setting",
+    ["augment_shift = -1", "augment_shift = 28", "ema_decay = 1.0", "ema_decay = -0.5",
+     "label_smoothing = 1.0", "label_smoothing = -0.1", "augment_elastic_sigma = 0.0"],
+)  # fmt: skip
+def test_bad_augmentation_ema_or_smoothing_exit_2_with_one_line(setting, tmp_path, capsys):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(f"[base]\nhidden = [8]\n{setting}\n[grid]\nlearning_rate = [1e-3]\n")
+    code = main([str(spec), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"base.{setting.split()[0]} = " in err  # the key and its value, named
+    assert not (tmp_path / "out").exists()
+
+
 def test_out_that_is_a_file_exits_2(tmp_path, capsys):
     path = tmp_path / "taken"
     path.write_text("")

@@ -8,7 +8,7 @@ import pytest
 
 from flaxmnist.data import make_splits
 from flaxmnist.grid import _check_fits
-from flaxmnist.losses import apply_max_norm, make_loss
+from flaxmnist.losses import apply_max_norm, make_evaluate, make_loss, smoothed_cross_entropy
 from flaxmnist.models import MLP
 from flaxmnist.specs import HISTORY_KEYS, LR_SCHEDULES
 from flaxmnist.train import (
@@ -722,3 +722,90 @@ def test_a_padded_program_trains_the_narrow_network(small_splits, dropout):
         assert abs(float(wide_m["val_accuracy"] - narrow_m["val_accuracy"])) <= 1 / 500
     else:
         assert abs(float(wide_m["val_accuracy"] - narrow_m["val_accuracy"])) < 0.05
+
+
+def test_ema_is_the_debiased_moving_average_of_a_hand_loop(small_splits):
+    """One step per epoch (a batch of the whole split), so each epoch's state is one step."""
+    spec = TrainSpec(hidden=(8,), epochs=1, batch_size=1000)
+    init, run_epoch = make_train_fns(spec)
+    run_epoch, key, decay = jax.jit(run_epoch), jax.random.key(0), 0.9
+    hparams = make_hyperparams(spec, 3e-3, ema_decay=decay)
+    state = init(hparams, key, small_splits)
+    lean = dataclasses.replace(spec, use_ema=False)
+    lean_init, lean_epoch = make_train_fns(lean)
+    lean_state = lean_init(hparams._replace(ema_decay=jnp.float32(0)), key, small_splits)
+    moment = jax.tree.map(lambda x: np.zeros(x.shape, np.float64), state.params)
+    for t in range(1, 5):
+        state, metrics = run_epoch(state, hparams, key, small_splits, t - 1)
+        lean_state, _ = jax.jit(lean_epoch)(lean_state, hparams, key, small_splits, t - 1)
+        moment = jax.tree.map(
+            lambda m, p: decay * m + (1 - decay) * np.asarray(p, np.float64), moment, state.params
+        )
+        expected = jax.tree.map(lambda m, t=t: m / (1 - decay**t), moment)
+        assert_trees_close(state.averaged, expected, rtol=1e-5, atol=1e-7)
+        # the average never feeds back into training
+        for a, b in zip(
+            jax.tree.leaves(state.params), jax.tree.leaves(lean_state.params), strict=True
+        ):
+            np.testing.assert_array_equal(a, b)
+    # what an epoch evaluates is the average, not the parameters
+    model = MLP((8,))
+    _, accuracy = jax.jit(make_evaluate(model, 1000))(
+        state.averaged, small_splits.val_images, small_splits.val_labels
+    )
+    assert round(float(metrics["val_accuracy"]) * 500) == round(float(accuracy) * 500)
+    assert not all(
+        np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(state.averaged), jax.tree.leaves(state.params), strict=True)
+    )
+
+
+def test_ema_decay_0_keeps_the_parameters_exactly(small_splits):
+    spec = TrainSpec(hidden=(8,), epochs=2, batch_size=250)
+    hparams, key = make_hyperparams(spec, 3e-3), jax.random.key(2)
+    with_ema, history = jax.jit(make_train(spec))(hparams, key, small_splits)
+    without, plain = jax.jit(make_train(dataclasses.replace(spec, use_ema=False)))(
+        hparams, key, small_splits
+    )
+    for a, b in zip(jax.tree.leaves(with_ema), jax.tree.leaves(without), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name in HISTORY_KEYS:
+        np.testing.assert_array_equal(history[name], plain[name])
+
+
+def numpy_smoothed_loss(logits, labels, smoothing, clip=False):
+    logits = np.asarray(logits, np.float64)
+    if clip:
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs = np.clip(probs / probs.sum(-1, keepdims=True), 1e-7, 1 - 1e-7)
+        log_probs = np.log(probs)
+    else:
+        shifted = logits - logits.max(-1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    targets = np.full(logits.shape, smoothing / logits.shape[-1])
+    targets[np.arange(len(labels)), labels] += 1 - smoothing
+    return -(targets * log_probs).sum(-1)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "keras1"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5])
+def test_the_smoothed_loss_is_numpys(loss, smoothing):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 4, (64, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 64)
+    got = smoothed_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), smoothing, loss)
+    expected = numpy_smoothed_loss(logits, labels, smoothing, clip=loss == "keras1")
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_training_with_label_smoothing_minimises_the_smoothed_loss(small_splits):
+    spec = TrainSpec(hidden=(8,), epochs=1, batch_size=100)
+    model = MLP((8,))
+    params = model.init(jax.random.key(0), small_splits.train_images[:1])
+    hparams = make_hyperparams(spec, 1e-3, label_smoothing=0.2)
+    images, labels = small_splits.train_images[:100], small_splits.train_labels[:100]
+    loss = make_loss(model, 1, use_dropout=False, use_l2=False, use_input_dropout=False,
+                     use_label_smoothing=True)  # fmt: skip
+    value, _ = loss(params, hparams, images, labels, jnp.ones(100), jax.random.key(1))
+    expected = numpy_smoothed_loss(model.apply(params, images), np.asarray(labels), 0.2).mean()
+    assert float(value) == pytest.approx(expected, rel=1e-5)

@@ -23,6 +23,9 @@ SUMMARY_COLUMNS = (
     "val_std_pct",
     "test_mean_pct",
     "test_std_pct",
+    "ensemble_seeds",
+    "ensemble_val_accuracy_pct",
+    "ensemble_test_accuracy_pct",
     "best_epoch",
     "diverged",
     "at_chance",
@@ -34,7 +37,8 @@ def write_summary_csv(records: Sequence[dict[str, Any]], path: str | Path) -> Pa
 
     ``config`` is the 1-based configuration number of the table. Accuracies are in percent
     (``val_mean_pct`` ... ``test_std_pct``: mean and sample std over seeds of the last
-    epoch; ``val`` is the split that selects, ``validate_on`` names it). Lists (layer widths
+    epoch; ``val`` is the split that selects, ``validate_on`` names it); ``ensemble_*``:
+    the ensemble of the seeds (empty for one seed), never what selects. Lists (layer widths
     ``hidden``, per-layer ``dropout`` and ``l2``) are JSON arrays, e.g. ``[300, 150]`` and
     ``[0.0, 0.0]`` (quoted, as they hold commas), so ``json.loads`` reads them back. An
     empty cell is a missing value (one seed has no std; a diverged mean has no value).
@@ -49,6 +53,9 @@ def write_summary_csv(records: Sequence[dict[str, Any]], path: str | Path) -> Pa
                 values |= {k: row[k] for k in ("seeds", "best_epoch", "diverged", "at_chance")}
                 for key in ("val_mean", "val_std", "test_mean", "test_std"):
                     values[f"{key}_pct"] = None if _missing(row[key]) else 100 * row[key]
+                for key, value in (row["ensemble"] or {}).items():
+                    name = "ensemble_seeds" if key == "seeds" else f"ensemble_{key}_pct"
+                    values[name] = value if key == "seeds" or value is None else 100 * value
                 writer.writerow([_csv_cell(values.get(c)) for c in SUMMARY_COLUMNS])
     return path
 

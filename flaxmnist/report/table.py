@@ -46,13 +46,20 @@ def _best_epoch(records: Sequence[dict[str, Any]]) -> int | None:
     return None if np.all(np.isnan(curve)) else int(np.nanargmax(curve)) + 1
 
 
+def _ensemble(group: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    ensemble = group[0].get("ensemble")
+    return ensemble if ensemble and ensemble["seeds"] > 1 else None
+
+
 def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per configuration, in study order, with seed statistics.
 
     Each row has ``config_index``, ``config``, ``seeds``, ``val_mean``, ``val_std``,
     ``test_mean``, ``test_std`` (std is the sample std over seeds, NaN for one seed),
     ``best_epoch`` (1-based epoch of the highest mean validation accuracy), and
-    ``diverged`` and ``at_chance`` (how many seeds did).
+    ``diverged`` and ``at_chance`` (how many seeds did), and ``ensemble`` (the ensemble of
+    the seeds' ``seeds``, ``val_accuracy``, ``test_accuracy``; ``None`` for one seed or
+    records written before flaxmnist kept it).
 
     Example::
 
@@ -83,6 +90,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "epochs": max(len(r["history"]["val_accuracy"]) for r in group),
                 "diverged": sum(bool(r["diverged"]) for r in group),
                 "at_chance": sum(bool(r["at_chance"]) for r in group),
+                "ensemble": _ensemble(group),
             }
         )
     return rows
@@ -215,8 +223,14 @@ def _cells(records: Sequence[dict[str, Any]], keys: list[str], val_name: str):
     costs, front = objectives_of(records)[1:], pareto_front(records)
     header = ["#", *keys, val_name, "test acc %", *(COST_HEADERS[name] for name in costs)]
     header += [*(["front"] if costs else []), "status"]
+    rows = summarize(records)
+    ensembles = {row["ensemble"]["seeds"] for row in rows if row["ensemble"]}
+    if ensembles:  # labelled apart: never what selects
+        header.insert(
+            4 + len(keys) - 1, f"ensemble of {max(ensembles)} seeds {val_name[:-6]}/test %"
+        )
     groups, body = by_config(records), []
-    for row in summarize(records):
+    for row in rows:
         index = row["config_index"]
         body.append(
             [
@@ -224,12 +238,20 @@ def _cells(records: Sequence[dict[str, Any]], keys: list[str], val_name: str):
                 *(format_value(row["config"].get(key), key) for key in keys),
                 _format_accuracy(row["val_mean"], row["val_std"]),
                 _format_accuracy(row["test_mean"], row["test_std"]),
+                *([_format_ensemble(row["ensemble"])] if ensembles else []),
                 *(format_cost(cost(groups[index], name), name) for name in costs),
                 *(["*" if index in front else ""] if costs else []),
                 _status(row),
             ]
         )
     return header, body
+
+
+def _format_ensemble(ensemble: dict[str, Any] | None) -> str:
+    if ensemble is None:
+        return ""
+    val, test = (ensemble[k] for k in ("val_accuracy", "test_accuracy"))
+    return " / ".join("nan" if v is None else f"{100 * v:.2f}" for v in (val, test))
 
 
 def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> str:
