@@ -36,9 +36,17 @@ ADDED_CONFIG_KEYS = {
     "lr_schedule": "constant",
     "lr_decay": 1.0,
     "warmup_epochs": 0.0,
+    "augment_shift": 0,
+    "augment_rotate": 0.0,
+    "augment_scale": 0.0,
+    "augment_elastic_alpha": 0.0,
+    "augment_elastic_sigma": 4.0,
+    "ema_decay": 0.0,
+    "label_smoothing": 0.0,
 }
-#: Record fields added since: each record's compute (checked in tests/test_search.py).
-ADDED_RECORD_KEYS = ("compute",)
+#: Record fields added since: each record's compute (checked in tests/test_search.py) and
+#: its seeds' ensemble (tests/test_ensemble.py).
+ADDED_RECORD_KEYS = ("compute", "ensemble")
 #: Run settings added since, with the value the golden runs had.
 ADDED_SETTINGS = {"dtype": "float32", "first_seed": 0, "budget": None, "precision": "float32"}
 
