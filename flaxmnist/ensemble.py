@@ -160,3 +160,14 @@ def describe_ensemble(result: dict[str, Any]) -> str:
         f"holdout from {result['candidates']}; not a single model): holdout "
         f"{100 * result['val_accuracy']:.2f} %, test {100 * result['test_accuracy']:.2f} %"
     )
+
+
+def chosen_ensembles(out: Path) -> list[str]:
+    """``describe_ensemble`` of every ``ensemble-<study>.json`` in a run directory."""
+    lines = []
+    for path in sorted(Path(out).glob("ensemble-*.json")):
+        try:
+            lines.append(describe_ensemble(json.loads(path.read_text())))
+        except (OSError, ValueError, KeyError, TypeError):
+            lines.append(f"{path}: unreadable (written by a run that was cut off?)")
+    return lines

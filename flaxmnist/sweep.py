@@ -24,6 +24,7 @@ from pathlib import Path
 from flaxmnist import cluster
 from flaxmnist.cli import ArgumentParser, flops, natural, positive_int, size
 from flaxmnist.compile_cache import add_compile_cache_arguments, set_compile_cache
+from flaxmnist.ensemble import chosen_ensembles
 from flaxmnist.errors import (
     DataError,
     FlaxmnistError,
@@ -242,7 +243,7 @@ def _run(args: argparse.Namespace, prog: str, argv: list[str]) -> int:
     if not cluster.is_main():
         return 0
     descriptions = {study.name: study.description for study in studies}
-    print(format_table(records, descriptions))
+    print("\n".join([format_table(records, descriptions), *(chosen_ensembles(out) if out else [])]))
     return _write_report(prog, records, out, descriptions)
 
 

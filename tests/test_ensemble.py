@@ -17,6 +17,7 @@ from flaxmnist.ensemble import (
     save_predictions,
 )
 from flaxmnist.evaluate import main as evaluate_main
+from flaxmnist.report.__main__ import main as report_main
 from flaxmnist.report.summary_csv import write_summary_csv
 from flaxmnist.space import parse_search_spec
 from flaxmnist.specs import parse_spec
@@ -147,7 +148,7 @@ def test_evaluate_ensemble_of_one_seed_is_refused(tmp_path, capsys):
         load_model(tmp_path / "run").predict(np.zeros((1, 28, 28), np.uint8), ensemble=True)
 
 
-def test_after_a_search_a_greedy_ensemble_is_chosen_on_the_holdout(tmp_path, mnist):
+def test_after_a_search_a_greedy_ensemble_is_chosen_on_the_holdout(tmp_path, mnist, capsys):
     study = parse_search_spec(
         {"strategy": "random", "samples": 4, "seed": 0,
          "base": {"hidden": [16], "epochs": 2, "batch_size": 100},
@@ -167,3 +168,8 @@ def test_after_a_search_a_greedy_ensemble_is_chosen_on_the_holdout(tmp_path, mni
     assert chosen["val_accuracy"] >= best_single - 1e-4  # it starts from the best one
     test = ensemble_accuracy([kept[m]["test"] for m in members], mnist.test_labels)
     assert chosen["test_accuracy"] == pytest.approx(test)
+    assert report_main([str(tmp_path)]) == 0
+    assert any(
+        line.startswith("few: greedy ensemble of configurations") and "not a single model" in line
+        for line in capsys.readouterr().out.splitlines()
+    )

@@ -32,3 +32,14 @@ def test_the_readmes_learned_search_spec_is_a_spec_flaxmnist_runs():
     study = parse_search_spec(tomllib.loads(block), "readme", "README.md")
     sampler.check(study.search, study.source)  # as run_sweep does before anything runs
     assert (study.strategy, study.search.samples, study.search.halving) == ("tpe", 96, True)
+
+
+def test_the_readmes_augmentation_keys_are_spec_keys_it_accepts():
+    import tomllib
+
+    from flaxmnist.specs import parse_spec
+
+    (block,) = [b for b in TOML if "augment_shift" in b]
+    document = {**tomllib.loads(block), "grid": {"learning_rate": [1e-3]}}
+    (config,) = parse_spec(document, "readme", "README.md").configs
+    assert (config.augment_shift, config.ema_decay, config.label_smoothing) == (2, 0.999, 0.05)

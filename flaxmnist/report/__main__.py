@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from flaxmnist.ensemble import chosen_ensembles
 from flaxmnist.errors import RunDirError, one_line_warnings
 from flaxmnist.optuna_db import DB, export, problem, storage_url
 from flaxmnist.records import best_config
@@ -129,7 +130,7 @@ def _report(prog: str, run_dir: Path) -> int:
     records = _read(prog, run_dir / "results.jsonl")
     if records is None:
         return 2
-    print(format_table(records))
+    print("\n".join([format_table(records), *chosen_ensembles(run_dir)]))
     try:
         paths = write_report(records, run_dir)
     except OSError as err:
