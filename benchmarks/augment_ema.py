@@ -2,7 +2,8 @@
 
     python benchmarks/augment_ema.py [--lanes 24] [--rounds 5] [--hidden 300]
 
-Trains ``--lanes`` lanes (configurations of one seed, learning rates spread over a decade)
+On the CPU split into devices as ``flaxmnist.sweep`` splits it (``--cpu-devices``), trains
+``--lanes`` lanes (configurations of one seed, learning rates spread over a decade)
 of 784-``hidden``-10 on the holdout protocol's 50,000 training images, one program per
 variant: none of the three (``base``), whole-pixel shifts of up to 2 pixels (``shift``),
 shifts with rotations of up to 10 degrees, scalings by up to 10 % and elastic deformations
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from flaxmnist.data import load_mnist, make_splits  # noqa: E402
 from flaxmnist.grid import LaneGrid  # noqa: E402
+from flaxmnist.host import set_cpu_devices  # noqa: E402
 from flaxmnist.machine import environment  # noqa: E402
 from flaxmnist.placement import lane_mesh, replicate  # noqa: E402
 from flaxmnist.plan import hyperparams_of, train_spec_of  # noqa: E402
@@ -62,7 +64,11 @@ def main() -> None:
     parser.add_argument("--lanes", type=int, default=24)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=300)
+    parser.add_argument("--cpu-devices", type=int, default=None, help="as the sweep's")
     args = parser.parse_args()
+    problem = set_cpu_devices(args.cpu_devices)  # the CPU split as flaxmnist.sweep splits it
+    if problem:
+        sys.exit(problem)
     env = environment(list(lane_mesh().devices.flat))
     print(
         f"machine: {env['host']['cpu']}, {env['host']['cpu_count']} cores, "
