@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=300)
     parser.add_argument("--cpu-devices", type=int, default=None, help="as the sweep's")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     problem = set_cpu_devices(args.cpu_devices)  # the CPU split as flaxmnist.sweep splits it
     if problem:
@@ -77,7 +78,8 @@ def main() -> None:
     )
     print(f"{args.lanes} lanes of 784-{args.hidden}-10, 50,000 images, one seed")
     splits = replicate(make_splits(load_mnist()), lane_mesh())
-    grids = {name: make_grid(s, args.lanes, args.hidden, splits) for name, s in VARIANTS.items()}
+    chosen = ["base", *(v for v in args.variants if v != "base")]
+    grids = {name: make_grid(VARIANTS[name], args.lanes, args.hidden, splits) for name in chosen}
     names = list(grids)
     seconds = {name: [] for name in names}
     for round_ in range(args.rounds):

@@ -16,11 +16,15 @@ The public surface, for notebooks and your own loops::
 
     model = flaxmnist.load_model("runs/lr-...")   # the best configuration a run kept
     labels = model.predict(images)                # (seeds, n), one row per seed
+    votes = model.predict(images, ensemble=True)  # (n,): the seeds' mean softmax, argmax
 
 The modules, bottom to top: ``errors``; ``data``, ``models``, ``specs``, ``progress``,
-``machine``; ``sources``, ``studies``, ``losses``, ``space``; ``train``, ``compile_cache``,
+``machine``, ``augment`` (random shifts, rotations, scalings and elastic deformations of
+a minibatch), ``optimizer`` (Adam as Keras 1 had it); ``sources``, ``studies``,
+``losses``, ``space``; ``train``, ``compile_cache``,
 ``trials`` (a configuration's records as an Optuna trial); ``sampler`` (Optuna's samplers
-proposing rounds); ``plan``, ``grid``, ``rundir``, ``records``; ``optuna_db`` (every run's
+proposing rounds); ``plan``, ``grid``, ``rundir``, ``records``; ``ensemble`` (the
+seeds' ensemble, greedy ensembles of configurations); ``optuna_db`` (every run's
 ``optuna.db``); ``attempt``, ``report`` (reads results; none of its modules imports
 anything that trains), ``checkpoint`` (pytrees on disk, and the best model a run kept:
 ``load_model``); ``loop``; ``search`` (halving, PBT), ``learned`` (Optuna's samplers over

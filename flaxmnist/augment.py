@@ -144,9 +144,31 @@ def source_coordinates(key: jax.Array, batch: int, size: int, augment: Augment):
     if augment.shift:
         offsets = jax.random.randint(shift_key, (batch, 2), -augment.shift, augment.shift + 1)
     if augment.elastic_alpha:
-        field = jax.random.uniform(elastic_key, (batch, 2, size, size), minval=-1.0, maxval=1.0)
+        field = uniform_field(elastic_key, (batch, 2, size, size))
         displacement = augment.elastic_alpha * smooth(field, augment.elastic_sigma)
     return coordinates(batch, size, angle, factor, offsets, displacement)
+
+
+#: Bits per uniform draw of the elastic noise field: four draws from one 32-bit word.
+NOISE_BITS = 8
+
+
+def uniform_field(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Uniform noise in (-1, 1), quantised to ``2**NOISE_BITS`` levels, for the elastic field.
+
+    Threefry, JAX's generator, costs about 6 ns per 32-bit word on a CPU core, and a float32
+    field of a 200-image minibatch takes 313,600 of them (half the augmentation's time).
+    Four 8-bit draws from each word cost a quarter; the Gaussian that smooths the field
+    averages about ``4 pi sigma**2`` draws, so 256 levels are as good as a continuum there.
+    """
+    per_word = 32 // NOISE_BITS
+    if shape[-1] % per_word:
+        raise ValueError(f"the field's last axis must be a multiple of {per_word}: {shape}")
+    words = jax.random.bits(key, (*shape[:-1], shape[-1] // per_word, 1), jnp.uint32)
+    shifts = jnp.arange(0, 32, NOISE_BITS, dtype=jnp.uint32)
+    levels = (words >> shifts) & jnp.uint32(2**NOISE_BITS - 1)
+    unit = (levels.astype(jnp.float32) + 0.5) * (2.0 / 2**NOISE_BITS) - 1.0
+    return unit.reshape(shape)
 
 
 def smooth(fields: jax.Array, sigma: float) -> jax.Array:

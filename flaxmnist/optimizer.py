@@ -2,7 +2,8 @@
 
 ``make_optimizer(hparams)`` builds it from a lane's ``train.Hyperparams``;
 ``with_hyperparams`` sets a state's learning rate and weight decay (the update reads them
-from the state, so they may change between epochs, and be vmapped).
+from the state, so they may change between epochs, and be vmapped). ``ema_step`` and
+``debiased`` keep a moving average of the parameters (``optax.ema``).
 """
 
 from __future__ import annotations
@@ -51,3 +52,18 @@ def with_hyperparams(opt_state, hparams: Any):
     if "weight_decay" in stored:
         stored["weight_decay"] = hparams.weight_decay
     return opt_state._replace(hyperparams=stored)
+
+
+def ema_step(ema_state: optax.EmaState, params: Any, decay: Any) -> optax.EmaState:
+    """``optax.ema``'s state moved one step towards ``params``: ``ema = decay * ema + (1 -
+    decay) * params``, ``count + 1``; ``decay`` may be an array (vmapped). Not debiased:
+    that costs a pass over the parameters, which ``debiased`` makes once an epoch."""
+    return optax.ema(decay, debias=False).update(params, ema_state)[1]
+
+
+def debiased(ema_state: optax.EmaState, decay: Any) -> Any:
+    """The average without its bias towards the zeros it started from, ``ema / (1 -
+    decay**count)``: what ``optax.ema(decay, debias=True)`` returns. ``decay = 0`` gives
+    the last parameters exactly."""
+    correction = 1.0 - decay**ema_state.count
+    return jax.tree.map(lambda m: m / correction, ema_state.ema)

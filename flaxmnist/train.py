@@ -60,7 +60,7 @@ from flaxmnist.models import MLP, mask_padding
 from flaxmnist.optimizer import ADAM_B1 as ADAM_B1  # public here too
 from flaxmnist.optimizer import ADAM_B2 as ADAM_B2
 from flaxmnist.optimizer import ADAM_EPS as ADAM_EPS
-from flaxmnist.optimizer import make_optimizer, with_hyperparams
+from flaxmnist.optimizer import debiased, ema_step, make_optimizer, with_hyperparams
 from flaxmnist.specs import COMPUTE_DTYPES, LOSSES, LR_SCHEDULES
 
 
@@ -245,14 +245,6 @@ class TrainState(NamedTuple):
         return self.params if self.averaged is None else self.averaged
 
 
-def _averaged(spec: TrainSpec, state: TrainState, hparams: Hyperparams) -> TrainState:
-    """``state`` with its moving average moved one step towards its parameters."""
-    if not spec.use_ema:
-        return state
-    averaged, ema_state = optax.ema(hparams.ema_decay).update(state.params, state.ema_state)
-    return state._replace(ema_state=ema_state, averaged=averaged)
-
-
 def _batches(num_train: int, batch_size: int, shuffle_key: jax.Array):
     """This epoch's minibatch indices and example weights, ``(num_batches, batch_size)``.
 
@@ -365,13 +357,19 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
                 state.params, hparams, images, labels, weights, dropout_step_key
             )
             params, opt_state = update(optimizer, state, grads, hparams, t, num_batches)
-            new_state = _averaged(spec, state._replace(params=params, opt_state=opt_state), hparams)
+            new_state = state._replace(params=params, opt_state=opt_state)
+            if spec.use_ema:  # debiased once an epoch, below
+                new_state = new_state._replace(
+                    ema_state=ema_step(new_state.ema_state, params, hparams.ema_decay)
+                )
             return new_state, (loss, correct)
 
         step_keys = jax.random.split(jax.random.fold_in(dropout_key, epoch_index), num_batches)
         steps = epoch_index * num_batches + jnp.arange(num_batches)  # global step numbers
         xs = (indices, batch_weights, step_keys, steps)
         state, (losses, corrects) = jax.lax.scan(step, state, xs)
+        if spec.use_ema:
+            state = state._replace(averaged=debiased(state.ema_state, hparams.ema_decay))
         evaluation = evaluate_epoch(state.kept, hparams, data)
         metrics = {
             "train_loss": jnp.sum(losses * jnp.sum(batch_weights, axis=1)) / num_train,

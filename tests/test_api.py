@@ -22,6 +22,8 @@ DOCTESTED = [
     "flaxmnist.report.plots",
     "flaxmnist.checkpoint",
     "flaxmnist.trials",
+    "flaxmnist.augment",
+    "flaxmnist.ensemble",
 ]
 
 
