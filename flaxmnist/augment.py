@@ -6,8 +6,9 @@ Every output pixel ``p`` (row, column) of an augmented image reads the input at
     source(p) = c + R(-angle) (p - c) / scale - shift + alpha * smooth(u)(p)
 
 with ``c`` the image's centre, ``R`` a rotation, ``shift`` an integer offset in pixels,
-and ``u`` a field of uniform draws in [-1, 1] per pixel and direction smoothed by a Gaussian
-of standard deviation ``sigma`` (Simard, Steinkraus & Platt 2003, "elastic distortions").
+and ``u`` a field of uniform draws in [-1, 1] per pixel and direction (256 levels:
+``uniform_field``) smoothed by a Gaussian of standard deviation ``sigma`` (Simard,
+Steinkraus & Platt 2003, "elastic distortions").
 The input is read by bilinear interpolation (``jax.scipy.ndimage.map_coordinates``, order
 1), with zeros outside the image. A pure shift reads whole pixels: exact, no blur.
 

@@ -18,6 +18,7 @@ from flaxmnist.augment import (
     resample,
     smooth,
     step_key,
+    uniform_field,
 )
 from flaxmnist.losses import make_evaluate
 from flaxmnist.models import MLP
@@ -165,3 +166,16 @@ def test_the_holdout_and_test_set_are_never_augmented():
         flaxmnist.make_hyperparams(plain, 1e-3), jax.random.key(0), data
     )
     assert history["train_loss"][0] != unaugmented["train_loss"][0]  # training was augmented
+
+
+def test_the_elastic_noise_is_uniform_on_256_levels_and_independent():
+    noise = np.asarray(uniform_field(jax.random.key(0), (200, 2, 28, 28)))
+    levels = np.round((noise + 1) * 128 - 0.5).astype(int)
+    np.testing.assert_allclose((levels + 0.5) / 128 - 1, noise, atol=1e-6)
+    counts = np.bincount(levels.ravel(), minlength=256)
+    assert counts.min() > 0.8 * noise.size / 256 and counts.max() < 1.2 * noise.size / 256
+    assert abs(noise.mean()) < 0.005 and abs(noise.std() - 1 / np.sqrt(3)) < 0.005
+    flat = noise.reshape(-1, 28)
+    assert abs(np.corrcoef(flat[:, :-1].ravel(), flat[:, 1:].ravel())[0, 1]) < 0.01
+    other = np.asarray(uniform_field(jax.random.key(1), (200, 2, 28, 28)))
+    assert abs(np.corrcoef(noise.ravel(), other.ravel())[0, 1]) < 0.01
