@@ -3,15 +3,16 @@
     python benchmarks/augment_ema.py [--lanes 24] [--rounds 5] [--hidden 300]
 
 On the CPU split into devices as ``flaxmnist.sweep`` splits it (``--cpu-devices``), trains
-``--lanes`` lanes (configurations of one seed, learning rates spread over a decade)
-of 784-``hidden``-10 on the holdout protocol's 50,000 training images, one program per
-variant: none of the three (``base``), whole-pixel shifts of up to 2 pixels (``shift``),
-shifts with rotations of up to 10 degrees and scalings by up to 10 % (``affine``), those
-with elastic deformations (alpha 16, sigma 4: ``augment``), ``ema_decay = 0.999`` (``ema``), ``label_smoothing =
-0.1`` (``smoothing``) and all of them (``all``). Every program is compiled and run once
-before timing; then each round times one epoch of every variant, the order rotating from
-round to round, so the machine's drift falls on every variant alike. Prints each epoch's
-seconds, and per variant the median and the median of its per-round ratio to ``base``.
+``--lanes`` lanes (configurations of one seed, learning rates spread over a decade) of
+784-``hidden``-10 on the holdout protocol's 50,000 training images, one program per
+variant: none of the three (``base``); whole-pixel shifts of up to 2 pixels (``shift``);
+shifts, rotations of up to 10 degrees and scalings by up to 10 % (``affine``); those and
+elastic deformations, alpha 16, sigma 4 (``augment``); ``ema_decay = 0.999`` (``ema``);
+``label_smoothing = 0.1`` (``smoothing``); all of them (``all``). Every program is compiled
+and run once before timing; then each round times one epoch of every variant, the order
+rotating from round to round, so the machine's drift falls on every variant alike. Prints
+each epoch's seconds, and per variant the median and the median of its per-round ratio to
+``base``.
 """
 
 from __future__ import annotations
