@@ -70,7 +70,7 @@ class SpecError(FlaxmnistError):
         >>> import flaxmnist
         >>> flaxmnist.load_study("nosuchstudy")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        flaxmnist.errors.SpecError: unknown study 'nosuchstudy' (known: all, better-mlp, ...
+        flaxmnist.errors.SpecError: unknown study 'nosuchstudy' (known: all, best-mlp, ...
     """
 
 

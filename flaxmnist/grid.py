@@ -305,10 +305,8 @@ def _check_fits(spec: TrainSpec, hparams: Hyperparams) -> None:
     if not fits or np.any(widths < 1):
         raise ValueError(f"widths {widths.tolist()} in a program of {spec.hidden}")
     flag_of = {"lr_schedule": "schedule", "warmup_epochs": "schedule", "ema_decay": "ema"}
-    names = (
-        "dropout", "l2", "weight_decay", "input_dropout", "max_norm", "label_smoothing",
-        *flag_of,
-    )  # fmt: skip
+    names = ("dropout", "l2", "weight_decay", "input_dropout", "max_norm", "label_smoothing")
+    names += tuple(flag_of)
     compiled_out = [
         name
         for name in names

@@ -39,16 +39,11 @@ Keys, in ``[base]``, ``[grid]`` (as lists of values) and ``[[configs]]`` alike:
 - ``lr_decay``: the exponential schedule's factor per epoch, in (0, 1].
 - ``warmup_epochs``: a linear warmup of the learning rate over this many epochs (0: none).
 - ``epochs``, ``batch_size``: integers >= 1.
-- ``augment_shift``: random translations of the training images by up to this many whole
-  pixels (an integer in [0, 28); 0: none). ``augment_rotate``: random rotations by up to
-  this many degrees. ``augment_scale``: random scalings by a factor in [1 - s, 1 + s],
-  ``s`` in [0, 1). ``augment_elastic_alpha`` (pixels, 0: none) and
-  ``augment_elastic_sigma`` (> 0): Simard et al.'s elastic deformations. The holdout and
-  the test set are never augmented; ``flaxmnist.augment`` has the details.
-- ``ema_decay``: an exponential moving average of the parameters with this decay per step,
-  in [0, 1) (0: none); the average is evaluated and kept.
-- ``label_smoothing``: the weight of the uniform distribution in the training targets,
-  in [0, 1).
+- ``augment_shift`` (whole pixels, in [0, 28)), ``augment_rotate`` (degrees),
+  ``augment_scale`` (in [0, 1)), ``augment_elastic_alpha`` and ``augment_elastic_sigma``
+  (> 0): random augmentation of the training minibatches (``flaxmnist.augment``); 0: none.
+- ``ema_decay`` (in [0, 1), 0: none): a moving average of the parameters, evaluated and
+  kept. ``label_smoothing`` (in [0, 1)): the uniform's weight in the training targets.
 
 This module knows nothing about how configurations run: it turns parsed TOML into ``Config``
 values. ``flaxmnist.studies`` finds the files (named studies, paths, composites).

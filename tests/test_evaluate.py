@@ -173,9 +173,10 @@ def test_a_sweep_keeps_its_best_model_and_evaluate_reproduces_it(tmp_path, capsy
 def test_refit_trains_the_configuration_on_every_training_image(run_dir, capsys):
     assert main([str(run_dir), "--refit", "--quiet"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1].startswith(
+    assert out[-2].startswith(
         "refit on all 60,000 training images (2 seed(s), no selection): test accuracy "
     )
+    assert out[-1].startswith("refit's ensemble of 2 seeds (apart from single models)")
     records = [json.loads(line) for line in (run_dir / "refit-tiny" / "results.jsonl").open()]
     assert [r["seed"] for r in records] == SEEDS
     config = records[0]["config"]

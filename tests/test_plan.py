@@ -41,6 +41,8 @@ def test_a_calls_spec_is_complete_protocol_and_dtype_included():
         use_schedule=False,
         val_is_test=True,
         compute_dtype="bfloat16",
+        use_ema=False,
+        use_label_smoothing=False,
     )
     calls = plan_calls([[config]], seeds=2, val_is_test=True, dtype="bfloat16")
     assert [c.spec for c in calls] == [spec]

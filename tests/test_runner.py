@@ -33,7 +33,7 @@ def test_run_sweep_records_and_results_file(tmp_path):
         out=tmp_path,
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        ".lock", "manifest.json", "models", "optuna.db", "results.jsonl",
+        ".lock", "manifest.json", "models", "optuna.db", "predictions", "results.jsonl",
     ]  # fmt: skip
     assert len(records) == 8
     assert [(r["config_index"], r["seed"]) for r in records] == [

@@ -179,8 +179,11 @@ epochs = 4
 [search]
 learning_rate = { log_uniform = [1e-3, 3e-2] }
 """
+#: The halving search also augments and averages: its checkpoints hold EMA states, and
+#: its static augmentation goes through the checkpoint's TrainSpec.
+AUGMENTED = SPACE.replace("epochs = 4\n", "epochs = 4\naugment_shift = 1\nema_decay = 0.9\n")
 SPECS = {
-    "halving": f'strategy = "halving"\n{SPACE}[halving]\neta = 2\n',
+    "halving": f'strategy = "halving"\n{AUGMENTED}[halving]\neta = 2\n',
     "pbt": f'strategy = "pbt"\n{SPACE}dropout = {{ uniform = [0.0, 0.3] }}\n'
     "[pbt]\ninterval = 1\nfraction = 0.5\n",
 }

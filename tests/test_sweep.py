@@ -174,7 +174,10 @@ def test_named_studies_are_found_from_any_directory(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0
-    assert "Named studies: all, better-mlp, dropout, hidden, l2, lr, three-layer." in result.stdout
+    assert (
+        "Named studies: all, best-mlp, better-mlp, dropout, hidden, l2, lr, three-layer."
+        in result.stdout
+    )
 
 
 def test_an_unusable_compile_cache_is_an_error_only_when_asked_for(tmp_path, capsys):
