@@ -184,7 +184,8 @@ def test_refit_trains_the_configuration_on_every_training_image(run_dir, capsys)
     assert {k: config[k] for k in ("hidden", "learning_rate", "epochs", "batch_size")} == {
         "hidden": [8], "learning_rate": 0.01, "epochs": 1, "batch_size": 100,
     }  # fmt: skip
-    assert f"{100 * records[0]['test_accuracy']:.2f} %" in out[-1]
+    assert f"{100 * records[0]['test_accuracy']:.2f} %" in out[-2]
+    assert f"{100 * records[0]['ensemble']['test_accuracy']:.2f} %" in out[-1]
     # Again: the refit's run directory resumes, nothing is trained.
     model = load_model(run_dir)
     again = evaluate.refit(run_dir, model, quiet=True)
