@@ -89,11 +89,9 @@ class TrainSpec:
         (``MLP.compute_dtype``); parameters, Adam and the loss stay float32.
       padded: ``hidden`` are padded widths, each lane's own are ``Hyperparams.widths``
         (``models.mask_padding``): one program for several widths.
-      augment: the training minibatches' random augmentation (``augment.Augment``; off by
-        default): static, every lane of a seed sees the same augmented minibatch.
-      use_ema, use_label_smoothing: as the ``use_*`` flags above, for
-        ``Hyperparams.ema_decay`` (the model kept and evaluated is then the moving
-        average of the parameters) and ``Hyperparams.label_smoothing``.
+      augment: the training minibatches' augmentation (``augment.Augment``; default off).
+      use_ema, use_label_smoothing: as the ``use_*`` flags above, for ``Hyperparams``'
+        ``ema_decay`` (the average is then what is evaluated and kept) and ``label_smoothing``.
 
     Example::
 
@@ -323,20 +321,6 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
     update = make_update(num_hidden, spec.use_schedule, spec.use_max_norm)
     evaluate_epoch = _make_evaluate_epoch(model, spec)
 
-    def init(hparams: Hyperparams, key: jax.Array, data: DataSplits) -> TrainState:
-        num_train = data.train_images.shape[0]
-        if spec.batch_size > num_train:
-            raise ValueError(
-                f"batch_size {spec.batch_size} is larger than the training set ({num_train})"
-            )
-        params = model.init(jax.random.split(key, 3)[0], data.train_images[:1])
-        if spec.padded:
-            params = {"params": mask_padding(params["params"], hparams.widths, spec.hidden)}
-        opt_state = make_optimizer(hparams, spec.use_weight_decay).init(params)
-        if not spec.use_ema:
-            return TrainState(params, opt_state)
-        return TrainState(params, opt_state, optax.ema(hparams.ema_decay).init(params), params)
-
     def run_epoch(state: TrainState, hparams: Hyperparams, key, data: DataSplits, epoch_index):
         num_train = data.train_images.shape[0]
         _, shuffle_key, dropout_key = jax.random.split(key, 3)
@@ -381,7 +365,25 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
         metrics["nonfinite"] = _nonfinite(losses, state.params, evaluation)
         return state, metrics
 
-    return init, run_epoch
+    return _make_init(spec, model), run_epoch
+
+
+def _make_init(spec: TrainSpec, model: nn.Module) -> Callable:
+    def init(hparams: Hyperparams, key: jax.Array, data: DataSplits) -> TrainState:
+        num_train = data.train_images.shape[0]
+        if spec.batch_size > num_train:
+            raise ValueError(
+                f"batch_size {spec.batch_size} is larger than the training set ({num_train})"
+            )
+        params = model.init(jax.random.split(key, 3)[0], data.train_images[:1])
+        if spec.padded:
+            params = {"params": mask_padding(params["params"], hparams.widths, spec.hidden)}
+        opt_state = make_optimizer(hparams, spec.use_weight_decay).init(params)
+        if not spec.use_ema:
+            return TrainState(params, opt_state)
+        return TrainState(params, opt_state, optax.ema(hparams.ema_decay).init(params), params)
+
+    return init
 
 
 def make_train(
