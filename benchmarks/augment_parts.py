@@ -7,6 +7,7 @@ Times (the mean of 200 calls, each compiled and run once before) ``augment_batch
 200-image minibatch with shifts, rotations and scalings, then with elastic deformations
 too, and the pieces of the latter: the source coordinates, the elastic noise field, its
 Gaussian smoothing and the bilinear reads. One core, as each CPU device of a sweep has.
+Beside each, XLA's count of its floating-point operations per image (``cost_analysis``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,15 @@ def main() -> None:
     }
     print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, 200 images")
     for name, (fn, *args) in parts.items():
-        print(f"{name:32} {milliseconds(fn, *args):7.3f} ms")
+        seconds, count = milliseconds(fn, *args), flops(fn, *args) / 200
+        print(f"{name:32} {seconds:7.3f} ms  {count:9.0f} FLOPs/image")
+
+
+def flops(fn, *args) -> float:
+    """XLA's own count of the floating-point operations of ``jax.jit(fn)(*args)``."""
+    analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return float(analysis.get("flops", float("nan")))
 
 
 if __name__ == "__main__":

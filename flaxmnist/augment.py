@@ -67,11 +67,6 @@ class Augment:
         """Whether any augmentation is on."""
         return bool(self.shift or self.rotate or self.scale or self.elastic_alpha)
 
-    @property
-    def whole_pixels(self) -> bool:
-        """Whether only shifts are on (every source coordinate is a whole pixel)."""
-        return not (self.rotate or self.scale or self.elastic_alpha)
-
 
 def gaussian_matrix(size: int, sigma: float) -> np.ndarray:
     """``G`` with ``G @ x`` the Gaussian smoothing of a length-``size`` signal ``x`` with

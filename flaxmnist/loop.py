@@ -200,8 +200,11 @@ class SweepLoop:
         """The ensemble of each configuration's seeds, once they are all in: its holdout and
         test accuracy go into the configuration's records (``ensemble``), its seed-mean
         probabilities into the run directory (``ensemble.save_predictions``)."""
+        study = self.studies[study_index]
+        if len(self.seeds) < 2 and study.strategy == "grid":
+            return  # no ensemble of seeds, no search to choose an ensemble after
         val, test = grid.probabilities()
-        name = self.studies[study_index].name
+        name = study.name
         for index in config_indices:
             column = grid.config_indices.index(index)
             held = self._probabilities.setdefault((study_index, index), {})

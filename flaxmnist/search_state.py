@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from flaxmnist import cluster
+from flaxmnist.augment import Augment
 from flaxmnist.checkpoint import load_tree, save_tree
 from flaxmnist.placement import broadcast_from_main
 from flaxmnist.records import json_float
@@ -156,12 +157,17 @@ def save_state(out: Path, study: str, state: SearchState, grids: list) -> None:
             path.unlink(missing_ok=True)
 
 
+def spec_of(saved: dict[str, Any]) -> TrainSpec:
+    """The ``TrainSpec`` that ``dataclasses.asdict`` wrote, its augmentation a dict again."""
+    return TrainSpec(**{**saved, "augment": Augment(**saved.get("augment", {}))})
+
+
 def restore_grids(state: SearchState, make_grid: Callable) -> list:
     """The grids of a checkpoint, their state loaded: ``make_grid(spec, configs, state)``
     builds each (a ``LaneGrid`` of those ``config_indices``)."""
     grids = []
     for saved in state.grids:
-        grid = make_grid(TrainSpec(**saved["spec"]), list(saved["configs"]), state)
+        grid = make_grid(spec_of(saved["spec"]), list(saved["configs"]), state)
         grid.init()  # the state's structure, to read the file into
         target, main = grid.host_state(), cluster.is_main()
         loaded = load_tree(state.folder / saved["file"], target) if main else target

@@ -122,8 +122,6 @@ class TrainSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
-        if isinstance(self.augment, dict):  # as ``dataclasses.asdict`` wrote it (a checkpoint)
-            object.__setattr__(self, "augment", Augment(**self.augment))
         if any(w < 1 for w in self.hidden):
             raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
         if self.epochs < 1:

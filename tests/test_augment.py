@@ -158,9 +158,13 @@ def test_the_holdout_and_test_set_are_never_augmented():
     evaluate = make_evaluate(MLP((16,)), 1000)
     for split in ("val", "test"):
         images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
-        _, accuracy = evaluate(params, images, labels)
+        loss, accuracy = evaluate(params, images, labels)
         # the same count of correct images (the division may round apart in another program)
         assert round(float(history[f"{split}_accuracy"][-1]) * 500) == round(float(accuracy) * 500)
+        assert float(history[f"{split}_loss"][-1]) == pytest.approx(float(loss), rel=1e-5)
+        augmented = augment_batch(images, jax.random.key(3), augment)
+        moved, _ = evaluate(params, augmented, labels)  # what an augmented split would give
+        assert abs(float(moved) - float(loss)) > 1e-3
     plain = flaxmnist.TrainSpec(hidden=(16,), epochs=2, batch_size=100)
     _, unaugmented = jax.jit(flaxmnist.make_train(plain))(
         flaxmnist.make_hyperparams(plain, 1e-3), jax.random.key(0), data
