@@ -204,6 +204,7 @@ class SweepLoop:
         if len(self.seeds) < 2 and study.strategy == "grid":
             return  # no ensemble of seeds, no search to choose an ensemble after
         val, test = grid.probabilities()
+        labels = (np.asarray(self.data.val_labels), np.asarray(self.data.test_labels))  # once
         name = study.name
         for index in config_indices:
             column = grid.config_indices.index(index)
@@ -214,7 +215,7 @@ class SweepLoop:
                 continue
             del self._probabilities[(study_index, index)]
             vals, tests = (np.stack([held[seed][i] for seed in self.seeds]) for i in (0, 1))
-            ensemble = seed_ensemble(vals, tests, self.data.val_labels, self.data.test_labels)
+            ensemble = seed_ensemble(vals, tests, *labels)
             for seed in self.seeds:
                 if (study_index, index, seed) in self.done:
                     self.done[(study_index, index, seed)]["ensemble"] = ensemble

@@ -226,9 +226,7 @@ def _cells(records: Sequence[dict[str, Any]], keys: list[str], val_name: str):
     rows = summarize(records)
     ensembles = {row["ensemble"]["seeds"] for row in rows if row["ensemble"]}
     if ensembles:  # labelled apart: never what selects
-        header.insert(
-            4 + len(keys) - 1, f"ensemble of {max(ensembles)} seeds {val_name[:-6]}/test %"
-        )
+        header.insert(3 + len(keys), f"ensemble of {max(ensembles)} seeds {val_name[:-6]}/test %")
     groups, body = by_config(records), []
     for row in rows:
         index = row["config_index"]
