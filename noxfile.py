@@ -1,6 +1,7 @@
-"""Developer tasks. ``nox`` runs the light sessions, ``tests`` and ``lint``; ``nox -s tfds``
-installs TensorFlow (its environment took 2.5 GB here) to check the TensorFlow Datasets
-source. CI runs both.
+"""Developer tasks. ``nox`` runs the light sessions, ``tests`` and ``lint``; ``nox -s docs``
+builds the documentation site and runs its examples; ``nox -s tfds`` installs TensorFlow
+(its environment took 2.5 GB here) to check the TensorFlow Datasets source. CI runs all
+three.
 
 ``nox -s bench`` runs the speed benchmark (BENCHMARKS.md).
 """
@@ -26,6 +27,18 @@ def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site: Sphinx, warnings as errors, into ``docs/_build/html``; then
+    the examples of the documentation (its pages, the README and the docstrings) run."""
+    session.install(".[docs]", "pytest")
+    session.install("--no-deps", "--force-reinstall", ".")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
+    )
+    session.run("pytest", "tests/test_docs.py", "tests/test_api.py", *session.posargs)
 
 
 @nox.session

@@ -27,13 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flaxmnist.data import load_mnist, make_splits  # noqa: E402
-from flaxmnist.grid import LaneGrid  # noqa: E402
-from flaxmnist.host import set_cpu_devices  # noqa: E402
-from flaxmnist.machine import environment  # noqa: E402
-from flaxmnist.placement import lane_mesh, replicate  # noqa: E402
-from flaxmnist.plan import hyperparams_of, train_spec_of  # noqa: E402
-from flaxmnist.specs import Config  # noqa: E402
+from flaxmnist.core.data import load_mnist, make_splits  # noqa: E402
+from flaxmnist.devices.host import set_cpu_devices  # noqa: E402
+from flaxmnist.devices.machine import environment  # noqa: E402
+from flaxmnist.devices.placement import lane_mesh, replicate  # noqa: E402
+from flaxmnist.run.grid import LaneGrid  # noqa: E402
+from flaxmnist.run.plan import hyperparams_of, train_spec_of  # noqa: E402
+from flaxmnist.specs.config import Config  # noqa: E402
 
 AUGMENT = {"augment_shift": 2, "augment_rotate": 10.0, "augment_scale": 0.1,
            "augment_elastic_alpha": 16.0, "augment_elastic_sigma": 4.0}  # fmt: skip

@@ -22,7 +22,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from flaxmnist.augment import (  # noqa: E402
+from flaxmnist.core.augment import (  # noqa: E402
     Augment,
     augment_batch,
     resample,

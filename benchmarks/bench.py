@@ -64,7 +64,7 @@ def config_epoch_flops(widths=WIDTHS, train=TRAIN_IMAGES, evaluate=EVAL_IMAGES) 
 def _mnist_float():
     import numpy as np
 
-    from flaxmnist.data import load_mnist
+    from flaxmnist.core.data import load_mnist
 
     mnist = load_mnist()
     flat = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0  # noqa: E731

@@ -36,8 +36,8 @@ import jax  # noqa: E402
 from bench import config_epoch_flops  # noqa: E402
 
 from flaxmnist import RunStats, run_sweep  # noqa: E402
-from flaxmnist.compile_cache import enable_compilation_cache  # noqa: E402
-from flaxmnist.studies import load_studies  # noqa: E402
+from flaxmnist.devices.compile_cache import enable_compilation_cache  # noqa: E402
+from flaxmnist.specs.studies import load_studies  # noqa: E402
 
 TEST_IMAGES = 10_000
 
@@ -46,7 +46,7 @@ def torch_seconds_per_config_epoch(train_images: int, epochs: int) -> tuple[floa
     import numpy as np
     import torch
 
-    from flaxmnist.data import load_mnist
+    from flaxmnist.core.data import load_mnist
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     mnist = load_mnist()

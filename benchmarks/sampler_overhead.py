@@ -8,7 +8,7 @@ of 784-300-10 for one epoch of the holdout protocol (50,000 training images), co
 before, timed over ``--repeats`` epochs (the median), times ``--epochs``. Then, for each of
 ``tpe``, ``gp``, ``cmaes`` and ``nsga2`` (``--samplers``) with the search space of
 ``reproduction/learned`` (learning rate, dropout, input dropout), it asks and tells
-``--rounds`` rounds of ``--round-size`` trials through ``flaxmnist.sampler.Proposer``, as a
+``--rounds`` rounds of ``--round-size`` trials through ``flaxmnist.search.sampler.Proposer``, as a
 learned search does, with made-up holdout accuracies (a smooth function of the parameters
 plus seeded noise, so nothing trains), and prints each round's ask and tell seconds and
 their share of the round's training time. The share the issue aims for is under 2 %.
@@ -30,14 +30,14 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from flaxmnist.data import load_mnist, make_splits  # noqa: E402
-from flaxmnist.grid import LaneGrid  # noqa: E402
-from flaxmnist.placement import lane_mesh, replicate  # noqa: E402
-from flaxmnist.plan import hyperparams_of, train_spec_of  # noqa: E402
-from flaxmnist.sampler import Proposer  # noqa: E402
-from flaxmnist.space import parse_search_spec  # noqa: E402
-from flaxmnist.specs import Config  # noqa: E402
-from flaxmnist.trials import COMPLETE, Outcome  # noqa: E402
+from flaxmnist.core.data import load_mnist, make_splits  # noqa: E402
+from flaxmnist.devices.placement import lane_mesh, replicate  # noqa: E402
+from flaxmnist.run.grid import LaneGrid  # noqa: E402
+from flaxmnist.run.plan import hyperparams_of, train_spec_of  # noqa: E402
+from flaxmnist.search.sampler import Proposer  # noqa: E402
+from flaxmnist.search.trials import COMPLETE, Outcome  # noqa: E402
+from flaxmnist.specs.config import Config  # noqa: E402
+from flaxmnist.specs.space import parse_search_spec  # noqa: E402
 
 SPEC = ROOT / "reproduction" / "learned" / "specs" / "tpe-0.toml"
 

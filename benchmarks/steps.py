@@ -14,7 +14,7 @@ speed steps one by one:
 - ``B seeds outside``: configurations vmapped inside seeds with the key shared
   (``in_axes=None``): one minibatch per seed, multiplied by all its configurations' kernels
   in one wide product; one dropout draw per seed.
-- ``C output-major``: B with kernels stored ``(out, in)`` (``flaxmnist.models.Dense``).
+- ``C output-major``: B with kernels stored ``(out, in)`` (``flaxmnist.core.models.Dense``).
 - ``D compiled out``: C without the dropout, L2 and weight-decay code when no lane uses
   them (plain Adam instead of AdamW): flaxmnist now.
 """
@@ -35,9 +35,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import flaxmnist  # noqa: E402
-from flaxmnist import train  # noqa: E402
-from flaxmnist.models import KERAS1_NORMAL_STDDEV  # noqa: E402
-from flaxmnist.models import dropout as dropout_layer  # noqa: E402
+from flaxmnist.core import train  # noqa: E402
+from flaxmnist.core.models import KERAS1_NORMAL_STDDEV  # noqa: E402
+from flaxmnist.core.models import dropout as dropout_layer  # noqa: E402
 
 
 class FlaxDenseMLP(nn.Module):

@@ -18,24 +18,25 @@ The public surface, for notebooks and your own loops::
     labels = model.predict(images)                # (seeds, n), one row per seed
     votes = model.predict(images, ensemble=True)  # (n,): the seeds' mean softmax, argmax
 
-The modules, bottom to top: ``errors``; ``data``, ``models``, ``specs``, ``progress``,
-``machine``, ``augment`` (random shifts, rotations, scalings and elastic deformations of
-a minibatch), ``optimizer`` (Adam as Keras 1 had it); ``sources``, ``studies``,
-``losses``, ``space``; ``train``, ``compile_cache``,
-``trials`` (a configuration's records as an Optuna trial); ``sampler`` (Optuna's samplers
-proposing rounds); ``plan``, ``grid``, ``rundir``, ``records``; ``ensemble`` (the
-seeds' ensemble, greedy ensembles of configurations); ``optuna_db`` (every run's
-``optuna.db``); ``attempt``, ``report`` (reads results; none of its modules imports
-anything that trains), ``checkpoint`` (pytrees on disk, and the best model a run kept:
-``load_model``); ``loop``; ``search`` (halving, PBT), ``learned`` (Optuna's samplers over
-lane grids); ``runner``; ``sweep`` (the command line), ``evaluate`` (``python -m
-flaxmnist.evaluate RUN_DIR``: a kept model checked against its record, refitted).
+The package, bottom to top (data flows one way; no module imports from a layer above):
+
+- ``errors``, ``interrupts``, ``cli``: the error types, a Ctrl-C that always stops, the
+  command lines' argument types.
+- ``specs``: what a sweep trains, as data (``Config``, ``Study``, grid and search specs,
+  the built-in studies).
+- ``core``: training's pure core (data, the MLP, augmentation, losses, Adam, ``make_train``).
+- ``devices``: where the lanes run (memory, CPU devices, the lane mesh, many hosts, the
+  compilation cache).
+- ``run``: a study run call by call (``LaneGrid``, ``SweepLoop``) and the run directory it
+  leaves (records, checkpoints, ``load_model``, ensembles).
+- ``search``: configurations proposed (random, halving, PBT; Optuna's samplers).
+- ``report``: tables, CSV and plots from records; trains nothing.
+- ``runner`` (``run_sweep``), and the commands ``sweep``, ``evaluate`` and ``report``.
 """
 
-from flaxmnist.checkpoint import load_model
-from flaxmnist.data import load_mnist, make_splits
+from flaxmnist.core.data import load_mnist, make_splits
+from flaxmnist.core.train import TrainSpec, make_hyperparams, make_train, make_train_fns
 from flaxmnist.errors import DataError, OutOfMemoryError, RunDirError, SettingsError, SpecError
-from flaxmnist.progress import RunStats
 from flaxmnist.report import (
     format_table,
     load_results,
@@ -44,10 +45,11 @@ from flaxmnist.report import (
     save_plots,
     summarize,
 )
+from flaxmnist.run.checkpoint import load_model
+from flaxmnist.run.progress import RunStats
 from flaxmnist.runner import run_sweep
-from flaxmnist.specs import Config, Study
-from flaxmnist.studies import load_study
-from flaxmnist.train import TrainSpec, make_hyperparams, make_train, make_train_fns
+from flaxmnist.specs.config import Config, Study
+from flaxmnist.specs.studies import load_study
 
 __version__ = "0.1.0"
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-
-from flaxmnist.machine import parse_bytes
+import math
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -49,6 +48,29 @@ def flops(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number of FLOPs, got {text!r}")
     return value
+
+
+def parse_bytes(text: str) -> int:
+    """``'12G'``, ``'12GiB'``, ``'500M'``, ``'1e9'`` → bytes (K, M, G, T are powers of 1024).
+
+    Raises:
+      ValueError: not a positive size.
+
+    Example::
+
+        >>> parse_bytes("12G"), parse_bytes("500MiB")
+        (12884901888, 524288000)
+    """
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    body = text.strip().upper().removesuffix("IB").removesuffix("B")
+    suffix = body[-1:] if body[-1:] in units else ""
+    try:
+        value = float(body[: len(body) - len(suffix)]) * units[suffix]
+    except ValueError:
+        raise ValueError(f"expected a size such as 12G, 500M or 8GiB, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 1):
+        raise ValueError(f"expected a positive, finite size, got {text!r}")
+    return int(value)
 
 
 def size(text: str) -> int:

@@ -2,7 +2,7 @@
 
 A sweep with a run directory keeps, for each study, the parameters of its best configuration
 (every seed) and what they are: ``RUN_DIR/models/<study>/params.msgpack`` and ``model.json``
-(``flaxmnist.checkpoint`` has the layout, and ``load_model``, which this module re-exports).
+(``flaxmnist.run.checkpoint`` has the layout, and ``load_model``, which this module re-exports).
 The best is the configuration with the highest mean validation accuracy, on the holdout
 unless the run validated on the test set (``info["selected_by"]``); it is saved again
 whenever a later call of the run beats it.
@@ -45,10 +45,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from flaxmnist.checkpoint import Model, load_model
 from flaxmnist.cli import ArgumentParser, natural, positive_int
-from flaxmnist.data import DataSplits, make_splits
-from flaxmnist.ensemble import ensemble_accuracy
+from flaxmnist.core.data import DataSplits, make_splits
+from flaxmnist.core.losses import make_probabilities
+from flaxmnist.core.sources import TFDS_PREFIX, load_dataset
+from flaxmnist.core.train import TrainSpec, make_evaluate
+from flaxmnist.devices.host import set_cpu_devices
 from flaxmnist.errors import (
     FlaxmnistError,
     OutOfMemoryError,
@@ -56,13 +58,11 @@ from flaxmnist.errors import (
     SettingsError,
     one_line_warnings,
 )  # fmt: skip
-from flaxmnist.host import set_cpu_devices
-from flaxmnist.losses import make_probabilities
-from flaxmnist.records import json_float
+from flaxmnist.run.checkpoint import Model, load_model
+from flaxmnist.run.ensemble import ensemble_accuracy
+from flaxmnist.run.records import json_float
 from flaxmnist.runner import run_sweep
-from flaxmnist.sources import TFDS_PREFIX, load_dataset
-from flaxmnist.specs import CONFIG_KEYS, Config, Study
-from flaxmnist.train import TrainSpec, make_evaluate
+from flaxmnist.specs.config import CONFIG_KEYS, Config, Study
 
 #: The chunk size training evaluates with (``TrainSpec``'s default, which the runner keeps).
 EVAL_BATCH_SIZE = TrainSpec().eval_batch_size

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from flaxmnist import sampler
+from flaxmnist.devices.machine import format_bytes
 from flaxmnist.errors import OutOfMemoryError, SettingsError
-from flaxmnist.learned import candidate_configs, study_with_epochs
-from flaxmnist.machine import format_bytes
-from flaxmnist.plan import lane_bytes, train_spec_of, widths
-from flaxmnist.specs import COMPUTE_DTYPES, LEARNED, MATMUL_PRECISIONS, Config, Study
-from flaxmnist.studies import load_studies
+from flaxmnist.run.plan import lane_bytes, train_spec_of, widths
+from flaxmnist.search import sampler
+from flaxmnist.search.learned import candidate_configs, study_with_epochs
+from flaxmnist.specs.config import COMPUTE_DTYPES, LEARNED, MATMUL_PRECISIONS, Config, Study
+from flaxmnist.specs.studies import load_studies
 
 
 def resolve_studies(

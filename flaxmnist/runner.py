@@ -18,26 +18,26 @@ from typing import Any
 
 import jax
 
-from flaxmnist import cluster, machine
-from flaxmnist.attempt import Follower, run_directory
-from flaxmnist.data import ValidateOn, chance_accuracy, make_splits
+from flaxmnist.core.data import ValidateOn, chance_accuracy, make_splits
+from flaxmnist.core.sources import load_dataset
+from flaxmnist.devices import cluster, machine
+from flaxmnist.devices.machine import FALLBACK_MEMORY_BUDGET, default_memory_budget
+from flaxmnist.devices.placement import lane_mesh, replicate
 from flaxmnist.errors import SettingsError
-from flaxmnist.learned import search_drivers
-from flaxmnist.loop import SweepLoop
-from flaxmnist.machine import FALLBACK_MEMORY_BUDGET, default_memory_budget
-from flaxmnist.optuna_db import LiveExport
-from flaxmnist.placement import lane_mesh, replicate
-from flaxmnist.plan import DEFAULT_MAX_LANES, GRIDDED, plan_calls, train_spec_of, within_budget
 from flaxmnist.preflight import (
     check_batch_sizes,
     check_memory,
     check_settings,
     resolve_studies,
 )
-from flaxmnist.progress import Progress, RunStats, TqdmProgress
-from flaxmnist.search import SearchDriver
-from flaxmnist.sources import load_dataset
-from flaxmnist.specs import DEFAULT_PRECISION, Study
+from flaxmnist.run.attempt import Follower, run_directory
+from flaxmnist.run.loop import SweepLoop
+from flaxmnist.run.plan import DEFAULT_MAX_LANES, GRIDDED, plan_calls, train_spec_of, within_budget
+from flaxmnist.run.progress import Progress, RunStats, TqdmProgress
+from flaxmnist.search.learned import search_drivers
+from flaxmnist.search.optuna_db import LiveExport
+from flaxmnist.search.strategies import SearchDriver
+from flaxmnist.specs.config import DEFAULT_PRECISION, Study
 
 
 def run_sweep(
@@ -74,7 +74,7 @@ def run_sweep(
       budget: training FLOPs the run may spend (``plan.train_flops``: 6 per weight per
         training image, every lane counted). A grid, random or quasi-random study keeps the
         configurations, in order, that fit; a halving or PBT search stops before the epoch
-        that would pass it, a learned search (``flaxmnist.learned``) before the round.
+        that would pass it, a learned search (``flaxmnist.search.learned``) before the round.
         Every record has its ``compute``.
       limit_train: train on only the first N images of the train split.
       validate_on: ``"holdout"`` (the last 10,000 training images, never trained on) or
@@ -83,7 +83,7 @@ def run_sweep(
         ``"tfds:fashion_mnist"``; needs the ``tfds`` extra and, on first use, the network).
       data_dir: a directory with MNIST-format IDX files instead of the shipped MNIST.
       out: the run directory: ``manifest.json`` and ``results.jsonl``, rewritten atomically
-        after every call, and ``optuna.db`` (``flaxmnist.optuna_db``) brought up to date.
+        after every call, and ``optuna.db`` (``flaxmnist.search.optuna_db``) brought up to date.
         The same ``out`` and settings again resume: lanes already in ``results.jsonl`` are
         not trained again. ``None`` writes nothing.
       quiet: no progress (when ``progress`` is not given; progress goes to stderr, or to

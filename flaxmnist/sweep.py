@@ -21,10 +21,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flaxmnist import cluster
+from flaxmnist import interrupts
 from flaxmnist.cli import ArgumentParser, flops, natural, positive_int, size
-from flaxmnist.compile_cache import add_compile_cache_arguments, set_compile_cache
-from flaxmnist.ensemble import chosen_ensembles
+from flaxmnist.devices import cluster
+from flaxmnist.devices.compile_cache import add_compile_cache_arguments, set_compile_cache
+from flaxmnist.devices.host import DEFAULT_CPU_DEVICES, set_cpu_devices
 from flaxmnist.errors import (
     DataError,
     FlaxmnistError,
@@ -33,14 +34,14 @@ from flaxmnist.errors import (
     SpecError,
     one_line_warnings,
 )
-from flaxmnist.host import DEFAULT_CPU_DEVICES, set_cpu_devices
-from flaxmnist.plan import DEFAULT_MAX_LANES
-from flaxmnist.progress import TqdmProgress
 from flaxmnist.report import format_table, write_report
-from flaxmnist.rundir import MANIFEST, default_out_dir
+from flaxmnist.run.ensemble import chosen_ensembles
+from flaxmnist.run.plan import DEFAULT_MAX_LANES
+from flaxmnist.run.progress import TqdmProgress
+from flaxmnist.run.rundir import MANIFEST, default_out_dir
 from flaxmnist.runner import run_sweep
-from flaxmnist.specs import COMPUTE_DTYPES, DEFAULT_PRECISION, MATMUL_PRECISIONS
-from flaxmnist.studies import builtin_studies, load_studies
+from flaxmnist.specs.config import COMPUTE_DTYPES, DEFAULT_PRECISION, MATMUL_PRECISIONS
+from flaxmnist.specs.studies import builtin_studies, load_studies
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,11 +187,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    with one_line_warnings(parser.prog):
-        return _run(args, parser.prog, list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out: list[Path] = []  # the run directory, once it is known
+    try:
+        with one_line_warnings(parser.prog), interrupts.stopping_on_ctrl_c():
+            return _run(args, parser.prog, argv, out)
+    except KeyboardInterrupt:
+        where = (
+            f"finished calls are in {out[0]}{_resume_hint(args, argv, out[0])}"
+            if out
+            else ("nothing was written")
+        )
+        print(f"{parser.prog}: interrupted; {where}", file=sys.stderr)
+        return 130
 
 
-def _run(args: argparse.Namespace, prog: str, argv: list[str]) -> int:
+def _run(args: argparse.Namespace, prog: str, argv: list[str], known: list[Path]) -> int:
     try:
         studies = load_studies(args.study)
     except SpecError as err:
@@ -200,6 +212,7 @@ def _run(args: argparse.Namespace, prog: str, argv: list[str]) -> int:
         return 2
     out = args.out if args.out is not None else default_out_dir(Path(args.study).stem)
     out = Path(cluster.share(lambda: str(out)))  # process 0's clock names a default
+    known.append(out)
     try:
         records = run_sweep(
             studies,
@@ -234,12 +247,6 @@ def _run(args: argparse.Namespace, prog: str, argv: list[str]) -> int:
             raise
         print(f"{prog}: error: {lost} (--out {out})", file=sys.stderr, flush=True)
         cluster.exit_now(4)  # not sys.exit: JAX's shutdown would wait for the lost process
-    except KeyboardInterrupt:
-        print(
-            f"{prog}: interrupted; finished calls are in {out}{_resume_hint(args, argv, out)}",
-            file=sys.stderr,
-        )
-        return 130
     if not cluster.is_main():
         return 0
     descriptions = {study.name: study.description for study in studies}

@@ -5,7 +5,7 @@ import tempfile
 
 import pytest
 
-from flaxmnist.data import DataSplits, load_mnist, make_splits
+from flaxmnist.core.data import DataSplits, load_mnist, make_splits
 
 # CLI tests enable the persistent compilation cache: keep it out of the user's home.
 os.environ.setdefault("FLAXMNIST_COMPILE_CACHE", tempfile.mkdtemp(prefix="flaxmnist-cache-"))

@@ -10,20 +10,20 @@ import flaxmnist
 #: The modules whose docstring examples are run here.
 DOCTESTED = [
     "flaxmnist.errors",
-    "flaxmnist.data",
-    "flaxmnist.specs",
-    "flaxmnist.train",
-    "flaxmnist.progress",
-    "flaxmnist.machine",
-    "flaxmnist.plan",
+    "flaxmnist.core.data",
+    "flaxmnist.specs.config",
+    "flaxmnist.core.train",
+    "flaxmnist.run.progress",
+    "flaxmnist.devices.machine",
+    "flaxmnist.run.plan",
     "flaxmnist.runner",
     "flaxmnist.report",
     "flaxmnist.report.table",
     "flaxmnist.report.plots",
-    "flaxmnist.checkpoint",
-    "flaxmnist.trials",
-    "flaxmnist.augment",
-    "flaxmnist.ensemble",
+    "flaxmnist.run.checkpoint",
+    "flaxmnist.search.trials",
+    "flaxmnist.core.augment",
+    "flaxmnist.run.ensemble",
 ]
 
 

@@ -9,8 +9,8 @@ import textwrap
 import pytest
 from test_rundir import SETTINGS  # the same small run's settings
 
-from flaxmnist.attempt import run_directory
 from flaxmnist.errors import RunDirError, SettingsError
+from flaxmnist.run.attempt import run_directory
 
 ENVIRONMENT = {"versions": {"jax": "x"}, "devices": {"platform": "cpu", "count": 1}}
 
@@ -29,7 +29,7 @@ def test_the_lock_of_another_process_refuses_and_ends_with_it(tmp_path):
     holder = textwrap.dedent(
         f"""
         import sys, time
-        from flaxmnist.attempt import lock_run_dir
+        from flaxmnist.run.attempt import lock_run_dir
         lock_run_dir({str(out)!r})
         print("locked", flush=True)
         time.sleep(60)

@@ -10,7 +10,7 @@ import pytest
 import scipy.ndimage
 
 import flaxmnist
-from flaxmnist.augment import (
+from flaxmnist.core.augment import (
     Augment,
     augment_batch,
     coordinates,
@@ -20,8 +20,8 @@ from flaxmnist.augment import (
     step_key,
     uniform_field,
 )
-from flaxmnist.losses import make_evaluate
-from flaxmnist.models import MLP
+from flaxmnist.core.losses import make_evaluate
+from flaxmnist.core.models import MLP
 
 
 def numpy_shift(image: np.ndarray, dy: int, dx: int) -> np.ndarray:

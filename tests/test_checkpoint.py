@@ -9,7 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxmnist.checkpoint import (
+from flaxmnist.core.models import MLP, layer_names
+from flaxmnist.core.train import TrainSpec, TrainState, make_hyperparams, make_optimizer
+from flaxmnist.errors import RunDirError
+from flaxmnist.run.checkpoint import (
     INFO_FILE,
     MODELS,
     PARAMS_FILE,
@@ -18,9 +21,6 @@ from flaxmnist.checkpoint import (
     save_model,
     save_tree,
 )
-from flaxmnist.errors import RunDirError
-from flaxmnist.models import MLP, layer_names
-from flaxmnist.train import TrainSpec, TrainState, make_hyperparams, make_optimizer
 
 
 def train_state(seeds=2, configs=3):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from flaxmnist import cluster
+from flaxmnist.devices import cluster
 from flaxmnist.sweep import build_parser
 
 TINY = ["--epochs", "3", "--seeds", "2", "--limit-train", "400", "--quiet", "--cpu-devices"]

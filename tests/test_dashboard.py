@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from flaxmnist import run_sweep
-from flaxmnist.space import parse_search_spec
+from flaxmnist.specs.space import parse_search_spec
 
 STARTUP = 60  # seconds the server may take to answer
 

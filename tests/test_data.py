@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from flaxmnist.data import (
+from flaxmnist.core.data import (
     MNIST_SHA256,
     TEST_LABELS,
     TRAIN_IMAGES,

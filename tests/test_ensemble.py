@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 
 import flaxmnist
-from flaxmnist.checkpoint import load_model
-from flaxmnist.ensemble import (
+from flaxmnist.evaluate import main as evaluate_main
+from flaxmnist.report.__main__ import main as report_main
+from flaxmnist.report.summary_csv import write_summary_csv
+from flaxmnist.run.checkpoint import load_model
+from flaxmnist.run.ensemble import (
     ensemble_accuracy,
     greedy_ensemble,
     predictions_path,
     read_predictions,
     save_predictions,
 )
-from flaxmnist.evaluate import main as evaluate_main
-from flaxmnist.report.__main__ import main as report_main
-from flaxmnist.report.summary_csv import write_summary_csv
-from flaxmnist.space import parse_search_spec
-from flaxmnist.specs import parse_spec
+from flaxmnist.specs.config import parse_spec
+from flaxmnist.specs.space import parse_search_spec
 
 
 def numpy_forward(layers, images):

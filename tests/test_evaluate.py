@@ -9,13 +9,13 @@ import pytest
 
 import flaxmnist
 from flaxmnist import evaluate
-from flaxmnist.checkpoint import INFO_FILE, MODELS, PARAMS_FILE, save_model
-from flaxmnist.data import make_splits
+from flaxmnist.core.data import make_splits
+from flaxmnist.core.train import TrainSpec, make_hyperparams, make_train
 from flaxmnist.errors import RunDirError
 from flaxmnist.evaluate import data_source, evaluate_test, load_model, main
-from flaxmnist.records import json_float
-from flaxmnist.specs import Config, parse_spec
-from flaxmnist.train import TrainSpec, make_hyperparams, make_train
+from flaxmnist.run.checkpoint import INFO_FILE, MODELS, PARAMS_FILE, save_model
+from flaxmnist.run.records import json_float
+from flaxmnist.specs.config import Config, parse_spec
 
 SEEDS = [0, 1]
 LIMIT_TRAIN = 300

@@ -8,9 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from flaxmnist.grid import LaneGrid
-from flaxmnist.progress import RunStats
-from flaxmnist.train import TrainSpec, make_hyperparams
+from flaxmnist.core.train import TrainSpec, make_hyperparams
+from flaxmnist.run.grid import LaneGrid
+from flaxmnist.run.progress import RunStats
 
 SPEC = TrainSpec(hidden=(16,), batch_size=250)
 
@@ -110,10 +110,10 @@ SCRIPT = textwrap.dedent(
     import jax
     import numpy as np
     jax.config.update("jax_num_cpu_devices", 2)
-    from flaxmnist.data import load_mnist, make_splits
-    from flaxmnist.grid import LaneGrid
-    from flaxmnist.placement import lane_mesh, replicate
-    from flaxmnist.train import TrainSpec, make_hyperparams
+    from flaxmnist.core.data import load_mnist, make_splits
+    from flaxmnist.run.grid import LaneGrid
+    from flaxmnist.devices.placement import lane_mesh, replicate
+    from flaxmnist.core.train import TrainSpec, make_hyperparams
 
     spec = TrainSpec(hidden=(16,), batch_size=200)
     mesh = lane_mesh()
@@ -168,8 +168,8 @@ def test_a_grid_refuses_hyperparameters_its_program_would_ignore(small_splits):
 def test_the_lane_memory_estimate_bounds_what_xla_compiles(hidden, lanes, small_splits):
     """``plan.lane_bytes`` plans calls before anything compiles; XLA's own count of the
     compiled epoch program (the data aside) must stay within it, and not far below."""
-    from flaxmnist.placement import lane_mesh
-    from flaxmnist.plan import lane_bytes
+    from flaxmnist.devices.placement import lane_mesh
+    from flaxmnist.run.plan import lane_bytes
 
     spec = TrainSpec(hidden=hidden, batch_size=100)
     hparams = [make_hyperparams(spec, 1e-3)] * lanes

@@ -16,9 +16,9 @@ import pytest
 
 from flaxmnist import SettingsError, run_sweep
 from flaxmnist.report.__main__ import main as report_main
-from flaxmnist.sampler import Proposer
-from flaxmnist.space import parse_search_spec
-from flaxmnist.trials import pareto_front
+from flaxmnist.search.sampler import Proposer
+from flaxmnist.search.trials import pareto_front
+from flaxmnist.specs.space import parse_search_spec
 
 TRAIN = 600
 LANES = ["--max-lanes", "6"]  # 2 seeds: rounds of 3 configurations

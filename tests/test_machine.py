@@ -4,22 +4,7 @@ from importlib import metadata
 import jax
 import pytest
 
-from flaxmnist import machine
-
-
-@pytest.mark.parametrize(
-    ("text", "size"),
-    [("12G", 12 * 2**30), ("12GiB", 12 * 2**30), ("500m", 500 * 2**20), ("1e9", 10**9),
-     ("4096", 4096), ("1.5K", 1536)],
-)  # fmt: skip
-def test_parse_bytes(text, size):
-    assert machine.parse_bytes(text) == size
-
-
-@pytest.mark.parametrize("text", ["", "G", "twelve", "-1G", "0", "inf", "1e400", "nan"])
-def test_parse_bytes_refuses_what_is_not_a_size(text):
-    with pytest.raises(ValueError, match="size"):
-        machine.parse_bytes(text)
+from flaxmnist.devices import machine
 
 
 def test_format_bytes():

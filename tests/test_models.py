@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxmnist.models import MLP, dropout, layer_names, param_count
+from flaxmnist.core.models import MLP, dropout, layer_names, param_count
 
 
 def numpy_forward(params, images):
@@ -209,7 +209,7 @@ def test_input_dropout_has_its_own_stream_and_leaves_hidden_draws_alone(mnist):
 
 
 def test_mask_padding_zeroes_the_padded_units_and_keeps_the_true_init_ranges():
-    from flaxmnist.models import mask_padding, unpad_params
+    from flaxmnist.core.models import mask_padding, unpad_params
 
     hidden, widths = (32, 24), (20, 7)
     params = MLP(hidden).init(jax.random.key(0), jnp.zeros((1, 784)))["params"]

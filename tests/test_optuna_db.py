@@ -11,9 +11,10 @@ import numpy as np
 import optuna
 import pytest
 
-from flaxmnist import optuna_db, run_sweep
+from flaxmnist import run_sweep
 from flaxmnist.report.__main__ import main
-from flaxmnist.specs import parse_spec
+from flaxmnist.search import optuna_db
+from flaxmnist.specs.config import parse_spec
 
 GRID = {
     "base": {"hidden": [8], "epochs": 2},

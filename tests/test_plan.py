@@ -1,6 +1,7 @@
 import pytest
 
-from flaxmnist.plan import (
+from flaxmnist.core.train import TrainSpec
+from flaxmnist.run.plan import (
     DEFAULT_MAX_LANES,
     Call,
     group_configs,
@@ -9,9 +10,8 @@ from flaxmnist.plan import (
     split_call,
     train_spec_of,
 )
-from flaxmnist.specs import Config
-from flaxmnist.studies import load_study
-from flaxmnist.train import TrainSpec
+from flaxmnist.specs.config import Config
+from flaxmnist.specs.studies import load_study
 
 
 def test_groups_follow_shapes_in_first_seen_order():

@@ -1,7 +1,7 @@
 import numpy as np
 
-from flaxmnist.records import json_float, make_records
-from flaxmnist.specs import HISTORY_KEYS
+from flaxmnist.run.records import json_float, make_records
+from flaxmnist.specs.config import HISTORY_KEYS
 
 
 def test_json_float_round_trips_float32_and_writes_nonfinite_as_null():

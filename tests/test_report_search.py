@@ -16,7 +16,7 @@ from flaxmnist.report import (
     search_trace,
 )
 from flaxmnist.report.__main__ import main
-from flaxmnist.rundir import RECORD_KEYS
+from flaxmnist.run.rundir import RECORD_KEYS
 
 NAN = float("nan")
 

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from flaxmnist import rundir
 from flaxmnist.errors import RunDirError, SettingsError
-from flaxmnist.rundir import (
+from flaxmnist.run import rundir
+from flaxmnist.run.rundir import (
     fingerprint,
     open_run_dir,
     read_jsonl,
@@ -13,7 +13,7 @@ from flaxmnist.rundir import (
     write_jsonl_atomic,
     write_results,
 )
-from flaxmnist.specs import Config
+from flaxmnist.specs.config import Config
 
 SETTINGS = {
     "studies": [{"name": "t", "configs": [Config(hidden=(8,)).to_dict()]}],

@@ -13,12 +13,12 @@ import pytest
 from jax.errors import JaxRuntimeError
 
 from flaxmnist import RunStats, SettingsError, run_sweep
-from flaxmnist.data import load_mnist, make_splits
+from flaxmnist.core.data import load_mnist, make_splits
+from flaxmnist.core.train import TrainSpec, make_hyperparams, make_train
 from flaxmnist.errors import OutOfMemoryError
-from flaxmnist.grid import LaneGrid
-from flaxmnist.progress import Progress
-from flaxmnist.specs import Config, parse_spec
-from flaxmnist.train import TrainSpec, make_hyperparams, make_train
+from flaxmnist.run.grid import LaneGrid
+from flaxmnist.run.progress import Progress
+from flaxmnist.specs.config import Config, parse_spec
 
 
 def study(grid, **base):
@@ -428,7 +428,7 @@ def test_padded_widths_train_in_one_program_count_their_own_compute_and_keep_a_t
 ):
     from flaxmnist import load_model
     from flaxmnist.evaluate import evaluate_test
-    from flaxmnist.plan import train_flops
+    from flaxmnist.run.plan import train_flops
 
     grid = {"hidden": [[8], [24], [16]], "learning_rate": [0.01]}
     stats = RunStats()

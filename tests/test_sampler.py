@@ -4,9 +4,9 @@ spec settings, the same proposals from the same seed, and a replay that notices 
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from flaxmnist.sampler import Proposer, check, distribution, make_sampler, setting
-from flaxmnist.space import Prior, parse_search_spec
-from flaxmnist.trials import COMPLETE, FAILED, PRUNED, Outcome
+from flaxmnist.search.sampler import Proposer, check, distribution, make_sampler, setting
+from flaxmnist.search.trials import COMPLETE, FAILED, PRUNED, Outcome
+from flaxmnist.specs.space import Prior, parse_search_spec
 
 
 def search(strategy="tpe", **top):

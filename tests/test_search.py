@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from flaxmnist import SettingsError, run_sweep
-from flaxmnist.plan import within_budget
-from flaxmnist.search import explore, pbt_epochs, rung_epochs
-from flaxmnist.space import parse_search_spec
-from flaxmnist.specs import Config, parse_spec
+from flaxmnist.run.plan import within_budget
+from flaxmnist.search.strategies import explore, pbt_epochs, rung_epochs
+from flaxmnist.specs.config import Config, parse_spec
+from flaxmnist.specs.space import parse_search_spec
 
 TRAIN = 600
 

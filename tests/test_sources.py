@@ -2,9 +2,9 @@ import sys
 
 import pytest
 
-from flaxmnist import sources
+from flaxmnist.core import sources
+from flaxmnist.core.sources import load_dataset
 from flaxmnist.errors import DataError
-from flaxmnist.sources import load_dataset
 
 
 def test_load_dataset_dispatches_to_tfds(monkeypatch, mnist):

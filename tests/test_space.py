@@ -3,10 +3,10 @@ import math
 import numpy as np
 import pytest
 
-from flaxmnist import sampler
 from flaxmnist.errors import SpecError
-from flaxmnist.space import Prior, draw, parse_search_spec
-from flaxmnist.studies import load_study
+from flaxmnist.search import sampler
+from flaxmnist.specs.space import Prior, draw, parse_search_spec
+from flaxmnist.specs.studies import load_study
 
 #: The form the issue asks for, verbatim.
 ISSUE_SPEC = """

@@ -1,7 +1,7 @@
 import pytest
 
-from flaxmnist.specs import SpecError, parse_spec
-from flaxmnist.studies import builtin_studies, load_studies, load_study
+from flaxmnist.specs.config import SpecError, parse_spec
+from flaxmnist.specs.studies import builtin_studies, load_studies, load_study
 
 
 def test_lr_study_is_the_notebooks_24_rates_in_order():
@@ -221,7 +221,7 @@ def test_a_local_file_named_like_a_study_does_not_shadow_it(tmp_path, monkeypatc
 
 
 def test_defaults_are_configs_defaults():
-    from flaxmnist.specs import CONFIG_KEYS, DEFAULTS, Config
+    from flaxmnist.specs.config import CONFIG_KEYS, DEFAULTS, Config
 
     assert tuple(DEFAULTS) == CONFIG_KEYS
     study = parse_spec({"grid": {"epochs": [1]}}, name="t", source="t.toml")

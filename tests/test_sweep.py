@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import flaxmnist
-from flaxmnist import rundir
+from flaxmnist.run import rundir
 from flaxmnist.sweep import main
 
 ARGS = ["lr", "--epochs", "1", "--limit-train", "400", "--seeds", "1"]

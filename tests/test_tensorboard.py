@@ -9,7 +9,7 @@ import pytest
 
 from flaxmnist import run_sweep
 from flaxmnist.report.tensorboard import lane_run, write_tensorboard
-from flaxmnist.specs import HISTORY_KEYS, parse_spec
+from flaxmnist.specs.config import HISTORY_KEYS, parse_spec
 
 pytest.importorskip("tensorboard", reason="the tensorboard extra (in dev) is not installed")
 from tensorboard.backend.event_processing import event_accumulator  # noqa: E402

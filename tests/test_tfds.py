@@ -12,8 +12,8 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from tensorflow_datasets.image_classification import mnist as tfds_mnist  # noqa: E402
 
-from flaxmnist.data import load_mnist, shipped_mnist_dir  # noqa: E402
-from flaxmnist.sources import arrays_from_tfds_builder, load_tfds  # noqa: E402
+from flaxmnist.core.data import load_mnist, shipped_mnist_dir  # noqa: E402
+from flaxmnist.core.sources import arrays_from_tfds_builder, load_tfds  # noqa: E402
 
 
 class OfflineMnist(tfds_mnist.MNIST, skip_registration=True):

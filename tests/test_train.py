@@ -6,12 +6,10 @@ import numpy as np
 import optax
 import pytest
 
-from flaxmnist.data import make_splits
-from flaxmnist.grid import _check_fits
-from flaxmnist.losses import apply_max_norm, make_evaluate, make_loss, smoothed_cross_entropy
-from flaxmnist.models import MLP
-from flaxmnist.specs import HISTORY_KEYS, LR_SCHEDULES
-from flaxmnist.train import (
+from flaxmnist.core.data import make_splits
+from flaxmnist.core.losses import apply_max_norm, make_evaluate, make_loss, smoothed_cross_entropy
+from flaxmnist.core.models import MLP
+from flaxmnist.core.train import (
     TrainSpec,
     make_hyperparams,
     make_optimizer,
@@ -20,6 +18,8 @@ from flaxmnist.train import (
     schedule_factor,
     stack_hyperparams,
 )
+from flaxmnist.run.grid import _check_fits
+from flaxmnist.specs.config import HISTORY_KEYS, LR_SCHEDULES
 
 
 def batched_train(spec):
@@ -236,7 +236,7 @@ def test_val_is_test_reports_the_one_evaluation_twice(small_splits):
 
 
 def test_keras1_loss_clips_probabilities_and_their_gradient():
-    from flaxmnist.losses import cross_entropy
+    from flaxmnist.core.losses import cross_entropy
 
     labels = jnp.array([0, 1])
     mild = jnp.array([[2.0, 1.0, 0.5], [0.1, 0.3, -0.2]])
@@ -343,7 +343,7 @@ def tiny_splits(rng, n_train=8, n_val=7, n_test=5, width=6):
 
 
 def make_splits_like(*arrays):
-    from flaxmnist.data import DataSplits
+    from flaxmnist.core.data import DataSplits
 
     return DataSplits(*arrays)
 
@@ -692,7 +692,7 @@ def test_a_padded_program_trains_the_narrow_network(small_splits, dropout):
     """From the same start, a lane of a padded program (16 real units of 40) trains what the
     16-unit program trains, up to float rounding (without dropout: its masks have another
     shape, so other draws); its padded units stay exactly zero under L2, decay, max-norm."""
-    from flaxmnist.models import unpad_params
+    from flaxmnist.core.models import unpad_params
 
     narrow = TrainSpec(hidden=(16,), batch_size=250)
     wide = dataclasses.replace(narrow, hidden=(40,), padded=True)

@@ -6,8 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
-from flaxmnist.models import param_count
-from flaxmnist.trials import (
+from flaxmnist.core.models import param_count
+from flaxmnist.search.trials import (
     COMPLETE,
     FAILED,
     PRUNED,

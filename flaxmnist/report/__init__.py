@@ -44,7 +44,7 @@ from flaxmnist.report.table import (
     summarize,
     varied_keys,
 )
-from flaxmnist.rundir import RESULTS, check_records, read_jsonl
+from flaxmnist.run.rundir import RESULTS, check_records, read_jsonl
 
 __all__ = [
     "best_row",

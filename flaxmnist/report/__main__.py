@@ -15,10 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from flaxmnist.ensemble import chosen_ensembles
 from flaxmnist.errors import RunDirError, one_line_warnings
-from flaxmnist.optuna_db import DB, export, problem, storage_url
-from flaxmnist.records import best_config
 from flaxmnist.report import (
     format_table,
     load_results,
@@ -27,7 +24,10 @@ from flaxmnist.report import (
     write_report,
 )
 from flaxmnist.report.tensorboard import write_tensorboard
-from flaxmnist.rundir import MANIFEST, read_manifest
+from flaxmnist.run.ensemble import chosen_ensembles
+from flaxmnist.run.records import best_config
+from flaxmnist.run.rundir import MANIFEST, read_manifest
+from flaxmnist.search.optuna_db import DB, export, problem, storage_url
 
 USAGE = """%(prog)s DIR
        %(prog)s DIR [--optuna] [--tensorboard LOGDIR]
@@ -45,9 +45,8 @@ example: three sampler seeds of random search against two of successive halving:
       random=runs/r0 random=runs/r1 random=runs/r2 halving=runs/h0 halving=runs/h1"""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code (2: no readable results, or arguments that do
-    not fit; 3: the report cannot be written; either named in one line on stderr)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command's arguments (the documentation's command-line reference reads them)."""
     parser = argparse.ArgumentParser(
         prog="python -m flaxmnist.report",
         usage=USAGE,
@@ -87,6 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "configuration, seed) with its per-epoch scalars and the HParams tab's session "
         "(needs pip install 'flaxmnist[tensorboard]'; view: tensorboard --logdir LOGDIR)",
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit code (2: no readable results, or arguments that do
+    not fit; 3: the report cannot be written; either named in one line on stderr)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     with one_line_warnings(parser.prog):
         exports = args.optuna or args.tensorboard is not None
@@ -256,7 +262,7 @@ def _comparison(runs: dict[str, list[list[dict[str, Any]]]]) -> str:
         lines.append(f"{name:<{width}}  {len(group):>4}  {val:<20}  {test:<17}  {spent:.4g}")
     lines.append(
         "selected: in each run, the configuration with the best mean holdout accuracy over "
-        "seeds (flaxmnist.records.best_config),\nits accuracies the means over seeds; ± the "
+        "seeds (flaxmnist.run.records.best_config),\nits accuracies the means over seeds; ± the "
         "sample std over runs; compute: training FLOPs, all seeds, mean over runs"
     )
     return "\n".join(lines)

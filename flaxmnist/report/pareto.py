@@ -11,7 +11,7 @@ import numpy as np
 
 from flaxmnist.report.curves import note_under
 from flaxmnist.report.table import COST_HEADERS
-from flaxmnist.trials import COMPLETE, by_config, objectives_of, outcome, pareto_front
+from flaxmnist.search.trials import COMPLETE, by_config, objectives_of, outcome, pareto_front
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flaxmnist.records import best_config, selection_key
 from flaxmnist.report.curves import label, note_under
 from flaxmnist.report.pareto import plot_pareto
 from flaxmnist.report.table import varied_keys
-from flaxmnist.trials import by_config, objectives_of
+from flaxmnist.run.records import best_config, selection_key
+from flaxmnist.search.trials import by_config, objectives_of
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from flaxmnist.report.table import split_by_study
-from flaxmnist.specs import CONFIG_KEYS, HISTORY_KEYS, Config
-from flaxmnist.trials import param_value
+from flaxmnist.search.trials import param_value
+from flaxmnist.specs.config import CONFIG_KEYS, HISTORY_KEYS, Config
 
 SUFFIX = ".flaxmnist"
 

@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from flaxmnist.records import best_config
 
 OUT = Path(__file__).resolve().parent / "out"

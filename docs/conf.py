@@ -1,0 +1,44 @@
+"""Sphinx configuration: MyST Markdown pages, the API reference from the docstrings
+(autodoc, napoleon for their Google style) and the command-line reference from the argparse
+parsers themselves (sphinx-argparse), so neither can drift from the code."""
+
+import sys
+from pathlib import Path
+
+# The source tree, whether or not flaxmnist is installed (nox -s docs installs it too).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import flaxmnist  # noqa: E402
+
+project = "flaxmnist"
+author = "the flaxmnist authors"
+copyright = "2026, the flaxmnist authors"
+release = version = flaxmnist.__version__
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.viewcode",
+    "sphinxarg.ext",
+    "sphinx_copybutton",
+]
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+exclude_patterns = ["_build"]
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options: dict = {}
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+nitpicky = False
+
+html_theme = "sphinx_book_theme"
+html_title = "flaxmnist"
+html_theme_options = {
+    "repository_url": "https://github.com/flaxmnist/flaxmnist",
+    "use_repository_button": False,
+    "show_toc_level": 2,
+}

@@ -1,0 +1,15 @@
+"""Training's pure core: data in, parameters and a history out, nothing written.
+
+- ``data``: MNIST as uint8 arrays, the holdout split, minibatch order; ``sources``: other
+  MNIST-like datasets (IDX folders, TensorFlow Datasets).
+- ``models``: the MLP (Flax linen), output-major kernels, padded widths.
+- ``augment``: shifts, rotations, scalings and elastic deformations of a minibatch, on the
+  device.
+- ``losses``: cross-entropy (exact, Keras 1's clipped, label-smoothed), L2, schedules.
+- ``optimizer``: Adam as Keras 1 had it, coupled L2 and decoupled weight decay, the
+  parameters' moving average.
+- ``train``: ``make_train(spec)`` returns a pure ``train(hparams, key, data)``, nested
+  ``lax.scan`` over epochs and steps, vmappable over every hyperparameter and seed.
+
+Nothing here knows of specs' files, run directories or devices.
+"""

@@ -1,0 +1,281 @@
+"""Planning, pure: configurations → groups (one program each) → calls (lanes per call).
+
+Configurations that share every static setting (layer widths, epochs, batch size, the
+regularisers in use, the protocol, the dtype) form a *group*: one compiled program. A *call*
+trains a grid of a group's configurations × seeds, the *lanes*, at once; a group is split
+into calls by a lane cap and a memory estimate. Nothing here touches a device.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from flaxmnist.core.augment import Augment
+from flaxmnist.core.models import param_count
+from flaxmnist.core.train import Hyperparams, TrainSpec, make_hyperparams
+from flaxmnist.devices.machine import FALLBACK_MEMORY_BUDGET
+from flaxmnist.errors import FlaxmnistWarning, SettingsError
+from flaxmnist.specs.config import Config, Study
+
+#: On a CPU, lanes per call when neither ``max_lanes`` nor the memory budget asks for fewer
+#: (the fastest per lane measured, BENCHMARKS.md). Accelerators get no such cap.
+DEFAULT_MAX_LANES = 24
+#: ``TrainSpec`` flags of what a program may compile out (a configuration's rate is 0).
+FEATURES = (
+    "use_dropout", "use_l2", "use_weight_decay", "use_input_dropout", "use_max_norm",
+    "use_schedule", "use_ema", "use_label_smoothing",
+)  # fmt: skip
+INPUT_SIZE = 784
+#: Strategies whose configurations are all known up front and trained as planned calls.
+GRIDDED = ("grid", "random", "quasi-random")
+
+
+@dataclass(frozen=True)
+class Group:
+    """Configurations that share a compiled program (the same static ``TrainSpec``)."""
+
+    spec: TrainSpec
+    config_indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One compiled call: configurations × seeds of one study that share a ``TrainSpec``."""
+
+    study_index: int
+    spec: TrainSpec
+    config_indices: tuple[int, ...]
+    seeds: tuple[int, ...]
+
+    @property
+    def lanes(self) -> tuple[tuple[int, int], ...]:
+        """``(config_index, seed)`` pairs, configuration-major."""
+        return tuple((c, seed) for c in self.config_indices for seed in self.seeds)
+
+
+def train_spec_of(config: Config, val_is_test: bool = False, dtype: str = "float32") -> TrainSpec:
+    """The static part of a configuration, with the run's protocol and dtype.
+
+    Regularisers and features a configuration does not use are compiled out
+    (``FEATURES``): exact, and cheaper, so configurations without dropout never share a
+    call with ones that have it.
+    """
+    return TrainSpec(
+        hidden=config.hidden,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        loss=config.loss,
+        use_dropout=any(rate != 0 for rate in config.applied_dropout()),
+        use_l2=any(coefficient != 0 for coefficient in config.l2),
+        use_weight_decay=config.weight_decay != 0,
+        use_input_dropout=config.input_dropout != 0,
+        use_max_norm=config.max_norm > 0,
+        use_schedule=config.lr_schedule != "constant" or config.warmup_epochs > 0,
+        val_is_test=val_is_test,
+        compute_dtype=dtype,
+        augment=augment_of(config),
+        use_ema=config.ema_decay != 0,
+        use_label_smoothing=config.label_smoothing != 0,
+    )
+
+
+def augment_of(config: Config) -> Augment:
+    """The augmentation of ``config``'s training minibatches (static: a program's own)."""
+    return Augment(
+        shift=config.augment_shift,
+        rotate=config.augment_rotate,
+        scale=config.augment_scale,
+        elastic_alpha=config.augment_elastic_alpha,
+        elastic_sigma=config.augment_elastic_sigma,
+    )
+
+
+#: ``Config`` fields that are ``make_hyperparams`` arguments of the same name.
+SAME_NAMES = (
+    "learning_rate", "l2", "weight_decay", "input_dropout", "max_norm", "lr_schedule",
+    "lr_decay", "warmup_epochs", "ema_decay", "label_smoothing",
+)  # fmt: skip
+
+
+def hyperparams_of(spec: TrainSpec, config: Config) -> Hyperparams:
+    """The hyperparameters of ``config``, for a program of ``spec``."""
+    same = {name: getattr(config, name) for name in SAME_NAMES}
+    return make_hyperparams(
+        spec, dropout=config.applied_dropout(), schedule_epochs=config.epochs,
+        widths=config.hidden, **same,
+    )  # fmt: skip
+
+
+def widths(spec: TrainSpec) -> str:
+    """The layer widths of ``spec``: ``784-300-10``."""
+    return "-".join(str(w) for w in (784, *spec.hidden, spec.num_classes))
+
+
+def group_configs(
+    configs: Sequence[Config],
+    val_is_test: bool = False,
+    split_regularisers: bool = True,
+    dtype: str = "float32",
+    pad_widths: bool = False,
+) -> list[Group]:
+    """Group configurations by their static settings, keeping first-seen order.
+
+    With ``split_regularisers=False`` configurations of one shape share a program whatever
+    regularisers they use (it then has every regulariser any of them uses); with
+    ``pad_widths`` configurations of one depth share a program whatever their widths (it
+    has the widest of each layer, ``TrainSpec.padded``; ``models.mask_padding``). Both mean
+    fewer compiles, for accelerators, where compiling costs more than the extra arithmetic.
+    """
+    specs = [train_spec_of(config, val_is_test, dtype) for config in configs]
+    groups: dict[TrainSpec, list[int]] = {}
+    for index, spec in enumerate(specs):
+        if not split_regularisers:
+            spec = replace(spec, **dict.fromkeys(FEATURES, False))
+        if pad_widths:
+            spec = replace(spec, hidden=(1,) * len(spec.hidden))
+        groups.setdefault(spec, []).append(index)
+    result = []
+    for spec, indices in groups.items():
+        members = [specs[i] for i in indices]
+        spec = replace(spec, **{f: any(getattr(m, f) for m in members) for f in FEATURES})
+        widths = {m.hidden for m in members}
+        widest = tuple(max(layer) for layer in zip(*widths, strict=True))
+        spec = replace(spec, hidden=widest, padded=len(widths) > 1)
+        result.append(Group(spec, tuple(indices)))
+    return result
+
+
+def train_flops(spec: TrainSpec, train_size: int, input_size: int = INPUT_SIZE) -> int:
+    """The compute of one lane-epoch, the unit of ``--budget``: training FLOPs, counted as
+    6 per weight per training image (2 for the forward multiply-add, 4 for the backward
+    pass's two), ``6 * train_size * sum(fan_in * fan_out)``. Biases, activations, dropout,
+    Adam and evaluation are not counted.
+
+    Example::
+
+        >>> train_flops(TrainSpec(hidden=(300,)), 50_000)  # 784-300-10, one epoch
+        71460000000
+    """
+    sizes = [input_size, *spec.hidden, spec.num_classes]
+    return 6 * train_size * sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+def lane_bytes(spec: TrainSpec, input_size: int = INPUT_SIZE) -> int:
+    """A generous estimate of the device memory one lane needs while it trains.
+
+    Parameters, gradients, Adam's two moments and the update (6 copies of the weights), the
+    activations of one training step (inputs, and per hidden unit its pre-activation,
+    activation and dropout mask), and one evaluation chunk, all float32, times 1.5 for
+    XLA's temporaries.
+    """
+    params = param_count(input_size, spec.hidden, spec.num_classes)
+    units = sum(spec.hidden) + spec.num_classes
+    step = spec.batch_size * (input_size + 3 * units)
+    evaluation = spec.eval_batch_size * (input_size + 2 * units)
+    return int(1.5 * 4 * (6 * params + step + evaluation))
+
+
+def lanes_per_call(spec: TrainSpec, max_lanes: int | None, budget: int, cap: int | None) -> int:
+    """``max_lanes`` if given, else as many as ``budget`` allows up to ``cap``; at least 1."""
+    if max_lanes:
+        return max_lanes
+    size = budget // lane_bytes(spec)
+    return max(1, size if cap is None else min(size, cap))
+
+
+def plan_calls(
+    studies_configs: Sequence[Sequence[Config]],
+    seeds: int | Sequence[int],
+    *,
+    max_lanes: int | None = None,
+    memory_budget: int = FALLBACK_MEMORY_BUDGET,
+    val_is_test: bool = False,
+    dtype: str = "float32",
+    lane_cap: int | None = DEFAULT_MAX_LANES,
+    split_regularisers: bool = True,
+    pad_widths: bool = False,
+) -> list[Call]:
+    """Split every study's groups into calls of configurations × seeds, in study order.
+
+    ``seeds``: a count (seeds 0 … N-1) or the seeds themselves. A call holds
+    ``lanes_per_call`` lanes at most. All seeds of a configuration share a call when the size
+    allows (then a call is whole configurations × every seed); otherwise a configuration's
+    seeds are split over calls.
+    """
+    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
+    calls = []
+    for study_index, configs in enumerate(studies_configs):
+        groups = group_configs(configs, val_is_test, split_regularisers, dtype, pad_widths)
+        for group in groups:
+            size = lanes_per_call(group.spec, max_lanes, memory_budget, lane_cap)
+            whole = Call(study_index, group.spec, group.config_indices, seeds)
+            calls.extend(split_call(whole, size))
+    return calls
+
+
+def split_call(call: Call, lanes: int) -> list[Call]:
+    """``call`` as calls of at most ``lanes`` lanes: whole configurations × the call's seeds
+    when ``lanes`` holds all its seeds, else one configuration's seeds in chunks.
+
+    Example::
+
+        >>> call = Call(0, TrainSpec(hidden=(8,)), (0, 1, 2), (0, 1))
+        >>> [len(c.lanes) for c in split_call(call, 4)], [len(c.lanes) for c in split_call(call, 1)]
+        ([4, 2], [1, 1, 1, 1, 1, 1])
+    """
+    if lanes < 1:
+        raise ValueError(f"lanes must be >= 1, got {lanes}")
+    seeds = call.seeds
+    if lanes >= len(seeds):
+        per_call = lanes // len(seeds)
+        return [
+            replace(call, config_indices=call.config_indices[start : start + per_call])
+            for start in range(0, len(call.config_indices), per_call)
+        ]
+    return [
+        replace(call, config_indices=(index,), seeds=seeds[start : start + lanes])
+        for index in call.config_indices
+        for start in range(0, len(seeds), lanes)
+    ]
+
+
+def within_budget(
+    studies: Sequence[Study], seeds: int, budget: float, train_size: int
+) -> list[Study]:
+    """``studies`` with the configurations of grid, random and quasi-random studies that fit
+    ``budget`` (training FLOPs, every seed), in order; a search study (halving, PBT) keeps
+    them all and stops itself when the budget is spent.
+
+    Raises:
+      SettingsError: not even the first configuration fits.
+    """
+    left, kept = budget, []
+    for study in studies:
+        if study.strategy not in GRIDDED:
+            kept.append(study)
+            continue
+        configs = []
+        for config in study.configs:
+            cost = seeds * config.epochs * train_flops(train_spec_of(config), train_size)
+            if cost > left:
+                break
+            configs.append(config)
+            left -= cost
+        if not configs:
+            raise SettingsError(
+                f"{study.name}: its first configuration needs {cost:.4g} training FLOPs, "
+                f"more than the {left:.4g} left",
+                parameter="budget",
+                value=budget,
+            )
+        if len(configs) < len(study.configs):
+            warnings.warn(
+                f"{study.name}: the budget of {budget:.4g} training FLOPs holds "
+                f"{len(configs)} of its {len(study.configs)} configurations",
+                FlaxmnistWarning,
+                stacklevel=3,
+            )
+        kept.append(replace(study, configs=tuple(configs)))
+    return kept

@@ -1,0 +1,249 @@
+"""Optuna's samplers proposing whole rounds of configurations.
+
+A learned strategy (``specs.LEARNED``) keeps an Optuna study in memory whose sampler is one
+of Optuna's own, seeded with the spec's ``seed``:
+
+=========  ====================  ==========================================================
+strategy   Optuna sampler        notes
+=========  ====================  ==========================================================
+``tpe``    ``TPESampler``        one or two objectives; a round's trials are running while
+                                 it asks (``constant_liar``), so they spread out
+``gp``     ``GPSampler``         one or two objectives; needs PyTorch (``flaxmnist[gp]``);
+                                 a round is a q-batch of its acquisition function
+``cmaes``  ``CmaEsSampler``      one objective; needs ``cmaes`` (``flaxmnist[cmaes]``); a
+                                 generation is a round (``popsize``); ``choice`` priors
+                                 are drawn at random
+``nsga2``  ``NSGAIISampler``     one or two objectives; a generation is a round
+                                 (``population_size``)
+=========  ====================  ==========================================================
+
+A ``[sampler]`` table passes keyword arguments to the sampler (``n_startup_trials = 8``).
+
+``Proposer.ask(count)`` asks ``count`` trials of the study (Optuna's ask-and-tell
+interface) and turns their parameters into spec settings; ``Proposer.tell`` tells each its
+``trials.Outcome``. Priors map to Optuna's distributions (``distribution``): ``uniform`` and
+``log_uniform`` to ``FloatDistribution`` (``IntDistribution`` for an integer key), ``choice``
+to ``CategoricalDistribution`` over the values as Optuna parameters
+(``trials.param_value``: layer widths as JSON text). Proposed numbers are rounded to 4
+significant digits, as drawn ones are (``space.Prior.clip``): a configuration trains, and a
+table shows, the rounded value; the trial keeps the one the sampler proposed.
+
+Sampling is deterministic: the same seed, asked and told the same outcomes in the same
+order, proposes the same configurations. That is how a killed search resumes: a new
+``Proposer`` replays the rounds its records hold (``replay``), asking and telling as the
+first run did, and checks that it proposes what they trained.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState
+
+from flaxmnist.errors import FlaxmnistWarning, SpecError
+from flaxmnist.search.trials import COMPLETE, FAILED, PRUNED, Outcome, param_value
+from flaxmnist.specs.space import INTEGER_KEYS, Prior, Search
+
+#: Strategy → Optuna's sampler class name.
+SAMPLERS = {
+    "tpe": "TPESampler",
+    "gp": "GPSampler",
+    "cmaes": "CmaEsSampler",
+    "nsga2": "NSGAIISampler",
+}
+#: What a sampler needs beyond Optuna: the module, and the flaxmnist extra that installs it.
+NEEDS = {"gp": ("torch", "PyTorch", "gp"), "cmaes": ("cmaes", "cmaes", "cmaes")}
+SINGLE_OBJECTIVE = ("cmaes",)
+#: The sampler's argument that a round's size sets, unless ``[sampler]`` gives it.
+GENERATION = {"cmaes": "popsize", "nsga2": "population_size"}
+#: Options the spec sets elsewhere, or that take Python objects a TOML file cannot hold.
+NOT_OPTIONS = (
+    "seed", "independent_sampler", "constraints_func", "gamma", "weights", "mutation",
+    "crossover", "elite_population_selection_strategy", "child_generation_strategy",
+    "after_trial_strategy", "source_trials",
+)  # fmt: skip
+_STATES = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, FAILED: TrialState.FAIL}
+
+
+def quiet_optuna() -> None:
+    """Optuna's INFO lines (a trial finished, a study created) off: flaxmnist has its own."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def distribution(prior: Prior) -> BaseDistribution:
+    """The Optuna distribution of a prior (see the module).
+
+    Raises:
+      ValueError: Optuna cannot represent it.
+    """
+    if prior.kind == "choice":
+        return CategoricalDistribution([param_value(prior.key, v) for v in prior.values])
+    low, high = prior.values
+    log = prior.kind == "log_uniform"
+    if prior.key in INTEGER_KEYS:
+        return IntDistribution(int(low), int(high), log=log)
+    return FloatDistribution(low, high, log=log)
+
+
+def setting(prior: Prior, parameter: Any) -> Any:
+    """The spec value of a proposed Optuna parameter (rounded as drawn values are)."""
+    if prior.kind == "choice":
+        encoded = [param_value(prior.key, v) for v in prior.values]
+        chosen = prior.values[encoded.index(parameter)]
+        return list(chosen) if isinstance(chosen, tuple) else chosen
+    return prior.clip(parameter)
+
+
+def directions(objectives: Sequence[str]) -> list[str]:
+    """Holdout accuracy is maximised, a second objective (a cost) minimised."""
+    return ["maximize", *["minimize"] * (len(objectives) - 1)]
+
+
+def make_sampler(strategy: str, search: Search, round_size: int | None = None):
+    """The Optuna sampler of ``strategy``, seeded with ``search.seed``, with the spec's
+    ``[sampler]`` options; a generation of CMA-ES or NSGA-II is a round (``round_size``)."""
+    _check_installed(strategy, "<spec>")
+    options = dict(search.sampler)
+    if strategy in GENERATION and round_size is not None:
+        options.setdefault(GENERATION[strategy], max(2, round_size))
+    if strategy in ("cmaes", "gp"):  # flaxmnist says it once, when the spec is read
+        options.setdefault("warn_independent_sampling", False)
+    if strategy == "tpe":  # a round's running trials spread its proposals (any version)
+        options.setdefault("constant_liar", True)
+    return getattr(optuna.samplers, SAMPLERS[strategy])(seed=search.seed, **options)
+
+
+def check(search: Search, source: str) -> None:
+    """Refuse, before anything runs, what Optuna would refuse later: a missing package, a
+    single-objective sampler given two objectives, a prior without an Optuna distribution, a
+    sampler option the sampler does not take (``runner.run_sweep`` calls it).
+
+    Raises:
+      SpecError: naming ``source`` and the prior, objective or sampler option at fault.
+    """
+    strategy = search.settings.get("strategy")
+    _check_installed(strategy, source)
+    if len(search.objectives) > 1 and strategy in SINGLE_OBJECTIVE:
+        raise SpecError(
+            f"{source}: strategy = {strategy!r} optimises one objective: with objectives = "
+            f"{list(search.objectives)}, use {', '.join(s for s in SAMPLERS if s != strategy)}"
+        )
+    for prior in search.priors:
+        try:
+            distribution(prior)
+        except ValueError as err:
+            raise SpecError(
+                f"{source}: search.{prior.key}: Optuna cannot represent this prior ({err})"
+            ) from None
+    cls = getattr(optuna.samplers, SAMPLERS[strategy])
+    known = [n for n in inspect.signature(cls).parameters if n not in NOT_OPTIONS]
+    for name in search.sampler:
+        if name not in known:
+            raise SpecError(
+                f"{source}: unknown sampler option sampler.{name} for {strategy} "
+                f"({SAMPLERS[strategy]}; known: {', '.join(known)})"
+            )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            make_sampler(strategy, search)
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"{source}: [sampler]: {SAMPLERS[strategy]} refused it: {err}") from None
+    if strategy == "cmaes" and any(p.kind == "choice" for p in search.priors):
+        warnings.warn(
+            f"{source}: CMA-ES searches numbers only: the choice priors "
+            f"({', '.join(p.key for p in search.priors if p.kind == 'choice')}) are drawn at "
+            "random",
+            FlaxmnistWarning,
+            stacklevel=2,
+        )
+
+
+def _check_installed(strategy: str, source: str) -> None:
+    if strategy in NEEDS and importlib.util.find_spec(NEEDS[strategy][0]) is None:
+        module, name, extra = NEEDS[strategy]
+        raise SpecError(
+            f"{source}: strategy = {strategy!r} needs {name} ({SAMPLERS[strategy]} imports "
+            f"{module}): pip install 'flaxmnist[{extra}]'"
+        )
+
+
+class Proposer:
+    """An Optuna study in memory whose sampler proposes configurations, round by round.
+
+    Args:
+      search: the study's ``space.Search`` (strategy in ``settings``, priors, seed, options).
+      round_size: the configurations of a round (a CMA-ES or NSGA-II generation).
+    """
+
+    def __init__(self, search: Search, round_size: int):
+        quiet_optuna()
+        strategy = search.settings["strategy"]
+        self.priors = search.priors
+        self.distributions = {p.key: distribution(p) for p in search.priors}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.study = optuna.create_study(
+                sampler=make_sampler(strategy, search, round_size),
+                directions=directions(search.objectives),
+            )
+        self._asked: dict[int, optuna.Trial] = {}
+
+    def ask(self, count: int) -> list[dict[str, Any]]:
+        """``count`` proposals, as the spec settings of the searched keys (trial numbers
+        follow on from the last round's)."""
+        proposals = []
+        for _ in range(count):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                trial = self.study.ask(self.distributions)
+            self._asked[trial.number] = trial
+            proposals.append({p.key: setting(p, trial.params[p.key]) for p in self.priors})
+        return proposals
+
+    def tell(self, outcomes: dict[int, Outcome]) -> None:
+        """Tell each asked trial (by number, in order) its outcome; a pruned trial's
+        intermediate values are reported first, its last being its value."""
+        multi = len(self.study.directions) > 1
+        for number in sorted(outcomes):
+            trial, result = self._asked.pop(number), outcomes[number]
+            if not multi:  # Optuna keeps no intermediate values with several objectives
+                for epoch, value in result.intermediate.items():
+                    trial.report(value, epoch)
+            values = list(result.values) if result.state == COMPLETE else None
+            self.study.tell(trial, values, state=_STATES[result.state])
+
+    def replay(
+        self,
+        rounds: Sequence[Sequence[tuple[Any, Outcome]]],
+        resolve: Callable[[dict[str, Any]], Any],
+    ) -> None:
+        """Ask and tell the rounds a run recorded, as that run did: each round a list of
+        its trials' configurations and outcomes, in trial order; ``resolve`` makes a
+        proposal's configuration.
+
+        Raises:
+          ValueError: the sampler proposes configurations other than those recorded
+            (another version of Optuna, or another spec); the message names the first.
+        """
+        for number, trials in enumerate(rounds):
+            start = len(self.study.trials)
+            proposed = [resolve(settings) for settings in self.ask(len(trials))]
+            for offset, (mine, (recorded, _)) in enumerate(zip(proposed, trials, strict=True)):
+                if mine != recorded:
+                    raise ValueError(
+                        f"round {number}, trial {start + offset}: the sampler proposes "
+                        f"{mine}, the run directory recorded {recorded}"
+                    )
+            self.tell({start + i: result for i, (_, result) in enumerate(trials)})

@@ -1,0 +1,312 @@
+"""Search spaces: priors over spec keys, drawn at random, quasi-randomly, or proposed by a
+sampler that learns from what has trained.
+
+A spec searches a space when it names a ``strategy`` other than ``"grid"``::
+
+    description = "a search"
+    strategy = "halving"   # random | quasi-random | halving | pbt | tpe | gp | cmaes | nsga2
+    samples = 27           # configurations drawn (or proposed) in all
+    seed = 0               # the sampler's seed (training seeds stay --seeds)
+    [base]
+    hidden = [300]
+    epochs = 9             # the most any configuration trains
+    [search]
+    learning_rate = { log_uniform = [1e-4, 1e-1] }
+    dropout = { uniform = [0.0, 0.5] }
+    hidden = { choice = [[300], [1024, 1024]] }
+    [halving]
+    eta = 3                # keep the best 1/eta at every rung
+    min_epochs = 1         # the first rung; then min_epochs * eta**k
+    [pbt]
+    interval = 2           # epochs between exploit/explore steps
+    fraction = 0.25        # bottom fraction that copies the top fraction
+    resample_probability = 0.25
+
+Priors: ``uniform = [low, high]``, ``log_uniform = [low, high]`` (low > 0), ``choice =
+[values...]`` (any key, ``hidden`` included; an integer key such as ``batch_size`` draws
+integers). ``random`` draws ``samples`` points from NumPy's generator seeded with ``seed``;
+``quasi-random`` takes them from a scrambled Halton sequence (``scipy.stats.qmc``), which
+covers the space more evenly. Each coordinate in [0, 1) maps through its prior; drawn numbers
+are rounded to 4 significant digits, so a table shows what was trained. ``halving`` and
+``pbt`` train the configurations drawn (quasi-randomly) or, without ``[search]``, those of
+``[grid]`` / ``[[configs]]``. Every drawn value is checked as a spec value would be.
+
+The learned strategies (``specs.LEARNED``: ``tpe``, ``gp``, ``cmaes``, ``nsga2``) are
+Optuna's samplers, proposing round by round (``flaxmnist.search.learned``), so nothing is drawn
+here; ``[halving]`` adds rungs inside each round; ``objectives`` (``flaxmnist.specs.objectives``)
+and a ``[sampler]`` table of the Optuna sampler's keyword arguments belong to them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.stats import qmc
+
+from flaxmnist.errors import SpecError
+from flaxmnist.specs.config import DEFAULTS, LEARNED, STRATEGIES, Study, check_value, parse_spec
+from flaxmnist.specs.objectives import parse_objectives
+
+#: Top-level keys of a spec that searches (besides description, base, grid, configs).
+SEARCH_KEYS = ("strategy", "samples", "seed", "search", "halving", "pbt", "objectives", "sampler")
+PRIOR_KINDS = ("uniform", "log_uniform", "choice")
+#: Keys whose values are integers: a continuous prior over them draws integers.
+INTEGER_KEYS = ("batch_size", "augment_shift")
+#: Keys a prior may not take: they fix the budget axis or do not vary per lane.
+NOT_SEARCHABLE = ("epochs",)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A distribution over one spec key: ``kind`` in ``PRIOR_KINDS`` and its arguments."""
+
+    key: str
+    kind: str
+    values: tuple
+
+    def value(self, u: float) -> Any:
+        """The value at quantile ``u`` in [0, 1)."""
+        if self.kind == "choice":
+            chosen = self.values[min(int(u * len(self.values)), len(self.values) - 1)]
+            return list(chosen) if isinstance(chosen, tuple) else chosen
+        low, high = self.values
+        if self.kind == "log_uniform":
+            x = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+        else:
+            x = low + u * (high - low)
+        return self.clip(x)
+
+    def clip(self, x: float) -> float | int:
+        """``x`` within the prior's bounds (a continuous prior), as 4 significant digits (an
+        integer for ``INTEGER_KEYS``); a bound stays exact."""
+        low, high = self.values
+        if self.key in INTEGER_KEYS:
+            return int(min(max(round(x), low), high))
+        return min(max(float(f"{min(max(x, low), high):.4g}"), low), high)
+
+
+@dataclass(frozen=True)
+class Search:
+    """How a study searches: the sampler and the strategy's settings (see the module)."""
+
+    priors: tuple[Prior, ...] = ()
+    samples: int = 0
+    seed: int = 0
+    eta: int = 3
+    min_epochs: int = 1
+    interval: int = 2
+    fraction: float = 0.25
+    resample_probability: float = 0.25
+    objectives: tuple[str, ...] = ("val_accuracy",)
+    sampler: dict = field(default_factory=dict, compare=False)  # the Optuna sampler's options
+    halving: bool = False  # a learned strategy halves inside each round
+    base: dict = field(default_factory=dict, compare=False)  # [base], what proposals complete
+    settings: dict = field(default_factory=dict, compare=False)
+
+
+def is_search_spec(document: dict[str, Any]) -> bool:
+    """Whether a parsed spec names a strategy or a search space."""
+    return any(key in document for key in SEARCH_KEYS)
+
+
+def parse_search_spec(document: dict[str, Any], name: str, source: str) -> Study:
+    """A spec with a ``strategy`` (and a ``[search]`` space) as a ``Study`` whose
+    configurations are drawn; the grid part goes through ``specs.parse_spec``.
+
+    Raises:
+      SpecError: naming ``source``, the offending key and its value.
+    """
+    strategy = document.get("strategy", "grid")
+    if strategy not in STRATEGIES:
+        raise SpecError(
+            f"{source}: strategy = {strategy!r}: expected one of {', '.join(STRATEGIES)}"
+        )
+    space = _table(source, "search", document.get("search", {}))
+    priors = parse_priors(space, source)
+    if strategy in ("random", "quasi-random", *LEARNED) and not priors:
+        raise SpecError(f"{source}: strategy = {strategy!r} needs a [search] table of priors")
+    search = _search(source, document, strategy, priors)
+    rest = {k: v for k, v in document.items() if k not in SEARCH_KEYS}
+    study = parse_spec(rest, name, source, allow_empty=bool(priors))
+    if priors and (study.configs or "grid" in document):
+        raise SpecError(f"{source}: [search] draws the configurations: drop [grid]/[[configs]]")
+    if not priors:
+        return Study(**{**study.__dict__, "strategy": strategy, "search": search})
+    base = {k: v for k, v in document.get("base", {}).items()}
+    varied = tuple(p.key for p in priors)
+    if strategy in LEARNED:  # the sampler proposes them as the study runs
+        check_space(search, source)
+        return Study(name, study.description, (), varied, source, strategy, search)
+    draws = draw(priors, search.samples, search.seed, quasi=strategy != "random")
+    template = {"base": base, "configs": draws}
+    configs = parse_spec(template, name, f"{source} (drawn)").configs
+    return Study(
+        name=name,
+        description=study.description,
+        configs=configs,
+        varied=varied,
+        source=source,
+        strategy=strategy,
+        search=search,
+    )
+
+
+def parse_priors(space: dict[str, Any], source: str) -> tuple[Prior, ...]:
+    """The priors of a ``[search]`` table (as a spec or a manifest holds it), checked.
+
+    Raises:
+      SpecError: naming ``source``, the key and its value.
+    """
+    return tuple(_prior(source, key, value) for key, value in space.items())
+
+
+def draw(priors: tuple[Prior, ...], samples: int, seed: int, quasi: bool) -> list[dict]:
+    """``samples`` settings, one value per prior: quasi-random (scrambled Halton) or random."""
+    if quasi:
+        points = qmc.Halton(d=len(priors), scramble=True, seed=seed).random(samples)
+    else:
+        points = np.random.default_rng(seed).random((samples, len(priors)))
+    return [{p.key: p.value(u) for p, u in zip(priors, row, strict=True)} for row in points]
+
+
+def _table(source: str, name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SpecError(f"{source}: [{name}] must be a table")
+    return value
+
+
+def _prior(source: str, key: str, value: Any) -> Prior:
+    where = f"{source}: search.{key} = {value!r}"
+    if key not in DEFAULTS:
+        raise SpecError(f"{source}: unknown key search.{key} (known: {', '.join(DEFAULTS)})")
+    if key in NOT_SEARCHABLE:
+        raise SpecError(f"{where}: {key} is set in [base] (the most any configuration trains)")
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in PRIOR_KINDS:
+        raise SpecError(f"{where}: expected one of {{ {' | '.join(PRIOR_KINDS)} = [...] }}")
+    ((kind, arguments),) = value.items()
+    if not isinstance(arguments, list) or not arguments:
+        raise SpecError(f"{where}: expected a non-empty list")
+    if kind == "choice":
+        for choice in arguments:
+            check_value(source, "search", key, choice)
+        return Prior(key, kind, tuple(tuple(v) if isinstance(v, list) else v for v in arguments))
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in arguments)
+    if len(arguments) != 2 or not numbers:
+        raise SpecError(f"{where}: expected [low, high], two numbers")
+    low, high = arguments
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise SpecError(f"{where}: the bounds must be finite numbers")
+    if not low < high:
+        raise SpecError(f"{where}: expected low < high")
+    if kind == "log_uniform" and low <= 0:
+        raise SpecError(f"{where}: a log-uniform prior needs low > 0")
+    if key in INTEGER_KEYS and not all(isinstance(v, int) for v in arguments):
+        raise SpecError(f"{where}: {key} takes integers: expected [low, high], two integers")
+    for bound in arguments:
+        check_value(source, "search", key, bound)
+    if key in INTEGER_KEYS:
+        return Prior(key, kind, (low, high))
+    return Prior(key, kind, (float(low), float(high)))
+
+
+def _positive_int(source: str, table: str, key: str, value: Any, least: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise SpecError(f"{source}: {table}{key} = {value!r}: expected an integer >= {least}")
+    return value
+
+
+def _fraction(source: str, key: str, value: Any, high: float, closed: bool) -> float:
+    ok = isinstance(value, int | float) and 0 <= value <= high and (closed or value > 0)
+    if not ok or isinstance(value, bool):
+        interval = f"[0, {high}]" if closed else f"(0, {high}]"
+        raise SpecError(f"{source}: pbt.{key} = {value!r}: expected a number in {interval}")
+    return float(value)
+
+
+def _search(source: str, document: dict, strategy: str, priors: tuple[Prior, ...]) -> Search:
+    """The sampler's and strategies' settings, checked."""
+    halving = _table(source, "halving", document.get("halving", {}))
+    pbt = _table(source, "pbt", document.get("pbt", {}))
+    for table, given, known in (
+        ("halving", halving, ("eta", "min_epochs")),
+        ("pbt", pbt, ("interval", "fraction", "resample_probability")),
+    ):
+        for key in given:
+            if key not in known:
+                raise SpecError(f"{source}: unknown key {table}.{key} (known: {', '.join(known)})")
+        if given and strategy != table and not (table == "halving" and strategy in LEARNED):
+            raise SpecError(f"{source}: [{table}] is set but strategy = {strategy!r}")
+    for key in ("objectives", "sampler"):
+        if key in document and strategy not in LEARNED:
+            raise SpecError(
+                f"{source}: {key} is set but strategy = {strategy!r}: it belongs to the "
+                f"learned strategies ({', '.join(LEARNED)})"
+            )
+    objectives = parse_objectives(source, document.get("objectives", ["val_accuracy"]))
+    if len(objectives) > 1 and "halving" in document:
+        raise SpecError(
+            f"{source}: [halving] ranks by holdout accuracy alone: with two objectives, "
+            "drop [halving] (or the second objective)"
+        )
+    if priors and "samples" not in document:
+        raise SpecError(f"{source}: [search] needs samples = N (configurations drawn)")
+    samples = _positive_int(source, "", "samples", document.get("samples", 1))
+    seed = _positive_int(source, "", "seed", document.get("seed", 0), least=0)
+    epochs = document.get("base", {}).get("epochs", DEFAULTS["epochs"])
+    min_epochs = _positive_int(source, "halving.", "min_epochs", halving.get("min_epochs", 1))
+    if isinstance(epochs, int) and min_epochs > epochs:
+        raise SpecError(
+            f"{source}: halving.min_epochs = {min_epochs}: more than base.epochs = {epochs}"
+        )
+    return Search(
+        priors=priors,
+        samples=samples,
+        seed=seed,
+        eta=_positive_int(source, "halving.", "eta", halving.get("eta", 3), least=2),
+        min_epochs=min_epochs,
+        interval=_positive_int(source, "pbt.", "interval", pbt.get("interval", 2)),
+        fraction=_fraction(source, "fraction", pbt.get("fraction", 0.25), 0.5, closed=False),
+        resample_probability=_fraction(
+            source, "resample_probability", pbt.get("resample_probability", 0.25), 1, True
+        ),
+        objectives=objectives,
+        sampler=dict(_table(source, "sampler", document.get("sampler", {}))),
+        halving=strategy == "halving" or "halving" in document,
+        base=dict(document.get("base", {})),
+        settings={k: document[k] for k in SEARCH_KEYS if k in document},
+    )
+
+
+def check_space(search: Search, source: str) -> None:
+    """Check a learned strategy's space before anything runs: every ``choice`` resolves
+    against ``[base]`` (per-layer lists against every depth). What Optuna itself would refuse
+    is ``sampler.check``'s.
+
+    Raises:
+      SpecError: naming ``source``, the key and its value.
+    """
+    for settings in candidate_settings(search):
+        parse_spec({"base": search.base, "configs": [settings]}, "check", f"{source} (search)")
+
+
+def candidate_settings(search: Search) -> list[dict[str, Any]]:
+    """The combinations of the ``choice`` priors (the first of each when they are many):
+    every program shape and per-layer list a proposal can take, to check and plan for."""
+    choices = [p for p in search.priors if p.kind == "choice"]
+    combinations = math.prod(len(p.values) for p in choices)
+    if combinations <= 4096:
+        rows = itertools.product(*(range(len(p.values)) for p in choices))
+    else:  # each choice alone, the others at their first value
+        rows = [
+            tuple(i if q is p else 0 for q in choices)
+            for p in choices
+            for i in range(len(p.values))
+        ]
+    return [
+        {p.key: p.value((i + 0.5) / len(p.values)) for p, i in zip(choices, row, strict=True)}
+        for row in rows
+    ]

@@ -1,0 +1,87 @@
+"""The documentation's examples run as written: the README's and the site's pages'
+(``docs/*.md``) Python blocks, and their TOML specs are specs flaxmnist accepts.
+(The docstrings' examples run in ``test_api``.)"""
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def blocks(language):
+    """``(page name, index, code)`` of every fenced block in ``language``."""
+    return [
+        (page.name, i, code)
+        for page in PAGES
+        for i, code in enumerate(re.findall(rf"```{language}\n(.*?)```", page.read_text(), re.S))
+    ]
+
+
+PYTHON = blocks("python")
+TOML = [code for _, _, code in blocks("toml")]
+
+
+def test_the_pages_have_examples():
+    assert len(PYTHON) >= 2 and len(TOML) >= 3
+
+
+@pytest.mark.parametrize(("page", "index", "code"), PYTHON, ids=lambda x: str(x)[:20])
+def test_python_example_runs(page, index, code, capsys):
+    exec(compile(code, f"{page} python block {index}", "exec"), {})
+    assert capsys.readouterr().out  # every example prints something
+
+
+def test_the_learned_search_spec_is_a_spec_flaxmnist_runs():
+    from flaxmnist.search import sampler
+    from flaxmnist.specs.space import parse_search_spec
+
+    (block,) = [b for b in TOML if 'strategy = "tpe"' in b]
+    study = parse_search_spec(tomllib.loads(block), "docs", "searching.md")
+    sampler.check(study.search, study.source)  # as run_sweep does before anything runs
+    assert (study.strategy, study.search.samples, study.search.halving) == ("tpe", 96, True)
+
+
+def test_the_halving_spec_is_a_spec_flaxmnist_runs():
+    from flaxmnist.specs.space import parse_search_spec
+
+    (block,) = [b for b in TOML if 'strategy = "halving"' in b]
+    study = parse_search_spec(tomllib.loads(block), "docs", "searching.md")
+    assert (study.strategy, study.search.samples) == ("halving", 27)
+
+
+def test_the_augmentation_keys_are_spec_keys_flaxmnist_accepts():
+    from flaxmnist.specs.config import parse_spec
+
+    (block,) = [b for b in TOML if "augment_shift" in b]
+    document = {**tomllib.loads(block), "grid": {"learning_rate": [1e-3]}}
+    (config,) = parse_spec(document, "docs", "specs.md").configs
+    assert (config.augment_shift, config.ema_decay, config.label_smoothing) == (2, 0.999, 0.05)
+
+
+def test_every_page_is_in_the_sites_table_of_contents():
+    index = (ROOT / "docs" / "index.md").read_text()
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert page.stem == "index" or f"\n{page.stem}\n" in index, page.name
+
+
+def test_the_readme_is_a_front_page():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def test_local_links_lead_somewhere():
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target:
+                assert (page.parent / target).exists(), f"{page.name}: {target}"
+
+
+def test_the_pbt_spec_is_a_spec_flaxmnist_runs():
+    from flaxmnist.specs.space import parse_search_spec
+
+    (block,) = [b for b in TOML if 'strategy = "pbt"' in b]
+    study = parse_search_spec(tomllib.loads(block), "docs", "searching.md")
+    assert (study.strategy, study.search.samples) == ("pbt", 8)
