@@ -35,9 +35,7 @@ def docs(session: nox.Session) -> None:
     the examples of the documentation (its pages, the README and the docstrings) run."""
     session.install(".[docs]", "pytest")
     session.install("--no-deps", "--force-reinstall", ".")
-    session.run(
-        "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
-    )
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
     session.run("pytest", "tests/test_docs.py", "tests/test_api.py", *session.posargs)
 
 

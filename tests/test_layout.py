@@ -66,9 +66,9 @@ RANK = {
 }
 #: Modules that must not import JAX: what reads results never trains.
 NO_JAX = (
-    "errors", "interrupts", "cli", "specs", "devices.machine", "devices._watch_stderr", "run.progress",
-    "run.rundir", "run.records", "run.attempt", "run.ensemble", "report", "search.trials",
-    "search.sampler", "search.optuna_db",
+    "errors", "interrupts", "cli", "specs", "devices.machine", "devices._watch_stderr",
+    "run.progress", "run.rundir", "run.records", "run.attempt", "run.ensemble", "report",
+    "search.trials", "search.sampler", "search.optuna_db",
 )  # fmt: skip
 #: Lines a module may have (train.py holds the whole training function and its docs).
 MAX_MODULE_LINES = {"core.train": 420}
