@@ -47,7 +47,7 @@ from flaxmnist.report import (
 )
 from flaxmnist.run.checkpoint import load_model
 from flaxmnist.run.progress import RunStats
-from flaxmnist.runner import run_sweep
+from flaxmnist.runner import SweepSettings, run_sweep
 from flaxmnist.specs.config import Config, Study
 from flaxmnist.specs.studies import load_study
 
@@ -62,6 +62,7 @@ __all__ = [
     "SettingsError",
     "SpecError",
     "Study",
+    "SweepSettings",
     "TrainSpec",
     "format_table",
     "load_mnist",

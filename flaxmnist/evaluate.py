@@ -1,11 +1,8 @@
 """The best model a run kept: load it, use it, check it, refit it.
 
-A sweep with a run directory keeps, for each study, the parameters of its best configuration
-(every seed) and what they are: ``RUN_DIR/models/<study>/params.msgpack`` and ``model.json``
-(``flaxmnist.run.checkpoint`` has the layout, and ``load_model``, which this module re-exports).
-The best is the configuration with the highest mean validation accuracy, on the holdout
-unless the run validated on the test set (``info["selected_by"]``); it is saved again
-whenever a later call of the run beats it.
+A sweep with a run directory keeps, for each study, its best configuration (the highest mean
+validation accuracy, ``info["selected_by"]``) in ``RUN_DIR/models/<study>/``: ``model.json``
+and every seed's ``params.msgpack`` (``flaxmnist.run.checkpoint``; ``load_model`` is here too).
 
 In a notebook::
 
@@ -29,9 +26,10 @@ record's, float32 for float32. That is what the command line checks::
 It prints each seed's test accuracy beside the record's, their mean ± std, and which
 configuration it is; exit 0 when every seed equals its record, 1 when one does not, 2 on bad
 arguments or data, 3 when RUN_DIR holds no usable model. ``--refit`` then trains the
-configuration again on every training image (60,000 for MNIST, the holdout too), selecting
-nothing, and reports its test accuracy: an honest estimate for the configuration. It goes to
-``RUN_DIR/refit-<study>``, and the same command resumes it.
+configuration again on every training image (the holdout too), selecting nothing, and reports
+its test accuracy: an honest estimate. It goes to ``RUN_DIR/refit-<study>``, and the same
+command resumes it. It needs ``model.json`` alone: without ``params.msgpack`` it says that
+the saved parameters were not checked, and trains (exit 0: nothing was compared).
 """
 
 from __future__ import annotations
@@ -45,6 +43,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from flaxmnist import interrupts
 from flaxmnist.cli import ArgumentParser, natural, positive_int
 from flaxmnist.core.data import DataSplits, make_splits
 from flaxmnist.core.losses import make_probabilities
@@ -58,7 +57,7 @@ from flaxmnist.errors import (
     SettingsError,
     one_line_warnings,
 )  # fmt: skip
-from flaxmnist.run.checkpoint import Model, load_model
+from flaxmnist.run.checkpoint import MODELS, PARAMS_FILE, Model, load_model
 from flaxmnist.run.ensemble import ensemble_accuracy
 from flaxmnist.run.records import json_float
 from flaxmnist.runner import run_sweep
@@ -95,7 +94,7 @@ def evaluate_test(model: Model, data: Any = None) -> list[float]:
     loss = model.config.get("loss", "cross_entropy")
     evaluate = jax.vmap(make_evaluate(model.module, EVAL_BATCH_SIZE, loss), (0, None, None))
     images, labels = jax.device_put((data.test_images, data.test_labels))
-    _, accuracy = jax.jit(evaluate)(model.params, images, labels)
+    _, accuracy = jax.jit(evaluate)(model.require_params(), images, labels)
     return [json_float(value) for value in np.asarray(accuracy)]
 
 
@@ -105,7 +104,7 @@ def evaluate_ensemble(model: Model, data: Any = None) -> float:
     computed the record's. ``data`` as for ``evaluate_test``."""
     data = load_splits(model.config) if data is None else data
     probabilities = jax.vmap(make_probabilities(model.module, EVAL_BATCH_SIZE), (0, None))
-    probs = jax.jit(probabilities)(model.params, jax.device_put(data.test_images))
+    probs = jax.jit(probabilities)(model.require_params(), jax.device_put(data.test_images))
     return ensemble_accuracy(np.asarray(probs), data.test_labels)
 
 
@@ -120,27 +119,20 @@ def ensemble_line(model: Model, accuracy: float) -> str:
 
 
 def refit(
-    run_dir: str | Path,
-    model: Model,
-    quiet: bool = False,
-    seeds: int | None = None,
-    first_seed: int | None = None,
-    **options: Any,
-) -> list[dict[str, Any]]:
-    """Train ``model``'s configuration again on the whole training set, validating on the
-    test set (nothing is selected): the model's seeds, or ``seeds`` seeds from
-    ``first_seed`` (fresh ones, which the search never used); the records of
+    run_dir: str | Path, model: Model, quiet: bool = False, seeds: int | None = None,
+    first_seed: int | None = None, **options: Any,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Train ``model``'s configuration (its parameters are not needed) again on the whole
+    training set, validating on the test set (nothing is selected): the model's seeds, or
+    ``seeds`` from ``first_seed`` (fresh ones, which the search never used); the records of
     ``run_dir/refit-<study>`` (``refit-<study>-seeds-N-M`` for other seeds), resumed when it
     exists. ``options`` go to ``run_sweep``."""
     config, name = model.config, model.info["study"]
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-    study = Study(
-        name=name,
-        description=f"refit of {name}'s configuration {model.info['config_index'] + 1} on "
-        "every training image",
-        configs=(Config(**{k: values[k] for k in CONFIG_KEYS if k in values}),),
-        varied=(),
-    )
+    fixed = Config(**{k: values[k] for k in CONFIG_KEYS if k in values})
+    number = model.info["config_index"] + 1
+    description = f"refit of {name}'s configuration {number} on every training image"
+    study = Study(name=name, description=description, configs=(fixed,), varied=())
     dataset, data_dir = data_source(config.get("dataset", "mnist"))
     count = len(model.seeds) if seeds is None else seeds
     first = min(model.seeds) if first_seed is None else first_seed
@@ -148,17 +140,10 @@ def refit(
     if (count, first) != (len(model.seeds), min(model.seeds)):
         folder += f"-seeds-{first}-{first + count - 1}"
     return run_sweep(
-        study,
-        seeds=count,
-        first_seed=first,
-        validate_on="test",
-        dataset=dataset,
-        data_dir=data_dir,
-        dtype=config.get("dtype", "float32"),
-        out=Path(run_dir) / folder,
-        quiet=quiet,
-        **options,
-    )
+        study, seeds=count, first_seed=first, validate_on="test", dataset=dataset,
+        data_dir=data_dir, dtype=config.get("dtype", "float32"), out=Path(run_dir) / folder,
+        quiet=quiet, **options,
+    )  # fmt: skip
 
 
 def _percent(value: float | None) -> str:
@@ -185,10 +170,8 @@ def describe(model: Model) -> str:
 
 def compare(model: Model, accuracies: Sequence[float | None]) -> tuple[list[str], bool]:
     """Lines setting each seed's test accuracy beside the record's; whether all are equal."""
-    lines, same = [], True
-    for seed, value, record in zip(
-        model.seeds, accuracies, model.info["test_accuracy"], strict=True
-    ):
+    lines, same, records = [], True, model.info["test_accuracy"]
+    for seed, value, record in zip(model.seeds, accuracies, records, strict=True):
         equal = value == record
         same = same and equal
         verdict = "equal" if equal else f"DIFFERENT: {value!r} != {record!r}"
@@ -232,15 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a sweep's run directory")
     parser.add_argument(
-        "--study", metavar="NAME", help="the study whose model to load (needed when the run "
-        "directory holds several)"
-    )  # fmt: skip
-    parser.add_argument(
-        "--refit",
-        action="store_true",
-        help="then train the configuration again on every training image (no selection) "
-        "and report its test accuracy; written to RUN_DIR/refit-<study>, resumable",
+        "--study", metavar="NAME", help="the study whose model to load (when RUN_DIR has several)"
     )
+    parser.add_argument(
+        "--refit", action="store_true", help="then train the configuration again on every "
+        "training image (no selection) and report its test accuracy; written to "
+        "RUN_DIR/refit-<study>, resumable; needs model.json only (no parameters: not checked)"
+    )  # fmt: skip
     parser.add_argument(
         "--seeds", type=positive_int, metavar="K", help="--refit with K seeds (default: the "
         "model's seed count)"
@@ -262,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with one_line_warnings(PROG):
         try:
-            return _run(args)
+            with interrupts.stopping_on_ctrl_c():
+                return _run(args)
         except FlaxmnistError as err:
             print(f"{PROG}: error: {_message(err)}", file=sys.stderr)
             return 3 if isinstance(err, RunDirError | OutOfMemoryError) else 2
@@ -283,7 +265,7 @@ def _run(args: argparse.Namespace) -> int:
     if problem:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
-    model = load_model(args.run_dir, args.study)
+    model, missing = _load(args)
     refit_seeds = (args.seeds or len(model.seeds)) if args.refit else 0
     if args.ensemble and len(model.seeds) < 2 and refit_seeds < 2:
         raise SettingsError(
@@ -292,17 +274,47 @@ def _run(args: argparse.Namespace) -> int:
             "(K >= 2)"
         )
     print(describe(model))
-    lines, same = compare(model, evaluate_test(model))
-    print("\n".join(lines))
-    if args.ensemble and len(model.seeds) > 1:
-        print(ensemble_line(model, evaluate_ensemble(model)))
-    if args.refit:
-        records = refit(
-            args.run_dir, model, quiet=args.quiet, seeds=args.seeds, first_seed=args.first_seed
+    same = True  # nothing to compare without the parameters: the refit is the result
+    if missing:
+        print(
+            f"saved parameters: not in {missing.parent}/ ({missing.name}), so they were not "
+            "checked; the refit trains from the configuration"
         )
+    else:
+        lines, same = compare(model, evaluate_test(model))
+        print("\n".join(lines))
+        if args.ensemble and len(model.seeds) > 1:
+            print(ensemble_line(model, evaluate_ensemble(model)))
+    if args.refit:
+        records = refit(args.run_dir, model, args.quiet, args.seeds, args.first_seed)
         print(refit_line(records, model.info["selected_by"]))
     return 0 if same else 1
 
 
+def _load(args: argparse.Namespace) -> tuple[Model, Path | None]:
+    """The saved model and ``None``; with ``--refit``, when its parameters are missing (a run
+    directory kept without them), what ``model.json`` says alone and where they would be."""
+    model = load_model(args.run_dir, args.study, params=False)
+    path = Path(args.run_dir) / MODELS / model.info["study"] / PARAMS_FILE
+    if path.exists():
+        return load_model(args.run_dir, model.info["study"]), None
+    if not args.refit:
+        raise RunDirError(f"{path}: no such file: --refit retrains from the configuration alone")
+    if args.ensemble and (args.seeds or len(model.seeds)) < 2:
+        raise SettingsError(
+            f"--ensemble: {path} is missing, so only the refit's ensemble can be reported, "
+            "and a refit of one seed has none: add --seeds K (K >= 2)"
+        )
+    return model, path
+
+
+def command() -> None:
+    """The process: ``python -m flaxmnist.evaluate``."""
+    code = main()
+    if code == 130:
+        interrupts.exit_process(code)  # XLA may be compiling still: no teardown under it
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -88,3 +90,16 @@ def stopping_on_ctrl_c() -> Iterator[None]:
             _pending = False  # raised below, or by the exception leaving the context now
     if raised:
         raise KeyboardInterrupt
+
+
+def exit_process(code: int) -> None:
+    """End a command's process with ``code``, flushed, without tearing the interpreter down.
+
+    After an interrupt XLA may still be compiling in its own thread pool (the compile the
+    ``KeyboardInterrupt`` abandoned); the interpreter's teardown destroys JAX's client under
+    it and the process dies of SIGSEGV. A command ends with this once everything it wrote
+    is on disk (every write is atomic), so there is nothing left to tear down safely.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

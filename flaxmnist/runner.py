@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import jax
 
+from flaxmnist import interrupts
 from flaxmnist.core.data import ValidateOn, chance_accuracy, make_splits
 from flaxmnist.core.sources import load_dataset
 from flaxmnist.devices import cluster, machine
@@ -40,32 +41,15 @@ from flaxmnist.search.strategies import SearchDriver
 from flaxmnist.specs.config import DEFAULT_PRECISION, Study
 
 
-def run_sweep(
-    study: str | Path | Study | Sequence[Study],
-    *,
-    epochs: int | None = None,
-    seeds: int = 3,
-    first_seed: int = 0,
-    budget: float | None = None,
-    limit_train: int | None = None,
-    validate_on: ValidateOn = "holdout",
-    dataset: str = "mnist",
-    data_dir: str | Path | None = None,
-    out: str | Path | None = None,
-    quiet: bool = False,
-    max_lanes: int | None = None,
-    memory_budget: int | None = None,
-    dtype: str = "float32",
-    precision: str = DEFAULT_PRECISION,
-    pad_widths: bool | None = None,
-    stats: RunStats | None = None,
-    progress: Progress | None = None,
-) -> list[dict[str, Any]]:
-    """Run a study (or several) and return one record per (study, configuration, seed).
+@dataclass(frozen=True)
+class SweepSettings:
+    """How a sweep runs: every setting of ``run_sweep`` but the study and its hooks.
 
-    Args:
-      study: a study name (``"lr"``, or ``"all"`` for the whole notebook), a path to a TOML
-        spec, a loaded ``Study`` or a list of them.
+    ``run_sweep(study, settings)`` runs with them, and keywords override single fields:
+    ``run_sweep("lr", settings, seeds=1)``. ``python -m flaxmnist.sweep`` builds one from
+    its flags, which have the same names.
+
+    Attributes:
       epochs: override every configuration's epoch count.
       seeds: seeds per configuration, paired across configurations (seed ``i`` is the key
         ``jax.random.key(i)`` everywhere), run as extra lanes of the same calls.
@@ -86,8 +70,6 @@ def run_sweep(
         after every call, and ``optuna.db`` (``flaxmnist.search.optuna_db``) brought up to date.
         The same ``out`` and settings again resume: lanes already in ``results.jsonl`` are
         not trained again. ``None`` writes nothing.
-      quiet: no progress (when ``progress`` is not given; progress goes to stderr, or to
-        a notebook's widget). Processes other than process 0 of a cluster show none.
       max_lanes: at most this many lanes per call (default: as many as ``memory_budget``
         allows, and on a CPU at most ``DEFAULT_MAX_LANES``).
       memory_budget: bytes of device memory one call's lanes may use, by
@@ -103,8 +85,52 @@ def run_sweep(
       pad_widths: configurations of one depth share one program, their hidden layers
         padded to the widest (``plan.group_configs``): fewer compiles, more arithmetic;
         equal up to float rounding and dropout draws. Default: on a GPU or TPU, not on a CPU.
+      quiet: no progress (when ``progress`` is not given; progress goes to stderr, or to
+        a notebook's widget). Processes other than process 0 of a cluster show none.
+
+    Example::
+
+        >>> import flaxmnist
+        >>> quick = flaxmnist.SweepSettings(epochs=1, seeds=1, limit_train=400, quiet=True)
+        >>> len(flaxmnist.run_sweep("l2", quick)), len(flaxmnist.run_sweep("l2", quick, seeds=2))
+        (3, 6)
+    """
+
+    epochs: int | None = None
+    seeds: int = 3
+    first_seed: int = 0
+    budget: float | None = None
+    limit_train: int | None = None
+    validate_on: ValidateOn = "holdout"
+    dataset: str = "mnist"
+    data_dir: str | Path | None = None
+    out: str | Path | None = None
+    quiet: bool = False
+    max_lanes: int | None = None
+    memory_budget: int | None = None
+    dtype: str = "float32"
+    precision: str = DEFAULT_PRECISION
+    pad_widths: bool | None = None
+
+
+def run_sweep(
+    study: str | Path | Study | Sequence[Study],
+    settings: SweepSettings | None = None,
+    *,
+    stats: RunStats | None = None,
+    progress: Progress | None = None,
+    **overrides: Any,
+) -> list[dict[str, Any]]:
+    """Run a study (or several) and return one record per (study, configuration, seed).
+
+    Args:
+      study: a study name (``"lr"``, or ``"all"`` for the whole notebook), a path to a TOML
+        spec, a loaded ``Study`` or a list of them.
+      settings: how it runs (``SweepSettings``; default: its defaults).
       stats: where compile and training time, programs and lane-epochs are added up.
       progress: the hooks told about calls and epochs (default: ``TqdmProgress``).
+      **overrides: ``SweepSettings`` fields that replace those of ``settings``, e.g.
+        ``run_sweep("lr", epochs=1, seeds=2)``.
 
     Returns:
       Records with ``study``, ``config`` (every hyperparameter, resolved, plus ``dataset``,
@@ -127,52 +153,67 @@ def run_sweep(
         >>> len(records), sorted(records[0])[:4]
         (24, ['at_chance', 'compute', 'config', 'config_index'])
     """
-    studies = resolve_studies(study, epochs, validate_on)
-    check_settings(seeds, max_lanes, memory_budget, dtype, precision)
-    if first_seed < 0:
-        raise SettingsError("must be >= 0", parameter="first_seed", value=first_seed)
-    if budget is not None and not budget > 0:
-        raise SettingsError("must be > 0 (training FLOPs)", parameter="budget", value=budget)
-    splits = make_splits(load_dataset(dataset, data_dir), validate_on, limit_train=limit_train)
+    s = _settings(settings, overrides)
+    studies = resolve_studies(study, s.epochs, s.validate_on)
+    check_settings(s.seeds, s.max_lanes, s.memory_budget, s.dtype, s.precision)
+    if s.first_seed < 0:
+        raise SettingsError("must be >= 0", parameter="first_seed", value=s.first_seed)
+    if s.budget is not None and not s.budget > 0:
+        raise SettingsError("must be > 0 (training FLOPs)", parameter="budget", value=s.budget)
+    splits = make_splits(
+        load_dataset(s.dataset, s.data_dir), s.validate_on, limit_train=s.limit_train
+    )
     check_batch_sizes(studies, len(splits.train_labels))
-    seed_list = tuple(range(first_seed, first_seed + seeds))
-    if budget is not None:
-        studies = within_budget(studies, len(seed_list), budget, len(splits.train_labels))
+    seed_list = tuple(range(s.first_seed, s.first_seed + s.seeds))
+    if s.budget is not None:
+        studies = within_budget(studies, len(seed_list), s.budget, len(splits.train_labels))
     data_settings = {
-        "dataset": dataset if data_dir is None else str(data_dir),
-        "validate_on": validate_on,
+        "dataset": s.dataset if s.data_dir is None else str(s.data_dir),
+        "validate_on": s.validate_on,
         "train_size": len(splits.train_labels),
-        "dtype": dtype,
+        "dtype": s.dtype,
     }
     mesh = lane_mesh()
     device = jax.local_devices()[0]
     device_budget, source = (
-        (memory_budget, "as given") if memory_budget else default_memory_budget(device)
+        (s.memory_budget, "as given") if s.memory_budget else default_memory_budget(device)
     )
     if device_budget is not None:  # unknown memory: no refusal; a call that runs out is halved
-        check_memory(studies, device_budget, source, validate_on == "test", dtype)
-    pad = device.platform != "cpu" if pad_widths is None else pad_widths
+        check_memory(studies, device_budget, source, s.validate_on == "test", s.dtype)
+    pad = device.platform != "cpu" if s.pad_widths is None else s.pad_widths
     calls, searches = _plan(
-        studies, seed_list, device.platform, max_lanes,
-        device_budget or FALLBACK_MEMORY_BUDGET, validate_on == "test", dtype, pad,
+        studies, seed_list, device.platform, s.max_lanes,
+        device_budget or FALLBACK_MEMORY_BUDGET, s.validate_on == "test", s.dtype, pad,
     )  # fmt: skip
     sweep = SweepLoop(
         studies, data_settings, replicate(splits, mesh), chance_accuracy(splits.val_labels),
         mesh, RunStats() if stats is None else stats,
-        _progress(progress, quiet), seed_list,
+        _progress(progress, s.quiet), seed_list,
     )  # fmt: skip
-    sweep.budget = budget
-    settings = {
-        "studies": [_study_settings(s) for s in studies],
-        "seeds": seeds,
-        "first_seed": first_seed,
-        "budget": budget,
-        "precision": precision,
+    sweep.budget = s.budget
+    manifest_settings = {
+        "studies": [_study_settings(one) for one in studies],
+        "seeds": s.seeds,
+        "first_seed": s.first_seed,
+        "budget": s.budget,
+        "precision": s.precision,
         **data_settings,
     }
-    with _matmul_precision(precision):
+    with _matmul_precision(s.precision), interrupts.stopping_on_ctrl_c():
         attempt_info = {"devices": list(mesh.devices.flat), "pad_widths": pad}
-        return _run(sweep, calls, searches, out, settings, attempt_info)
+        return _run(sweep, calls, searches, s.out, manifest_settings, attempt_info)
+
+
+def _settings(settings: SweepSettings | None, overrides: dict[str, Any]) -> SweepSettings:
+    """``settings`` with ``overrides``; an unknown name is a TypeError, as for any keyword."""
+    names = {f.name for f in fields(SweepSettings)}
+    for name in overrides:
+        if name not in names:
+            raise TypeError(
+                f"run_sweep() got an unexpected keyword argument {name!r} (the settings are: "
+                f"{', '.join(sorted(names))})"
+            )
+    return replace(settings or SweepSettings(), **overrides)
 
 
 def _run(sweep: SweepLoop, calls, searches, out, settings, info) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from flaxmnist import interrupts
@@ -39,7 +40,7 @@ from flaxmnist.run.ensemble import chosen_ensembles
 from flaxmnist.run.plan import DEFAULT_MAX_LANES
 from flaxmnist.run.progress import TqdmProgress
 from flaxmnist.run.rundir import MANIFEST, default_out_dir
-from flaxmnist.runner import run_sweep
+from flaxmnist.runner import SweepSettings, run_sweep
 from flaxmnist.specs.config import COMPUTE_DTYPES, DEFAULT_PRECISION, MATMUL_PRECISIONS
 from flaxmnist.specs.studies import builtin_studies, load_studies
 
@@ -88,7 +89,7 @@ def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
         type=flops,
         metavar="FLOPS",
         help="training FLOPs the run may spend, e.g. 2.2e13 or 22T (6 per weight per "
-        "training image, every lane counted; see README): a grid, random or quasi-random "
+        "training image, every lane counted; docs/searching.md): a grid, random or quasi-random "
         "study keeps the configurations that fit, a halving or PBT search stops before the "
         "epoch that would pass it, a learned search (tpe, gp, cmaes, nsga2) before the round",
     )
@@ -216,20 +217,7 @@ def _run(args: argparse.Namespace, prog: str, argv: list[str], known: list[Path]
     try:
         records = run_sweep(
             studies,
-            epochs=args.epochs,
-            seeds=args.seeds,
-            first_seed=args.first_seed,
-            budget=args.budget,
-            limit_train=args.limit_train,
-            validate_on=args.validate_on,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            out=out,
-            max_lanes=args.max_lanes,
-            memory_budget=args.memory_budget,
-            dtype=args.dtype,
-            precision=args.precision,
-            pad_widths={"auto": None, "on": True, "off": False}[args.pad_widths],
+            _settings(args, out),
             progress=TqdmProgress(disable=args.quiet or not cluster.is_main()),
         )
     except (RunDirError, OutOfMemoryError) as err:
@@ -250,8 +238,16 @@ def _run(args: argparse.Namespace, prog: str, argv: list[str], known: list[Path]
     if not cluster.is_main():
         return 0
     descriptions = {study.name: study.description for study in studies}
-    print("\n".join([format_table(records, descriptions), *(chosen_ensembles(out) if out else [])]))
+    lines = [format_table(records, descriptions), *(chosen_ensembles(out) if out else [])]
+    print("\n".join(lines), flush=True)  # the table before the report, which takes a while
     return _write_report(prog, records, out, descriptions)
+
+
+def _settings(args: argparse.Namespace, out: Path) -> SweepSettings:
+    """The flags as ``SweepSettings`` (they share their names)."""
+    names = {f.name for f in fields(SweepSettings)} - {"out", "quiet", "pad_widths"}
+    pad_widths = {"auto": None, "on": True, "off": False}[args.pad_widths]
+    return SweepSettings(out=out, pad_widths=pad_widths, **{n: getattr(args, n) for n in names})
 
 
 def _set_up(args: argparse.Namespace, prog: str) -> bool:
@@ -296,5 +292,13 @@ def _write_report(prog: str, records, out: Path, descriptions: dict[str, str]) -
     return 0
 
 
+def command() -> None:
+    """The process: ``python -m flaxmnist.sweep`` and the ``flaxmnist-sweep`` script."""
+    code = main()
+    if code == 130:
+        interrupts.exit_process(code)  # XLA may be compiling still: no teardown under it
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

@@ -228,3 +228,41 @@ def test_a_refit_of_a_configuration_the_test_set_selected_says_so():
     assert evaluate.refit_line(records, "test").endswith(
         "; but the test set selected this configuration"
     )
+
+
+def test_a_model_loads_without_its_parameters_and_says_it_has_none(run_dir, trained, mnist):
+    (run_dir / MODELS / "tiny" / PARAMS_FILE).unlink()  # as a committed run directory has it
+    with pytest.raises(RunDirError, match="params.msgpack: no such file"):
+        load_model(run_dir)
+    model = load_model(run_dir, params=False)
+    assert model.params is None and model.info == trained[1] and model.module.hidden == (8,)
+    with pytest.raises(ValueError, match="loaded without its parameters"):
+        model(mnist.test_images[:5])
+    with pytest.raises(ValueError, match="loaded without its parameters"):
+        evaluate_test(model, mnist)
+
+
+def test_a_refit_needs_only_the_configuration(run_dir, capsys):
+    params = run_dir / MODELS / "tiny" / PARAMS_FILE
+    params.unlink()
+    assert main([str(run_dir)]) == 3  # nothing to check: an error, which names --refit
+    assert capsys.readouterr().err == (
+        f"python -m flaxmnist.evaluate: error: {params}: no such file: --refit retrains from "
+        "the configuration alone\n"
+    )
+    assert main([str(run_dir), "--refit", "--seeds", "1", "--ensemble"]) == 2
+    err = capsys.readouterr().err
+    assert "only the refit's ensemble can be reported" in err and err.count("\n") == 1
+    assert not (run_dir / "refit-tiny").exists()  # refused before anything trained
+    assert main([str(run_dir), "--refit", "--quiet", "--ensemble"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("study tiny, configuration 3 (784-8-10), selected by its holdout")
+    assert out[2] == (
+        f"saved parameters: not in {params.parent}/ (params.msgpack), so they were not "
+        "checked; the refit trains from the configuration"
+    )
+    assert out[3].startswith("refit on all 60,000 training images (2 seed(s), no selection)")
+    assert out[4].startswith("refit's ensemble of 2 seeds") and len(out) == 5
+    records = [json.loads(line) for line in (run_dir / "refit-tiny" / "results.jsonl").open()]
+    assert [r["seed"] for r in records] == SEEDS
+    assert records[0]["config"]["hidden"] == [8] and records[0]["config"]["train_size"] == 60_000

@@ -86,9 +86,12 @@ def test_table_lists_every_config_in_order_with_status():
 
 
 def test_table_says_when_the_test_set_selected():
-    records = [record(0, 0, 0.001, 0.98, 0.98, validate_on="test")]
+    records = [record(i, 0, lr, 0.98, 0.98, validate_on="test") for i, lr in enumerate([1, 2])]
     table = format_table(records)
     assert "TEST set" in table and "optimistic" in table
+    # One configuration: nothing was selected, so nothing is optimistic.
+    table = format_table(records[:1])
+    assert "TEST set" in table and "optimistic" not in table
 
 
 def test_best_epoch_is_the_argmax_of_the_mean_curve():
@@ -130,8 +133,8 @@ def test_summary_csv_accuracies_are_percent_and_lists_are_json(tmp_path):
 def test_tables_per_study():
     other = [dict(r, study="u") for r in RECORDS[2:4]]
     table = format_table(RECORDS + other)
-    assert "study t:" in table and "study u:" in table
-    assert table.index("study t:") < table.index("study u:")
+    assert "study t, ran:" in table and "study u, ran:" in table
+    assert table.index("study t,") < table.index("study u,")
 
 
 def test_plots_are_written_and_drawable_into_given_axes(tmp_path):
@@ -166,7 +169,7 @@ def test_report_command(tmp_path, capsys):
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
     assert main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "study t:" in out and "summary.csv" in out
+    assert "study t, ran:" in out and "summary.csv" in out
     assert (tmp_path / "summary.csv").exists() and (tmp_path / "t-accuracy.png").exists()
     assert main([str(tmp_path / "missing")]) == 2
     assert "no such file" in capsys.readouterr().err
@@ -302,12 +305,11 @@ def test_curves_y_label_names_the_selecting_split(axes):
     assert legend_labels(axes) == ["test (selects)"]  # not twice the same numbers
 
 
-def test_many_curves_get_panels_sharing_the_y_axis():
+def test_many_curves_get_panels():
     lrs = [0.001 * (i + 1) for i in range(14)]
     records = [curve_record(i, 0, lr, [0.9, 0.9 + lr]) for i, lr in enumerate(lrs)]
     panels = flaxmnist.plot_curves(records)
     assert len(panels) == 3
-    assert len({p.get_ylim() for p in panels}) == 1
     assert sum(len(legend_labels(p)) for p in panels) == 14
     assert all(len(legend_labels(p)) <= 6 for p in panels)
     assert "t: learning curves" in panels[0].figure.get_suptitle()
@@ -315,7 +317,7 @@ def test_many_curves_get_panels_sharing_the_y_axis():
 
 def test_descriptions_show_in_tables_and_plots(axes):
     table = format_table(RECORDS, descriptions={"t": "a toy study"})
-    assert table.splitlines()[0].startswith('study t ("a toy study"): 3 configs')
+    assert table.splitlines()[0].startswith('study t ("a toy study"), ran: 3 configs')
     assert "toy" not in format_table(RECORDS)  # unknown spec: no description, no failure
     packaged = [dict(record(i, 0, lr, 0.9, 0.9), study="lr") for i, lr in enumerate([1.0, 0.1])]
     assert study_description("lr", packaged).startswith("Part 2.1")
@@ -330,4 +332,75 @@ def test_descriptions_show_in_tables_and_plots(axes):
 
 
 def test_table_header_names_the_epochs():
-    assert "2 seed(s), 1 epochs," in format_table(RECORDS).splitlines()[0]
+    assert "ran: 3 configs x 2 seeds, 2 epochs, 50000 training images;" in format_table(RECORDS)
+
+
+def test_table_and_titles_say_what_ran_when_the_description_says_otherwise(axes):
+    # The packaged lr study says 10 epochs; --epochs 1 --limit-train 2000 ran.
+    ran = "ran: 2 configs x 1 seed, 1 epoch, 2000 training images"
+    packaged = [curve_record(i, 0, lr, [0.9], study="lr") for i, lr in enumerate([1.0, 0.1])]
+    for rec in packaged:
+        rec["config"]["train_size"] = 2000
+    header = format_table(packaged).splitlines()[0]
+    assert "10 epochs" in header and f"), {ran};" in header
+    plot_accuracy(packaged, ax=axes)
+    assert "Part 2.1" in axes.get_title() and axes.get_title().endswith(ran)
+    axes.clear()
+    plot_curves(packaged, ax=axes)
+    assert axes.get_title().splitlines()[1:] == [study_description("lr", packaged), ran]
+    # A search trains some configurations fewer epochs, some with fewer seeds.
+    early = [curve_record(0, s, 0.1, [0.9]) for s in range(3)] + [
+        curve_record(1, 0, 0.2, [0.9] * 3)
+    ]
+    assert "ran: 2 configs x 1–3 seeds, 1–3 epochs," in format_table(early)
+    assert "\nran: 2 configs x 1–3 seeds, 1–3 epochs," in plot_accuracy(early).get_title()
+
+
+def grid_records(epochs):
+    """The three-layer study's 36 configurations (4 widths x 9 dropouts), one seed."""
+    widths = [(h, d) for h in (300, 500) for d in (150, 300)]
+    rates = [(a, b) for a in (0.0, 0.1, 0.2) for b in (0.0, 0.1, 0.2)]
+    records = []
+    for i, (hidden, rate) in enumerate((w, r) for w in widths for r in rates):
+        rec = curve_record(i, 0, 0.001, [0.85 + (i % 7) / 200 + e / 100 for e in range(epochs)])
+        rec["config"] = dict(rec["config"], hidden=list(hidden), dropout=list(rate))
+        records.append(rec)
+    return records
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_curves_of_36_configurations_leave_every_panel_room(epochs):
+    import warnings
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        panels = np.ravel(plot_curves(grid_records(epochs)))
+        figure = panels[0].figure
+        figure.canvas.draw()
+    assert not [str(w.message) for w in caught]  # no "axes sizes collapsed to zero"
+    assert len(panels) == (1 if epochs == 1 else 4)  # one epoch: one panel of points
+    for panel in panels:
+        box = panel.get_window_extent()
+        assert box.width > 2 * figure.dpi and box.height > 2 * figure.dpi  # inches
+        legend = panel.get_legend().get_window_extent()
+        assert legend.y0 >= 0 and legend.height <= box.height  # beside its panel, whole
+    plt.close("all")
+
+
+def test_panels_zoom_each_on_its_own_curves():
+    lrs = [0.001 * (i + 1) for i in range(12)]  # two panels of 6
+    low = [curve_record(i, 0, lr, [0.6, 0.65 + i / 100]) for i, lr in enumerate(lrs[:6])]
+    high = [curve_record(i + 6, 0, lr, [0.95, 0.97 + i / 1000]) for i, lr in enumerate(lrs[6:])]
+    panels = flaxmnist.plot_curves(low + high)
+    assert len(panels) == 2
+    (a, b), (c, d) = (p.get_ylim() for p in panels)
+    assert b < c  # not one range from 60 to 100 % for both
+    assert b - a < 15 and d - c < 5
+    for panel in panels:
+        bottom, top = panel.get_ylim()
+        values = [y for line in panel.get_lines() for y in line.get_ydata()]
+        assert values and all(bottom <= y <= top for y in values)
+    assert "off the axis" not in figure_text(panels[0].figure)

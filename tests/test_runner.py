@@ -446,3 +446,15 @@ def test_padded_widths_train_in_one_program_count_their_own_compute_and_keep_a_t
     assert model.module.hidden == tuple(best[0]["config"]["hidden"])
     (accuracy,) = evaluate_test(model)
     assert abs(accuracy - best[0]["test_accuracy"]) <= 1 / 10_000  # rounding: one image
+
+
+def test_settings_and_keywords_run_the_same_and_a_misspelt_keyword_is_refused():
+    from flaxmnist import SweepSettings
+
+    quick = SweepSettings(epochs=1, seeds=1, limit_train=400, quiet=True)
+    with pytest.raises(TypeError, match="'limit_trian'.*limit_train"):
+        run_sweep("l2", quick, limit_trian=400)
+    by_settings = run_sweep("l2", quick, seeds=2)  # a keyword overrides one field
+    by_keywords = run_sweep("l2", epochs=1, seeds=2, limit_train=400, quiet=True)
+    assert len(by_settings) == 6
+    assert json.dumps(by_settings) == json.dumps(by_keywords)

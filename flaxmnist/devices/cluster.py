@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     group = parser.add_argument_group(
         "many hosts",
-        "run the same command on every host (README: Running on many hosts); none of these "
+        "run the same command on every host (docs/many-hosts.md); none of these "
         "is needed where jax.distributed detects the cluster itself (SLURM, TPU pods, "
         "Kubernetes)",
     )

@@ -24,6 +24,8 @@ PANEL_MAX = 8
 PANEL_SIZE = 6
 #: With this many epochs or fewer, every epoch gets a marker and its own tick.
 MARKER_EPOCHS = 12
+#: Inches a legend entry takes (8 pt text; measured 0.17): a panel grows with its legend.
+LEGEND_LINE = 0.18
 #: The zoomed y axis keeps the best curves down to the first gap of this many points between
 #: final accuracies; the curves below it are left off (and named).
 GAP_POINTS = 10.0
@@ -222,17 +224,23 @@ def note_under(ax: Axes, text: str) -> None:
     )
 
 
-def panel_axes(count: int) -> list[Axes]:
-    """A new figure of ``count`` panels (two columns when more than one), sharing y."""
+def panel_axes(sizes: Sequence[int]) -> list[Axes]:
+    """A new figure of a panel per legend of ``sizes`` entries (two columns when more than
+    one), each row tall enough for its longest legend beside it: a legend taller than its
+    panel would squeeze the plotting area to nothing. The y axes are not shared."""
     import matplotlib.pyplot as plt
 
+    count = len(sizes)
     columns = 1 if count == 1 else 2
     rows = -(-count // columns)
+    longest = [max(sizes[row * columns : (row + 1) * columns]) for row in range(rows)]
     figure, grid = plt.subplots(
         rows,
         columns,
-        figsize=(8.0 if columns == 1 else 14.0, 1.2 + 3.4 * rows),
-        sharey=True,
+        figsize=(
+            8.0 if columns == 1 else 14.0,
+            1.2 + sum(max(3.4, 1.0 + LEGEND_LINE * (n + 2)) for n in longest),
+        ),
         squeeze=False,
         layout="constrained",
     )

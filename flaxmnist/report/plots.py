@@ -2,7 +2,8 @@
 heatmap for two-layer grids. matplotlib is imported only when a plot is drawn.
 
 Every plot names the split that selects (``holdout`` or ``test``), its study's description
-when known, and whatever its zoomed y axis leaves out.
+when known, what ran (the records' epochs, which the description may not match), and
+whatever its zoomed y axis leaves out.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from flaxmnist.report.table import (
     study_description,
     summarize,
     varied_keys,
+    what_ran,
 )
 
 if TYPE_CHECKING:
@@ -48,9 +50,11 @@ def _split_name(records: Sequence[dict[str, Any]]) -> str:
 
 
 def _heading(records: Sequence[dict[str, Any]], what: str, description: str | None) -> str:
+    """The title: study and plot, the spec's description, and what the records ran."""
     if description is None:
         description = study_description(records[0]["study"], records)
-    return f"{records[0]['study']}: {what}" + (f"\n{description}" if description else "")
+    lines = [f"{records[0]['study']}: {what}", description, f"ran: {what_ran(records)}"]
+    return "\n".join(line for line in lines if line)
 
 
 def plot_accuracy(
@@ -174,9 +178,10 @@ def plot_curves(
     configuration, spread sideways. The y axis zooms on the best curves (down to the first
     gap of 10 points between final accuracies); the curves it leaves out are named under
     the plot ("off the axis: lr=1 (diverged)"). Into ``ax`` goes every curve; without
-    ``ax`` a figure is made, split into panels sharing the y axis when more than 8
-    configurations have more than one epoch. ``description`` (default: the packaged
-    study's, see ``study_description``; ``""`` for none) goes under the title.
+    ``ax`` a figure is made, split into panels when more than 8 configurations have more
+    than one epoch, each panel's y axis zoomed on its own curves (the figure grows with the
+    tallest legend). ``description`` (default: the packaged study's, see
+    ``study_description``; ``""`` for none) goes under the title, and what ran under it.
 
     Returns ``ax`` (or the new Axes), or with several panels an array of them.
 
@@ -193,19 +198,15 @@ def plot_curves(
         >>> len(ax.get_legend().get_texts())
         22
     """
-    study = records[0]["study"]
-    if description is None:
-        description = study_description(study, records)
     axis = swept_axis(records)
     curves = collect(records, axis[1] if axis is not None else None)
     epochs = max(len(curve.mean) for curve in curves)
     # One epoch gives one point per configuration: they fit one panel, spread sideways.
     groups = panels(curves, records, split=ax is None and epochs > 1)
-    axes = [ax] if ax is not None else panel_axes(len(groups))
-    limits = y_range(curves)
+    axes = [ax] if ax is not None else panel_axes([len(group) for _, _, group in groups])
     seeds = max(curve.seeds for curve in curves)
     for panel, (title, keys, group) in zip(axes, groups, strict=True):
-        draw_curves(panel, group, keys, epochs, limits)
+        draw_curves(panel, group, keys, epochs, y_range(group))
         panel.legend(
             *unique_legend(panel),
             title=band_text(seeds, epochs),
@@ -219,7 +220,7 @@ def plot_curves(
         panel.set_title(title, fontsize=10)
         if panel.get_subplotspec() is None or panel.get_subplotspec().is_first_col():
             panel.set_ylabel(_split_name(records))
-    heading = f"{study}: learning curves" + (f"\n{description}" if description else "")
+    heading = _heading(records, "learning curves", description)
     if len(axes) > 1:
         axes[0].figure.suptitle(heading)
         return np.array(axes)

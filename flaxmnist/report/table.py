@@ -5,6 +5,7 @@ Works from records alone (the dicts of ``results.jsonl``); nothing here trains.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -192,6 +193,25 @@ def study_description(
     return packaged.description
 
 
+def _count(values: set[int], unit: str) -> str:
+    """``1 epoch``, ``3 seeds``, ``1–10 epochs`` (a range when the values differ)."""
+    low, high = min(values), max(values)
+    return f"{low if low == high else f'{low}–{high}'} {unit}{'' if high == 1 else 's'}"
+
+
+def what_ran(records: Sequence[dict[str, Any]]) -> str:
+    """What ``records`` trained, read off them, not off the spec (whose description may say
+    30 epochs where ``--epochs 1`` ran): ``36 configs x 1 seed, 1 epoch, 2000 training
+    images``. The epochs are those trained: a search stops some early (``1–10 epochs``)."""
+    seeds = Counter(record["config_index"] for record in records)
+    epochs = {len(record["history"]["val_accuracy"]) for record in records}
+    images = {str(record["config"].get("train_size", "?")) for record in records}
+    return (
+        f"{_count({len(seeds)}, 'config')} x {_count(set(seeds.values()), 'seed')}, "
+        f"{_count(epochs, 'epoch')}, {'/'.join(sorted(images))} training images"
+    )
+
+
 def format_table(
     records: Sequence[dict[str, Any]], descriptions: Mapping[str, str] | None = None
 ) -> str:
@@ -199,8 +219,8 @@ def format_table(
 
     The header line of each study names its spec's description (see
     ``study_description``; ``descriptions`` maps study names to descriptions, for studies
-    from spec files), the epochs when every configuration shares them, and the split that
-    selects.
+    from spec files), what ran (``what_ran``: the records' epochs, which the description
+    may not match) and the split that selects.
 
     Example::
 
@@ -260,11 +280,9 @@ def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> s
     holdout = config.get("validate_on", "holdout") == "holdout"
     header, body = _cells(records, keys, "holdout acc %" if holdout else "val(=test) acc %")
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    epochs = "" if "epochs" in keys else f"{config.get('epochs', '?')} epochs, "
     named = f' ("{description}")' if description else ""
     lines = [
-        f"study {records[0]['study']}{named}: {len(rows)} configs x {seeds} seed(s), {epochs}"
-        f"{config.get('train_size', '?')} training images, "
+        f"study {records[0]['study']}{named}, ran: {what_ran(records)}; "
         + (
             "validation on the holdout (last 10,000 training images, never trained on)"
             if holdout
@@ -287,7 +305,7 @@ def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> s
             f"Pareto front (holdout accuracy up, {costs[0]} down; * above), most accurate "
             f"first: {front}"
         )
-    if not holdout:
+    if not holdout and len(rows) > 1:  # one configuration: nothing was selected
         lines.append(
             "note: the test set was used for selection, so the best test accuracy is optimistic"
         )

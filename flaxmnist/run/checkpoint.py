@@ -139,9 +139,12 @@ def saved_studies(out: Path) -> list[str]:
     return sorted(p.name for p in models.iterdir() if (p / INFO_FILE).is_file())
 
 
-def read_model(out: Path, study: str | None = None) -> tuple[dict[str, Any], Any]:
+def read_model(
+    out: Path, study: str | None = None, params: bool = True
+) -> tuple[dict[str, Any], Any]:
     """``(info, params)`` of the model of ``study`` saved in run directory ``out`` (``None``:
-    the only study with one); ``params`` as nested dicts of numpy arrays.
+    the only study with one); ``params`` as nested dicts of numpy arrays, or ``None`` when
+    ``params`` is false (``model.json`` alone is read: ``params.msgpack`` may be missing).
 
     Raises:
       RunDirError: ``out`` holds no saved model, none of ``study`` (the message lists
@@ -170,16 +173,19 @@ def read_model(out: Path, study: str | None = None) -> tuple[dict[str, Any], Any
         )
     folder = out / MODELS / study
     info = _read_info(folder / INFO_FILE)
+    checksum = info.pop(_CHECKSUM)
+    if not params:
+        return info, None
     data = _read_bytes(folder / PARAMS_FILE)
-    if hashlib.sha256(data).hexdigest() != info.pop(_CHECKSUM):
+    if hashlib.sha256(data).hexdigest() != checksum:
         raise RunDirError(
             f"{folder / PARAMS_FILE}: does not match {INFO_FILE} (damaged, or a save was cut "
             "short): the next finished call of the run saves the model again"
         )
-    params = load_tree(folder / PARAMS_FILE)
-    if not isinstance(params, dict) or "params" not in params:
+    tree = load_tree(folder / PARAMS_FILE)
+    if not isinstance(tree, dict) or "params" not in tree:
         raise RunDirError(f"{folder / PARAMS_FILE}: not a Flax params dict (no 'params')")
-    return info, params
+    return info, tree
 
 
 def _read_info(path: Path) -> dict[str, Any]:
@@ -212,7 +218,9 @@ class Model:
         ``val_accuracy``, ``test_accuracy`` (per seed, as recorded), ``selected_by``, and,
         with several seeds, ``ensemble`` (their ensemble's ``val_accuracy`` and
         ``test_accuracy``).
-      params: the Flax params dict, a leading seed axis on every leaf (device arrays).
+      params: the Flax params dict, a leading seed axis on every leaf (device arrays);
+        ``None`` when loaded with ``load_model(..., params=False)``: the configuration
+        alone, which a refit trains from, and nothing to call.
       module: the ``flaxmnist.core.models.MLP`` the parameters belong to.
     """
 
@@ -231,13 +239,23 @@ class Model:
         """The seeds of the leading axis of ``params``."""
         return list(self.info["seeds"])
 
+    def require_params(self) -> Any:
+        """``params``; a ``ValueError`` if the model was loaded without them."""
+        if self.params is None:
+            raise ValueError(
+                f"the model of study {self.info['study']} was loaded without its parameters "
+                "(load_model(..., params=False)): it holds its configuration only"
+            )
+        return self.params
+
     def __call__(self, images) -> np.ndarray:
         """Logits ``(seeds, n, 10)`` for ``images`` ``(n, 28, 28)`` or ``(n, 784)``."""
-        return np.asarray(self._apply(self.params, jnp.asarray(images)))
+        return np.asarray(self._apply(self.require_params(), jnp.asarray(images)))
 
     def probabilities(self, images) -> np.ndarray:
         """Softmax probabilities ``(seeds, n, 10)``."""
-        return np.asarray(jax.nn.softmax(self._apply(self.params, jnp.asarray(images))))
+        logits = self._apply(self.require_params(), jnp.asarray(images))
+        return np.asarray(jax.nn.softmax(logits))
 
     def predict(self, images, ensemble: bool = False) -> np.ndarray:
         """The predicted labels ``(seeds, n)``; with ``ensemble``, the ensemble of the seeds'
@@ -255,13 +273,17 @@ class Model:
         return self.probabilities(images).astype(np.float64).mean(axis=0).argmax(axis=-1)
 
 
-def load_model(run_dir: str | Path, study: str | None = None) -> Model:
+def load_model(run_dir: str | Path, study: str | None = None, params: bool = True) -> Model:
     """The best model of ``study`` that the run in ``run_dir`` kept (``None``: the only study
-    with one), ready to call on images.
+    with one), ready to call on images. With ``params`` false, what ``model.json`` says
+    alone (configuration, seeds, data settings, the record's accuracies), its ``params``
+    ``None``: for a run directory kept without its ``params.msgpack`` (a refit needs only
+    the configuration).
 
     Raises:
       RunDirError: ``run_dir`` holds no saved model (written by an older flaxmnist, or no
-        call finished), none of ``study``, or damaged or mismatched files.
+        call finished), none of ``study``, or damaged or mismatched files (missing
+        parameters, unless ``params`` is false).
 
     Example::
 
@@ -270,7 +292,7 @@ def load_model(run_dir: str | Path, study: str | None = None) -> Model:
         Traceback (most recent call last):
         flaxmnist.errors.RunDirError: run_dir='/nonexistent': not a directory
     """
-    info, params = read_model(Path(run_dir), study)
+    info, tree = read_model(Path(run_dir), study, params)
     where = Path(run_dir) / MODELS / info["study"] / INFO_FILE
     config = info["config"]
     hidden, dtype = config.get("hidden"), config.get("dtype", "float32")
@@ -279,9 +301,11 @@ def load_model(run_dir: str | Path, study: str | None = None) -> Model:
     if dtype not in COMPUTE_DTYPES:
         raise RunDirError(f"{where}: config.dtype = {dtype!r}: expected one of {COMPUTE_DTYPES}")
     module = MLP(hidden=tuple(hidden), compute_dtype=dtype)
-    _check_params(where.with_name(PARAMS_FILE), module, params, len(info["seeds"]))
     apply = jax.jit(jax.vmap(module.apply, in_axes=(0, None)))
-    return Model(info, jax.tree.map(jnp.asarray, params), module, apply)
+    if tree is None:
+        return Model(info, None, module, apply)
+    _check_params(where.with_name(PARAMS_FILE), module, tree, len(info["seeds"]))
+    return Model(info, jax.tree.map(jnp.asarray, tree), module, apply)
 
 
 def _check_params(path: Path, module: MLP, params: Any, seeds: int) -> None:
