@@ -1,49 +1,49 @@
 """Ctrl-C that always stops.
 
 Python turns a SIGINT into a ``KeyboardInterrupt`` raised in whatever Python code the main
-thread runs next. When that code is a garbage-collection callback or a ``__del__`` method,
-CPython prints ``Exception ignored in: ...`` and drops the exception: the Ctrl-C is lost.
-JAX runs such a callback after every collection (``_xla_gc_callback``, jax issue #18246),
-so a long sweep, which collects often, loses a Ctrl-C now and then and trains on to the end.
+thread runs next. When that code is a garbage-collection callback, a ``__del__`` method or
+a weak reference's callback, CPython prints ``Exception ignored in: ...`` and drops the
+exception: the Ctrl-C is lost. JAX runs such a callback after every collection
+(``_xla_gc_callback``, jax issue #18246), so a long sweep, which collects often, lost a
+Ctrl-C now and then and trained on to the end.
 
 ``stopping_on_ctrl_c`` makes the Ctrl-C a state as well as an exception: its handler
-records the interrupt, raises at once where the exception can propagate, and where it
-cannot (inside a collection callback or a finaliser) leaves it pending. ``check`` raises a
-pending interrupt; the sweep calls it at every safe point (before and after a compile,
-after every epoch, after records are written), and leaving the context raises it too.
-So an interrupt is raised once, either at once or at the next safe point, never dropped.
+records the interrupt and raises it. Where CPython drops the exception, it reaches
+``sys.unraisablehook``, which stays silent about it, and the interrupt stays pending:
+``check`` raises it at the next safe point (the sweep checks before and after a compile
+and after every epoch), and leaving the context raises it too. So every Ctrl-C is raised
+where it can propagate, at once or at the next safe point, and none is lost.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 _pending = False
-
-
-def _where_exceptions_are_dropped(frame: FrameType | None) -> bool:
-    """Whether ``frame`` runs inside a gc callback or a ``__del__``, where CPython prints
-    and drops an exception instead of propagating it."""
-    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
-    while frame is not None:
-        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     global _pending
     _pending = True
-    if not _where_exceptions_are_dropped(frame):
-        raise KeyboardInterrupt
+    raise KeyboardInterrupt
+
+
+def _unraisable(previous: Callable[[Any], object]) -> Callable[[Any], object]:
+    """``sys.unraisablehook`` that is silent about the Ctrl-C it could not raise (it is
+    pending, raised at the next ``check``) and passes everything else to ``previous``."""
+
+    def hook(unraisable: Any) -> None:
+        if not (_pending and unraisable.exc_type is KeyboardInterrupt):
+            previous(unraisable)
+
+    return hook
 
 
 def pending() -> bool:
@@ -81,12 +81,14 @@ def stopping_on_ctrl_c() -> Iterator[None]:
     outermost = previous is not _on_sigint
     if outermost:
         _pending = False
+        previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
         raised = outermost and _pending
         if outermost:
+            sys.unraisablehook = previous_hook
             _pending = False  # raised below, or by the exception leaving the context now
     if raised:
         raise KeyboardInterrupt

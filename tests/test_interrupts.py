@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -65,6 +66,41 @@ def test_a_sigint_inside_a_finaliser_is_raised_when_the_context_ends():
     with pytest.raises(KeyboardInterrupt), interrupts.stopping_on_ctrl_c():
         Finalised()  # dropped at once: __del__ runs here
         assert interrupts.pending()
+
+
+def test_a_sigint_inside_a_weakref_callback_is_neither_printed_nor_lost(monkeypatch):
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+
+    class Referent:
+        pass
+
+    def callback(reference):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+
+    with pytest.raises(KeyboardInterrupt), interrupts.stopping_on_ctrl_c():
+        referent = Referent()
+        reference = weakref.ref(referent, callback)
+        del referent  # the callback runs here, and CPython drops what it raises
+        assert interrupts.pending() and reference() is None
+        interrupts.check()
+    assert dropped == []  # not printed: it was raised at the check instead
+    assert sys.unraisablehook == dropped.append  # the context put the hook back
+
+
+def test_other_unraisable_exceptions_are_still_reported(monkeypatch):
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+
+    class Broken:
+        def __del__(self):
+            raise ValueError("a bug in a finaliser")
+
+    with interrupts.stopping_on_ctrl_c():
+        Broken()
+    assert [d.exc_type for d in dropped] == [ValueError]
 
 
 def test_a_sigint_elsewhere_is_raised_at_once():
