@@ -150,7 +150,7 @@ def test_paired_seeds_and_keras1_dropout_and_epoch_prefixes():
     for seed in range(2):
         assert by[(1, seed)]["history"] == by[(0, seed)]["history"]
         # Another call (2 lanes instead of 6) rounds differently in the last bits; see the
-        # README on vmapped lanes vs standalone runs.
+        # docs/design.md on vmapped lanes vs standalone runs.
         for key, values in by[(0, seed)]["history"].items():
             assert by[(2, seed)]["history"][key][:1] == pytest.approx(values, rel=1e-5)
     assert by[(0, 0)]["history"] != by[(0, 1)]["history"]

@@ -398,7 +398,7 @@ def numpy_evaluate(layers, x, y, l2):
 
 
 def numpy_adamw_steps(layers, x, y, l2, lr, wd, steps, b1=0.9, b2=0.999, eps=1e-8):
-    """Full-batch Adam steps as the README states them (optax's epsilon placement: after
+    """Full-batch Adam steps as docs/design.md states them (optax's epsilon placement: after
     the bias correction), decoupled decay ``lr * wd * W`` on kernels only. ``lr`` is a
     number or one learning rate per step."""
     m = [[np.zeros_like(p) for p in layer] for layer in layers]
