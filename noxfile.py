@@ -1,23 +1,77 @@
-"""Developer tasks. ``nox`` runs the light sessions, ``tests`` and ``lint``; ``nox -s docs``
-builds the documentation site and runs its examples; ``nox -s tfds`` installs TensorFlow
-(its environment took 2.5 GB here) to check the TensorFlow Datasets source. CI runs all
-three.
+"""Developer tasks. ``nox`` runs the light sessions, ``tests-3.11`` and ``lint``.
 
-``nox -s bench`` runs the speed benchmark (BENCHMARKS.md).
+- ``nox -s tests-3.11``, ``tests-3.12``, ``tests-3.13``: the suite on each interpreter a
+  user may install flaxmnist on, with the newest dependencies the index has for it.
+- ``nox -s lowest``: the suite on the declared lower bounds of ``pyproject.toml``, each
+  installed exactly, on the oldest interpreter.
+- ``nox -s docs`` builds the documentation site and runs its examples; ``nox -s tfds``
+  installs TensorFlow (its environment took 2.5 GB here) to check the TensorFlow Datasets
+  source. CI (``.ci/run``) runs ``nox``, ``docs`` and ``tfds``.
+- ``nox -s bench`` runs the speed benchmark (BENCHMARKS.md).
 """
+
+import os
+import subprocess
+import tomllib
+from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests-3.11", "lint"]
 nox.options.reuse_existing_virtualenvs = True
+# An interpreter of the matrix that is missing fails its session, never skips it in silence.
+nox.options.error_on_missing_interpreters = True
+
+#: The interpreters a user may install flaxmnist on (pyproject.toml: requires-python).
+PYTHONS = ["3.11", "3.12", "3.13"]
 
 
-@nox.session
+def _pyenv_interpreters_on_path() -> None:
+    """Put pyenv's installed interpreters on PATH, so that nox finds ``python3.12`` where
+    pyenv has it but has not selected it (as on this project's machines)."""
+    try:
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return
+    versions = sorted(Path(root.stdout.strip(), "versions").glob("3.*/bin"), reverse=True)
+    wanted = [str(b) for b in versions if any(b.parent.name.startswith(f"{v}.") for v in PYTHONS)]
+    os.environ["PATH"] = os.pathsep.join([*wanted, os.environ.get("PATH", "")])
+
+
+_pyenv_interpreters_on_path()
+
+
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Install flaxmnist as a user would (non-editable) and run the test suite."""
+    """Install flaxmnist as a user would (non-editable, the newest dependencies the index
+    has for this interpreter) and run the test suite: ``nox -s tests-3.13``."""
     session.install(".[dev]")
     # A reused venv keeps an older flaxmnist of the same version: replace it.
     session.install("--no-deps", "--force-reinstall", ".")
+    session.run("python", "-c", "import jax, flax, optax; print('jax', jax.__version__, "
+                "'flax', flax.__version__, 'optax', optax.__version__)")  # fmt: skip
+    session.run("pytest", *session.posargs)
+
+
+def lower_bounds() -> list[str]:
+    """Every dependency of ``pyproject.toml`` pinned to its declared lower bound."""
+    project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+    return [
+        "==".join(part.strip() for part in requirement.split(";")[0].split(">="))
+        for requirement in project["dependencies"]
+    ]
+
+
+@nox.session(python=PYTHONS[0])
+def lowest(session: nox.Session) -> None:
+    """The test suite on the declared lower bounds, each installed exactly, on the oldest
+    interpreter: ``nox -s lowest``. A bound that fails here is raised in pyproject.toml."""
+    constraints = Path(session.create_tmp()) / "lowest.txt"
+    constraints.write_text("\n".join(lower_bounds()) + "\n")
+    session.install("-c", str(constraints), ".[dev]")
+    session.install("--no-deps", "--force-reinstall", ".")
+    session.run("python", "-c", "import jax, flax, optax; print('jax', jax.__version__, "
+                "'flax', flax.__version__, 'optax', optax.__version__)")  # fmt: skip
     session.run("pytest", *session.posargs)
 
 
