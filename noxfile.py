@@ -41,16 +41,22 @@ def _pyenv_interpreters_on_path() -> None:
 _pyenv_interpreters_on_path()
 
 
-@nox.session(python=PYTHONS)
-def tests(session: nox.Session) -> None:
-    """Install flaxmnist as a user would (non-editable, the newest dependencies the index
-    has for this interpreter) and run the test suite: ``nox -s tests-3.13``."""
-    session.install(".[dev]")
+def _install_and_test(session: nox.Session, *constraints: str) -> None:
+    """Install flaxmnist as a user would (non-editable, with ``constraints``), say which
+    jax, flax and optax it got, and run the test suite."""
+    session.install(*constraints, ".[dev]")
     # A reused venv keeps an older flaxmnist of the same version: replace it.
     session.install("--no-deps", "--force-reinstall", ".")
     session.run("python", "-c", "import jax, flax, optax; print('jax', jax.__version__, "
                 "'flax', flax.__version__, 'optax', optax.__version__)")  # fmt: skip
     session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The test suite with the newest dependencies the index has for this interpreter:
+    ``nox -s tests-3.13``."""
+    _install_and_test(session)
 
 
 def lower_bounds() -> list[str]:
@@ -68,11 +74,7 @@ def lowest(session: nox.Session) -> None:
     interpreter: ``nox -s lowest``. A bound that fails here is raised in pyproject.toml."""
     constraints = Path(session.create_tmp()) / "lowest.txt"
     constraints.write_text("\n".join(lower_bounds()) + "\n")
-    session.install("-c", str(constraints), ".[dev]")
-    session.install("--no-deps", "--force-reinstall", ".")
-    session.run("python", "-c", "import jax, flax, optax; print('jax', jax.__version__, "
-                "'flax', flax.__version__, 'optax', optax.__version__)")  # fmt: skip
-    session.run("pytest", *session.posargs)
+    _install_and_test(session, "-c", str(constraints))
 
 
 @nox.session

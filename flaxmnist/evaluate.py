@@ -310,10 +310,7 @@ def _load(args: argparse.Namespace) -> tuple[Model, Path | None]:
 
 def command() -> None:
     """The process: ``python -m flaxmnist.evaluate``."""
-    code = main()
-    if code == 130:
-        interrupts.exit_process(code)  # XLA may be compiling still: no teardown under it
-    sys.exit(code)
+    interrupts.run_command(main)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 _pending = False
 
@@ -105,3 +105,12 @@ def exit_process(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def run_command(main: Callable[[], int]) -> NoReturn:
+    """A command's process: ``main()``'s exit code, and after an interrupt (130) the exit
+    without teardown of ``exit_process``, since XLA may be compiling still."""
+    code = main()
+    if code == 130:
+        exit_process(code)
+    sys.exit(code)

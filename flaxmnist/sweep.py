@@ -294,10 +294,7 @@ def _write_report(prog: str, records, out: Path, descriptions: dict[str, str]) -
 
 def command() -> None:
     """The process: ``python -m flaxmnist.sweep`` and the ``flaxmnist-sweep`` script."""
-    code = main()
-    if code == 130:
-        interrupts.exit_process(code)  # XLA may be compiling still: no teardown under it
-    sys.exit(code)
+    interrupts.run_command(main)
 
 
 if __name__ == "__main__":
