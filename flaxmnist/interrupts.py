@@ -5,14 +5,18 @@ thread runs next. When that code is a garbage-collection callback, a ``__del__``
 a weak reference's callback, CPython prints ``Exception ignored in: ...`` and drops the
 exception: the Ctrl-C is lost. JAX runs such a callback after every collection
 (``_xla_gc_callback``, jax issue #18246), so a long sweep, which collects often, lost a
-Ctrl-C now and then and trained on to the end.
+Ctrl-C now and then and trained on to the end. And a ``KeyboardInterrupt`` raised while a C
+extension initialises (matplotlib's ``ft2font``, imported for the plots) leaves it half made:
+the import fails with ``ImportError: initialization failed`` and the interpreter aborts as it
+exits (SIGABRT).
 
 ``stopping_on_ctrl_c`` makes the Ctrl-C a state as well as an exception: its handler
 records the interrupt and raises it. Where CPython drops the exception, it reaches
 ``sys.unraisablehook``, which stays silent about it, and the interrupt stays pending:
 ``check`` raises it at the next safe point (the sweep checks before and after a compile
-and after every epoch), and leaving the context raises it too. So every Ctrl-C is raised
-where it can propagate, at once or at the next safe point, and none is lost.
+and after every epoch), and leaving the context raises it too. A Ctrl-C during an import is
+only recorded, for the same safe points. So every Ctrl-C is raised where it can propagate,
+at once or at the next safe point, and none is lost.
 """
 
 from __future__ import annotations
@@ -29,10 +33,20 @@ from typing import Any, NoReturn
 _pending = False
 
 
+def _importing(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs within an import (importlib's frames are below it)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib."):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     global _pending
     _pending = True
-    raise KeyboardInterrupt
+    if not _importing(frame):
+        raise KeyboardInterrupt
 
 
 def _unraisable(previous: Callable[[Any], object]) -> Callable[[Any], object]:

@@ -113,6 +113,70 @@ def test_a_sigint_elsewhere_is_raised_at_once():
     assert not reached
 
 
+def test_a_sigint_during_an_import_lets_the_import_finish_and_is_raised_at_the_next_check(
+    tmp_path, monkeypatch
+):
+    """A KeyboardInterrupt inside a C extension's initialisation (matplotlib's ft2font) made
+    ``ImportError: initialization failed`` and an abort at exit: during an import the
+    interrupt is only recorded."""
+    (tmp_path / "slow_to_import.py").write_text(
+        "import os, signal\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "for _ in range(10**5):  # bytecode: the handler runs here, within the import\n"
+        "    pass\n"
+        "finished = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(KeyboardInterrupt), interrupts.stopping_on_ctrl_c():
+        import slow_to_import
+
+        assert slow_to_import.finished and interrupts.pending()
+        interrupts.check()
+    sys.modules.pop("slow_to_import")
+
+
+#: A SIGINT at the first Python call inside matplotlib's ft2font initialisation (a C
+#: extension: pybind11 makes its enums with Python's enum module), within the context.
+SIGINT_INSIDE_FT2FONT = """
+import os, signal, sys
+from flaxmnist import interrupts
+import numpy, enum
+
+importing, sent = [False], [False]
+
+def audit(event, args):
+    if event == "import" and args[0] == "matplotlib.ft2font":
+        importing[0] = True
+
+def profile(frame, event, arg):
+    if importing[0] and not sent[0] and event == "call":
+        sent[0] = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+sys.addaudithook(audit)
+sys.setprofile(profile)
+try:
+    with interrupts.stopping_on_ctrl_c():
+        import matplotlib
+        sys.setprofile(None)
+        print("sent", sent[0], flush=True)
+except KeyboardInterrupt:
+    print("stopped", flush=True)
+    interrupts.exit_process(130)
+"""
+
+
+def test_a_sigint_inside_a_c_extensions_initialisation_stops_cleanly():
+    """Raised there, the KeyboardInterrupt made ``ImportError: initialization failed`` and
+    the interpreter aborted at exit (SIGABRT), as a Ctrl-C during the report's plots did."""
+    result = subprocess.run(
+        [sys.executable, "-c", SIGINT_INSIDE_FT2FONT], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split() == ["sent", "True", "stopped"], result.stderr
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == ""
+
+
 def test_the_context_restores_the_handler_and_forgets_what_it_raised():
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt), interrupts.stopping_on_ctrl_c():
