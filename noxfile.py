@@ -1,12 +1,15 @@
-"""Developer tasks. ``nox`` runs the light sessions, ``tests-3.11`` and ``lint``.
+"""Developer tasks. ``nox`` runs ``tests-3.11`` and ``lint``.
 
 - ``nox -s tests-3.11``, ``tests-3.12``, ``tests-3.13``: the suite on each interpreter a
   user may install flaxmnist on, with the newest dependencies the index has for it.
 - ``nox -s lowest``: the suite on the declared lower bounds of ``pyproject.toml``, each
   installed exactly, on the oldest interpreter.
+- After ``--``, options go to pytest: ``nox -s tests-3.13 -- -m "not heavy"`` runs the
+  light suite, without the tests marked ``heavy`` (minutes each).
 - ``nox -s docs`` builds the documentation site and runs its examples; ``nox -s tfds``
   installs TensorFlow (its environment took 2.5 GB here) to check the TensorFlow Datasets
-  source. CI (``.ci/run``) runs ``nox``, ``docs`` and ``tfds``.
+  source. CI (``.ci/run``) runs ``nox``, the light suite on the newest interpreter and on
+  the lower bounds, ``docs`` and ``tfds``.
 - ``nox -s bench`` runs the speed benchmark (BENCHMARKS.md).
 """
 

@@ -34,6 +34,7 @@ def test_the_public_api_is_narrow_and_every_name_has_an_example():
         assert "Example::" in doc and ">>> " in doc, name
 
 
+@pytest.mark.heavy  # and run by nox -s docs
 @pytest.mark.parametrize("module", DOCTESTED)
 def test_docstring_examples_run(module):
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

@@ -136,6 +136,7 @@ def test_a_search_on_two_processes_gives_the_records_of_one_process(tmp_path):
     assert two.read_bytes() == one.read_bytes()
 
 
+@pytest.mark.heavy
 def test_a_learned_search_on_two_processes_gives_the_records_of_one_process(tmp_path):
     """Process 0 asks the sampler and shares the proposals: rounds of 2 configurations (4
     lanes of 2 seeds), told what every process trained, equal to one process's."""
@@ -152,7 +153,8 @@ def test_a_learned_search_on_two_processes_gives_the_records_of_one_process(tmp_
     assert (out / "optuna.db").exists()
 
 
-@pytest.mark.parametrize("victim", [1, 0])
+# One victim is enough for the light suite.
+@pytest.mark.parametrize("victim", [1, pytest.param(0, marks=pytest.mark.heavy)])
 def test_a_killed_process_stops_the_other_and_the_rerun_resumes(victim, whole_lr, tmp_path):
     extra = LR_CALLS
     out = tmp_path / "killed"

@@ -29,6 +29,7 @@ def test_the_pages_have_examples():
     assert len(PYTHON) >= 2 and len(TOML) >= 3
 
 
+@pytest.mark.heavy  # and run by nox -s docs
 @pytest.mark.parametrize(("page", "index", "code"), PYTHON, ids=lambda x: str(x)[:20])
 def test_python_example_runs(page, index, code, capsys):
     exec(compile(code, f"{page} python block {index}", "exec"), {})
@@ -85,3 +86,37 @@ def test_the_pbt_spec_is_a_spec_flaxmnist_runs():
     (block,) = [b for b in TOML if 'strategy = "pbt"' in b]
     study = parse_search_spec(tomllib.loads(block), "docs", "searching.md")
     assert (study.strategy, study.search.samples) == ("pbt", 8)
+
+
+def _tested_table() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return readme.split("## Where it is tested", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_names_every_interpreter_of_the_matrix_and_every_lower_bound():
+    """The README's "Where it is tested" says what ``noxfile.py`` runs: a session per
+    interpreter of ``PYTHONS`` and ``lowest`` with each lower bound of ``pyproject.toml``."""
+    import ast
+
+    noxfile = ast.parse((ROOT / "noxfile.py").read_text())
+    assignment = next(
+        node
+        for node in noxfile.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PYTHONS"
+    )
+    pythons = ast.literal_eval(assignment.value)
+    rows = {
+        cells[0].strip("` "): cells
+        for line in _tested_table().splitlines()
+        if line.startswith("| `")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    for python in pythons:
+        name = next(row for row in rows if row.startswith(f"tests-{python}"))
+        assert rows[name][1] == python
+    assert rows["lowest"][1] == pythons[0]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name, bound = (part.strip() for part in requirement.split(">="))
+        version = re.escape(bound) + r"(\.0)*\b"
+        assert re.search(rf"\b{name} {version}", rows["lowest"][2]), requirement

@@ -289,7 +289,11 @@ def run_golden(horizon: Horizon, protocol: str, out: Path) -> list[dict]:
 
 @pytest.mark.parametrize(
     "horizon, protocol",
-    [(h, p) for h in HORIZONS.values() for p in h.protocols],
+    [
+        pytest.param(h, p, marks=[pytest.mark.heavy] if (h.name, p) == ("end", "test") else [])
+        for h in HORIZONS.values()
+        for p in h.protocols
+    ],
     ids=lambda value: getattr(value, "name", value),
 )
 def test_golden_results_are_reproduced(horizon, protocol, tmp_path):

@@ -309,6 +309,7 @@ def _try(moment, index: int, tmp: Path, spec: Path, warm: Path, reference: bytes
     return None
 
 
+@pytest.mark.heavy
 def test_ctrl_c_at_twenty_moments_stops_and_the_same_command_resumes(tmp_path):
     spec = tmp_path / "interrupted.toml"
     spec.write_text(SPEC)

@@ -189,7 +189,7 @@ SPECS = {
 }
 
 
-@pytest.mark.parametrize("strategy", ["halving", "pbt"])
+@pytest.mark.parametrize("strategy", ["halving", pytest.param("pbt", marks=pytest.mark.heavy)])
 def test_a_search_killed_after_a_checkpoint_resumes_to_the_same_results(strategy, tmp_path):
     spec = tmp_path / f"{strategy}.toml"
     spec.write_text(SPECS[strategy])

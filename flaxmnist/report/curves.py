@@ -268,7 +268,10 @@ def draw_curves(
         xs = x[: len(curve.mean)] + offset
         text = curve_label(curve, keys)
         if len(xs) == 1:
-            bar = None if curve.seeds == 1 else [curve.mean - curve.low, curve.high - curve.mean]
+            # Lists, not 1-element arrays, which matplotlib passes to math.isfinite: NumPy
+            # 2 refuses that (matplotlib catches it), NumPy 1.26 warns it is deprecated.
+            below, above = (curve.mean - curve.low).tolist(), (curve.high - curve.mean).tolist()
+            bar = None if curve.seeds == 1 else [below, above]
             kwargs["linestyle"] = "none"
             ax.errorbar(xs, curve.mean, yerr=bar, capsize=3, label=text, **kwargs)
         else:
