@@ -44,10 +44,10 @@ def _pyenv_interpreters_on_path() -> None:
 _pyenv_interpreters_on_path()
 
 
-def _install_and_test(session: nox.Session, *constraints: str) -> None:
-    """Install flaxmnist as a user would (non-editable, with ``constraints``), say which
+def _install_and_test(session: nox.Session, *pip_options: str) -> None:
+    """Install flaxmnist as a user would (non-editable, with ``pip_options``), say which
     jax, flax and optax it got, and run the test suite."""
-    session.install(*constraints, ".[dev]")
+    session.install(*pip_options, ".[dev]")
     # A reused venv keeps an older flaxmnist of the same version: replace it.
     session.install("--no-deps", "--force-reinstall", ".")
     session.run("python", "-c", "import jax, flax, optax; print('jax', jax.__version__, "
@@ -58,8 +58,8 @@ def _install_and_test(session: nox.Session, *constraints: str) -> None:
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The test suite with the newest dependencies the index has for this interpreter:
-    ``nox -s tests-3.13``."""
-    _install_and_test(session)
+    ``nox -s tests-3.13``. A reused environment is upgraded to them too."""
+    _install_and_test(session, "--upgrade", "--upgrade-strategy", "eager")
 
 
 def lower_bounds() -> list[str]:

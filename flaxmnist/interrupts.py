@@ -15,8 +15,8 @@ records the interrupt and raises it. Where CPython drops the exception, it reach
 ``sys.unraisablehook``, which stays silent about it, and the interrupt stays pending:
 ``check`` raises it at the next safe point (the sweep checks before and after a compile
 and after every epoch), and leaving the context raises it too. A Ctrl-C during an import is
-only recorded, for the same safe points. So every Ctrl-C is raised where it can propagate,
-at once or at the next safe point, and none is lost.
+only recorded, for the same safe points; a second one is raised at once. So every Ctrl-C
+is raised where it can propagate, at once or at the next safe point, and none is lost.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def _importing(frame: FrameType | None) -> bool:
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     global _pending
-    _pending = True
-    if not _importing(frame):
+    again, _pending = _pending, True
+    if again or not _importing(frame):  # a second Ctrl-C stops even a slow import
         raise KeyboardInterrupt
 
 

@@ -127,16 +127,36 @@ def test_a_sigint_during_an_import_lets_the_import_finish_and_is_raised_at_the_n
         "finished = True\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slow_to_import", raising=False)
+    imported = False
     with pytest.raises(KeyboardInterrupt), interrupts.stopping_on_ctrl_c():
         import slow_to_import
 
-        assert slow_to_import.finished and interrupts.pending()
+        imported = slow_to_import.finished and interrupts.pending()
         interrupts.check()
+    assert imported
     sys.modules.pop("slow_to_import")
 
 
-#: A SIGINT at the first Python call inside matplotlib's ft2font initialisation (a C
-#: extension: pybind11 makes its enums with Python's enum module), within the context.
+def test_a_second_sigint_during_an_import_is_raised_at_once(tmp_path, monkeypatch):
+    (tmp_path / "slower_to_import.py").write_text(
+        "import os, signal\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "for _ in range(10**5):\n"
+        "    pass\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "for _ in range(10**5):  # the second one is raised here\n"
+        "    pass\n"
+        "finished = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(KeyboardInterrupt), interrupts.stopping_on_ctrl_c():
+        import slower_to_import  # noqa: F401
+    assert "slower_to_import" not in sys.modules
+
+
+#: A SIGINT inside matplotlib's ft2font initialisation (a C extension: pybind11 makes its
+#: enums with Python's enum module, the first Python it calls), within the context.
 SIGINT_INSIDE_FT2FONT = """
 import os, signal, sys
 from flaxmnist import interrupts
@@ -149,7 +169,8 @@ def audit(event, args):
         importing[0] = True
 
 def profile(frame, event, arg):
-    if importing[0] and not sent[0] and event == "call":
+    in_enum = event == "call" and frame.f_code.co_filename.endswith("enum.py")
+    if importing[0] and not sent[0] and in_enum:
         sent[0] = True
         os.kill(os.getpid(), signal.SIGINT)
 

@@ -40,8 +40,9 @@ FEW = {"lr": (0, 1, 3, 9, 15, 21), "three-layer": (0, 4, 8)}
 
 
 def other_dropout_key(split):
-    """``jax.random.split`` where ``train``'s three-way split (init, shuffle, dropout) hands
-    back the dropout key folded once more; every other split is unchanged."""
+    """``jax.random.split`` where every three-way split hands back its third key folded once
+    more: ``train``'s (init, shuffle, dropout) split and, at three steps an epoch, the
+    steps' dropout keys. So every dropout mask changes, and nothing else."""
 
     def patched(key, num=2, **kwargs):
         keys = split(key, num, **kwargs)
