@@ -377,6 +377,8 @@ def test_curves_of_36_configurations_leave_every_panel_room(epochs):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        # Python 3.13 warns of an earlier test's sqlite connections when they are collected.
+        warnings.simplefilter("ignore", ResourceWarning)
         panels = np.ravel(plot_curves(grid_records(epochs)))
         figure = panels[0].figure
         figure.canvas.draw()
