@@ -385,7 +385,7 @@ def test_a_call_that_runs_out_of_memory_is_retried_with_half_its_lanes(tmp_path,
         records = run_sweep(
             spec, seeds=2, limit_train=300, out=tmp_path, stats=stats, progress=progress
         )
-    assert [str(w.message) for w in caught if w.category is UserWarning] == [
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == [
         "t: out of memory with 10 lanes of 784-8-10 per call; trying 5",
         "t: out of memory with 4 lanes of 784-8-10 per call; trying 2",
     ]
