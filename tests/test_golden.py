@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from flaxmnist.specs.config import HISTORY_KEYS
+
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 #: Config fields added to records after the end horizon's files were written, with the value
@@ -56,17 +58,6 @@ ADDED_CONFIG_KEYS = {
 ADDED_RECORD_KEYS = ("compute", "ensemble")
 #: Run settings added since, with the value the golden runs had.
 ADDED_SETTINGS = {"dtype": "float32", "first_seed": 0, "budget": None, "precision": "float32"}
-
-#: The metrics compared: each epoch's history, and the seeds' ensemble where recorded.
-HISTORY_METRICS = (
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "test_loss",
-    "test_accuracy",
-)
-ENSEMBLE_METRICS = ("ensemble_val_accuracy", "ensemble_test_accuracy")
 
 
 @dataclass(frozen=True)
@@ -190,8 +181,9 @@ def lane(record: dict) -> tuple:
 
 
 def metric_values(record: dict) -> dict[str, list]:
-    """Every compared value of one record: per metric, one per epoch (ensembles: one)."""
-    values = {metric: record["history"][metric] for metric in HISTORY_METRICS}
+    """Every compared value of one record: per metric of the history, one per epoch; and
+    the seeds' ensemble accuracies, where recorded, one each."""
+    values = {metric: record["history"][metric] for metric in HISTORY_KEYS}
     for split in ("val", "test"):
         if "ensemble" in record:
             values[f"ensemble_{split}_accuracy"] = [record["ensemble"][f"{split}_accuracy"]]
