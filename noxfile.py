@@ -46,12 +46,12 @@ _pyenv_interpreters_on_path()
 
 def _install_and_test(session: nox.Session, *pip_options: str) -> None:
     """Install flaxmnist as a user would (non-editable, with ``pip_options``), say which
-    jax, flax and optax it got, and run the test suite."""
+    jax, flax, optax and numpy it got, and run the test suite."""
     session.install(*pip_options, ".[dev]")
     # A reused venv keeps an older flaxmnist of the same version: replace it.
     session.install("--no-deps", "--force-reinstall", ".")
-    session.run("python", "-c", "import jax, flax, optax; print('jax', jax.__version__, "
-                "'flax', flax.__version__, 'optax', optax.__version__)")  # fmt: skip
+    session.run("python", "-c", "import jax, flax, optax, numpy; print(*(f'{m.__name__} "
+                "{m.__version__}' for m in (jax, flax, optax, numpy)))")  # fmt: skip
     session.run("pytest", *session.posargs)
 
 
