@@ -9,6 +9,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import flaxmnist  # noqa: E402
+from flaxmnist.specs import keys  # noqa: E402
+
+# The list of every spec key, from the table the code reads (flaxmnist/specs/keys.toml),
+# written at every build so that the page cannot drift from it.
+GENERATED = Path(__file__).resolve().parent / "_generated"
+GENERATED.mkdir(exist_ok=True)
+(GENERATED / "keys.md").write_text(keys.markdown() + "\n")
 
 project = "flaxmnist"
 author = "the flaxmnist authors"

@@ -93,7 +93,7 @@ def test_bad_spec_file_exits_2_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == (
-        f"python -m flaxmnist.sweep: error: {spec}: grid.learning_rate = 0: must be > 0"
+        f"python -m flaxmnist.sweep: error: {spec}: grid.learning_rate = 0: expected a number > 0"
     )
 
 

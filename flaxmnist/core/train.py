@@ -61,7 +61,8 @@ from flaxmnist.core.optimizer import ADAM_B1 as ADAM_B1  # public here too
 from flaxmnist.core.optimizer import ADAM_B2 as ADAM_B2
 from flaxmnist.core.optimizer import ADAM_EPS as ADAM_EPS
 from flaxmnist.core.optimizer import debiased, ema_step, make_optimizer, with_hyperparams
-from flaxmnist.specs.config import COMPUTE_DTYPES, LOSSES, LR_SCHEDULES
+from flaxmnist.specs.config import COMPUTE_DTYPES, LOSSES
+from flaxmnist.specs.keys import Key, lanes
 
 
 @dataclass(frozen=True)
@@ -141,60 +142,58 @@ class TrainSpec:
         return len(self.hidden) + 1
 
 
-class Hyperparams(NamedTuple):
-    """Array hyperparameters of one run; stack them along a leading axis to vmap.
+def _lane_doc(name: str, key: Key) -> str:
+    """A line of ``Hyperparams``' docstring: the field, its shape and where it comes from."""
+    shape = {"hidden": "(num_hidden,)", "dense": "(num_layers,)"}.get(key.per_layer, "()")
+    if key.kind == "widths":
+        return (
+            f"      {name}: int32 ``(num_hidden,)``, the widths this lane trains; below "
+            "``TrainSpec.hidden`` only in a padded program."
+        )
+    if key.kind == "choice":
+        return f"      {name}: int32 ``()``, the index of ``{key.name}`` in {key.choices}."
+    if name != key.name:
+        return f"      {name}: ``()``, the configuration's ``{key.name}`` as a lane array."
+    return f"      {name}: ``{shape}``, {key.doc}."
+
+
+#: ``Hyperparams``' fields, each with the key of ``flaxmnist/specs/keys.toml`` it holds.
+LANES = lanes()
+
+Hyperparams = NamedTuple("Hyperparams", [(name, jax.Array) for name in LANES])
+Hyperparams.__module__ = __name__
+Hyperparams.__doc__ = f"""Array hyperparameters of one run; stack them along a leading axis to vmap.
+
+    One field per lane key of ``flaxmnist/specs/keys.toml`` (and per static key that is
+    also a lane array), in the table's order, all float32 but where it says:
 
     Attributes:
-      learning_rate: Adam's step size, shape ``()``.
-      l2: Keras-style coupled L2 coefficient per dense layer (hidden layers, then the output
-        layer), shape ``(num_layers,)``.
-      weight_decay: decoupled (AdamW) weight decay of all kernels, shape ``()``.
-      dropout: dropout rate after each hidden layer, shape ``(num_hidden,)``.
-      input_dropout: dropout rate of the input pixels, shape ``()``.
-      max_norm: bound on each hidden unit's incoming weight norm, 0 for none, shape ``()``.
-      lr_schedule: int32 index into ``specs.LR_SCHEDULES``; with ``lr_decay``, ``warmup_epochs``
-        and ``schedule_epochs`` (all shape ``()``), see ``schedule_factor``.
-      widths: the hidden widths this lane trains, int32 ``(num_hidden,)``; below
-        ``TrainSpec.hidden`` only in a padded program.
-      ema_decay: the decay of the parameters' exponential moving average, updated every
-        step and debiased (``optax.ema``); 0 keeps the parameters themselves. Shape ``()``.
-      label_smoothing: the weight of the uniform in the training targets, shape ``()``.
+{chr(10).join(_lane_doc(name, key) for name, key in LANES.items())}
     """
 
-    learning_rate: jax.Array
-    l2: jax.Array
-    weight_decay: jax.Array
-    dropout: jax.Array
-    input_dropout: jax.Array
-    max_norm: jax.Array
-    lr_schedule: jax.Array
-    lr_decay: jax.Array
-    warmup_epochs: jax.Array
-    schedule_epochs: jax.Array
-    widths: jax.Array
-    ema_decay: jax.Array
-    label_smoothing: jax.Array
+
+def _lane_array(spec: TrainSpec, key: Key, value: Any) -> jax.Array:
+    """``value`` as the lane array of ``key`` in a program of ``spec``."""
+    if key.kind == "choice":
+        if value not in key.choices:
+            raise ValueError(f"{key.name} must be one of {key.choices}, got {value!r}")
+        return jnp.asarray(key.choices.index(value), jnp.int32)
+    if key.kind == "widths":
+        return jnp.asarray(value, jnp.int32).reshape(-1)
+    if key.per_layer:
+        layers = len(spec.hidden) if key.per_layer == "hidden" else spec.num_layers
+        value = np.broadcast_to(np.asarray(value, np.float32), (layers,))
+    return jnp.asarray(value, jnp.float32)
 
 
-def make_hyperparams(
-    spec: TrainSpec,
-    learning_rate: float,
-    l2: float | Sequence[float] = 0.0,
-    weight_decay: float = 0.0,
-    dropout: float | Sequence[float] = 0.0,
-    input_dropout: float = 0.0,
-    max_norm: float = 0.0,
-    lr_schedule: str = "constant",
-    lr_decay: float = 1.0,
-    warmup_epochs: float = 0.0,
-    schedule_epochs: float = 1.0,
-    widths: Sequence[int] | None = None,
-    ema_decay: float = 0.0,
-    label_smoothing: float = 0.0,
-) -> Hyperparams:
-    """Build ``Hyperparams`` for ``spec``; a scalar ``l2`` or ``dropout`` applies to every layer.
+def make_hyperparams(spec: TrainSpec, learning_rate: float, **values: Any) -> Hyperparams:
+    """Build ``Hyperparams`` for ``spec``: every field from ``values`` (by name) or its
+    default, a lane key's from ``keys.toml``, ``widths`` and ``schedule_epochs`` from
+    ``spec`` (its ``hidden`` and ``epochs``). A number given to a per-layer field applies
+    to every layer; ``lr_schedule`` is a name in ``specs.LR_SCHEDULES``.
 
-    ``lr_schedule``: a name in ``specs.LR_SCHEDULES`` (else ``ValueError``). Defaults: no effect.
+    Raises:
+      TypeError: a name that is not a field; ValueError: a schedule that does not exist.
 
     Example::
 
@@ -203,18 +202,17 @@ def make_hyperparams(
         >>> hparams.l2.tolist(), hparams.dropout.tolist()
         ([0.0020000000949949026, 0.0, 0.0], [0.0, 0.0])
     """
-    if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
-    l2 = np.broadcast_to(np.asarray(l2, np.float32), (spec.num_layers,))
-    dropout = np.broadcast_to(np.asarray(dropout, np.float32), (len(spec.hidden),))
-    floats = (learning_rate, l2, weight_decay, dropout, input_dropout, max_norm)
-    return Hyperparams(
-        *(jnp.asarray(x, jnp.float32) for x in floats),
-        jnp.asarray(LR_SCHEDULES.index(lr_schedule), jnp.int32),
-        *(jnp.asarray(x, jnp.float32) for x in (lr_decay, warmup_epochs, schedule_epochs)),
-        jnp.asarray(spec.hidden if widths is None else widths, jnp.int32).reshape(-1),
-        *(jnp.asarray(x, jnp.float32) for x in (ema_decay, label_smoothing)),
-    )
+    unknown = sorted(set(values) - set(LANES))
+    if unknown:
+        raise TypeError(
+            f"make_hyperparams: no field {unknown[0]!r} (the fields: {', '.join(LANES)})"
+        )
+    values = {**values, "learning_rate": learning_rate}
+    arrays = {}
+    for name, key in LANES.items():
+        default = getattr(spec, key.spec_field) if name != key.name else key.default
+        arrays[name] = _lane_array(spec, key, values.get(name, default))
+    return Hyperparams(**arrays)
 
 
 def stack_hyperparams(hparams: Sequence[Hyperparams]) -> Hyperparams:

@@ -30,6 +30,7 @@ from flaxmnist.devices.compile_cache import cache_hits
 from flaxmnist.devices.placement import Layout, lane_mesh, to_host
 from flaxmnist.run.programs import compile_programs, gather, probabilities_program
 from flaxmnist.run.progress import RunStats
+from flaxmnist.specs.keys import Key, features
 
 
 class LaneGrid:
@@ -240,6 +241,11 @@ class LaneGrid:
             raise ValueError(f"{operation}: a position is given twice in {list(configs)}")
 
 
+def _off(key: Key) -> float:
+    """The lane value of ``key`` that needs no feature: its default (a choice's index)."""
+    return key.choices.index(key.default) if key.kind == "choice" else key.default
+
+
 def _check_fits(spec: TrainSpec, hparams: Hyperparams) -> None:
     """Refuse hyperparameters that ``spec``'s program would not apply as given."""
     depth = (np.shape(hparams.l2), np.shape(hparams.dropout))
@@ -249,13 +255,12 @@ def _check_fits(spec: TrainSpec, hparams: Hyperparams) -> None:
     fits = np.all(widths <= spec.hidden) if spec.padded else np.array_equal(widths, spec.hidden)
     if not fits or np.any(widths < 1):
         raise ValueError(f"widths {widths.tolist()} in a program of {spec.hidden}")
-    flag_of = {"lr_schedule": "schedule", "warmup_epochs": "schedule", "ema_decay": "ema"}
-    names = ("dropout", "l2", "weight_decay", "input_dropout", "max_norm", "label_smoothing")
     compiled_out = [
-        name
-        for name in (*names, *flag_of)
-        if not getattr(spec, f"use_{flag_of.get(name, name)}")
-        and np.any(np.asarray(getattr(hparams, name)) != 0)
+        key.name
+        for flag, served in features().items()
+        if not getattr(spec, flag)
+        for key in served
+        if key.turns_on and np.any(np.asarray(getattr(hparams, key.name)) != _off(key))
     ]
     if compiled_out:
         raise ValueError(

@@ -18,15 +18,13 @@ from flaxmnist.core.train import Hyperparams, TrainSpec, make_hyperparams
 from flaxmnist.devices.machine import FALLBACK_MEMORY_BUDGET
 from flaxmnist.errors import FlaxmnistWarning, SettingsError
 from flaxmnist.specs.config import Config, Study
+from flaxmnist.specs.keys import CONFIG, features, lanes
 
 #: On a CPU, lanes per call when neither ``max_lanes`` nor the memory budget asks for fewer
 #: (the fastest per lane measured, BENCHMARKS.md). Accelerators get no such cap.
 DEFAULT_MAX_LANES = 24
 #: ``TrainSpec`` flags of what a program may compile out (a configuration's rate is 0).
-FEATURES = (
-    "use_dropout", "use_l2", "use_weight_decay", "use_input_dropout", "use_max_norm",
-    "use_schedule", "use_ema", "use_label_smoothing",
-)  # fmt: skip
+FEATURES = tuple(features())
 INPUT_SIZE = 784
 #: Strategies whose configurations are all known up front and trained as planned calls.
 GRIDDED = ("grid", "random", "quasi-random")
@@ -56,56 +54,34 @@ class Call:
 
 
 def train_spec_of(config: Config, val_is_test: bool = False, dtype: str = "float32") -> TrainSpec:
-    """The static part of a configuration, with the run's protocol and dtype.
+    """The static part of a configuration, with the run's protocol and dtype: its static
+    keys (``keys.toml``: ``role = "static"``), and a flag per feature that is on where one
+    of its lane keys is in use.
 
     Regularisers and features a configuration does not use are compiled out
     (``FEATURES``): exact, and cheaper, so configurations without dropout never share a
     call with ones that have it.
     """
+    static, augment = {}, {}
+    for key in CONFIG.values():
+        if key.role == "static":
+            field, _, part = key.spec_field.partition(".")
+            value = getattr(config, key.name)
+            (augment if part else static)[part or field] = value
+    in_use = {
+        flag: any(key.in_use(config.applied(key.name)) for key in served)
+        for flag, served in features().items()
+    }
     return TrainSpec(
-        hidden=config.hidden,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        loss=config.loss,
-        use_dropout=any(rate != 0 for rate in config.applied_dropout()),
-        use_l2=any(coefficient != 0 for coefficient in config.l2),
-        use_weight_decay=config.weight_decay != 0,
-        use_input_dropout=config.input_dropout != 0,
-        use_max_norm=config.max_norm > 0,
-        use_schedule=config.lr_schedule != "constant" or config.warmup_epochs > 0,
-        val_is_test=val_is_test,
-        compute_dtype=dtype,
-        augment=augment_of(config),
-        use_ema=config.ema_decay != 0,
-        use_label_smoothing=config.label_smoothing != 0,
+        **static, **in_use, val_is_test=val_is_test, compute_dtype=dtype, augment=Augment(**augment)
     )
-
-
-def augment_of(config: Config) -> Augment:
-    """The augmentation of ``config``'s training minibatches (static: a program's own)."""
-    return Augment(
-        shift=config.augment_shift,
-        rotate=config.augment_rotate,
-        scale=config.augment_scale,
-        elastic_alpha=config.augment_elastic_alpha,
-        elastic_sigma=config.augment_elastic_sigma,
-    )
-
-
-#: ``Config`` fields that are ``make_hyperparams`` arguments of the same name.
-SAME_NAMES = (
-    "learning_rate", "l2", "weight_decay", "input_dropout", "max_norm", "lr_schedule",
-    "lr_decay", "warmup_epochs", "ema_decay", "label_smoothing",
-)  # fmt: skip
 
 
 def hyperparams_of(spec: TrainSpec, config: Config) -> Hyperparams:
-    """The hyperparameters of ``config``, for a program of ``spec``."""
-    same = {name: getattr(config, name) for name in SAME_NAMES}
-    return make_hyperparams(
-        spec, dropout=config.applied_dropout(), schedule_epochs=config.epochs,
-        widths=config.hidden, **same,
-    )  # fmt: skip
+    """The hyperparameters of ``config``, for a program of ``spec``: every lane array
+    (``Hyperparams``' fields), each the value training applies of its key."""
+    values = {name: config.applied(key.name) for name, key in lanes().items()}
+    return make_hyperparams(spec, **values)
 
 
 def widths(spec: TrainSpec) -> str:

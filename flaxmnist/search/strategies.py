@@ -39,20 +39,11 @@ from flaxmnist.run.plan import Call, group_configs, hyperparams_of, split_call, 
 from flaxmnist.run.records import selection_key
 from flaxmnist.search.state import SearchState, restore_grids, save_state
 from flaxmnist.specs.config import Config, Study
+from flaxmnist.specs.keys import CONFIG
 
-#: Spec keys that may change during PBT without another program (``TrainSpec`` flags).
-FEATURES = {
-    "dropout": "use_dropout",
-    "l2": "use_l2",
-    "weight_decay": "use_weight_decay",
-    "input_dropout": "use_input_dropout",
-    "max_norm": "use_max_norm",
-    "lr_schedule": "use_schedule",
-    "lr_decay": "use_schedule",
-    "warmup_epochs": "use_schedule",
-    "ema_decay": "use_ema",
-    "label_smoothing": "use_label_smoothing",
-}
+#: Spec keys that may change during PBT without another program (lane keys), each with
+#: its ``TrainSpec`` flag (empty: none, always compiled in).
+FEATURES = {key.name: key.feature for key in CONFIG.values() if key.role == "lane"}
 
 
 def rung_epochs(min_epochs: int, eta: int, epochs: int) -> list[int]:
@@ -126,7 +117,7 @@ class SearchDriver:
         for group in groups:
             spec = replace(group.spec, epochs=self.epochs)
             if pbt:
-                searched = {FEATURES[p.key] for p in self.study.search.priors if p.key in FEATURES}
+                searched = {FEATURES.get(p.key) for p in self.study.search.priors} - {"", None}
                 spec = replace(spec, **{flag: True for flag in searched})
             members = tuple(indices[i] for i in group.config_indices)
             whole = Call(self.study_index, spec, members, loop.seeds)
@@ -284,7 +275,7 @@ def explore(config: Config, search: Any, rng: np.random.Generator) -> Config:
     ``choice`` is drawn again with that probability (one that changes the shape never)."""
     changes = {}
     for prior in search.priors:
-        if prior.key not in FEATURES and prior.key != "learning_rate":
+        if prior.key not in FEATURES:
             continue  # widths, batch size: another program
         resample = rng.random() < search.resample_probability
         if resample or prior.kind == "choice":

@@ -48,16 +48,15 @@ import numpy as np
 from scipy.stats import qmc
 
 from flaxmnist.errors import SpecError
-from flaxmnist.specs.config import DEFAULTS, LEARNED, STRATEGIES, Study, check_value, parse_spec
+from flaxmnist.specs.config import DEFAULTS, LEARNED, Study, check_value, parse_spec
+from flaxmnist.specs.keys import CONFIG, section
 from flaxmnist.specs.objectives import parse_objectives
 
 #: Top-level keys of a spec that searches (besides description, base, grid, configs).
-SEARCH_KEYS = ("strategy", "samples", "seed", "search", "halving", "pbt", "objectives", "sampler")
+SEARCH_KEYS = (*section("spec"), "halving", "pbt")
 PRIOR_KINDS = ("uniform", "log_uniform", "choice")
 #: Keys whose values are integers: a continuous prior over them draws integers.
-INTEGER_KEYS = ("batch_size", "augment_shift")
-#: Keys a prior may not take: they fix the budget axis or do not vary per lane.
-NOT_SEARCHABLE = ("epochs",)
+INTEGER_KEYS = tuple(key.name for key in CONFIG.values() if key.kind == "int")
 
 
 @dataclass(frozen=True)
@@ -120,11 +119,11 @@ def parse_search_spec(document: dict[str, Any], name: str, source: str) -> Study
     Raises:
       SpecError: naming ``source``, the offending key and its value.
     """
+    settings = section("spec")
+    for key in SEARCH_KEYS:
+        if key in document and key in settings:
+            check_value(source, "", key, document[key], settings)
     strategy = document.get("strategy", "grid")
-    if strategy not in STRATEGIES:
-        raise SpecError(
-            f"{source}: strategy = {strategy!r}: expected one of {', '.join(STRATEGIES)}"
-        )
     space = _table(source, "search", document.get("search", {}))
     priors = parse_priors(space, source)
     if strategy in ("random", "quasi-random", *LEARNED) and not priors:
@@ -183,8 +182,8 @@ def _prior(source: str, key: str, value: Any) -> Prior:
     where = f"{source}: search.{key} = {value!r}"
     if key not in DEFAULTS:
         raise SpecError(f"{source}: unknown key search.{key} (known: {', '.join(DEFAULTS)})")
-    if key in NOT_SEARCHABLE:
-        raise SpecError(f"{where}: {key} is set in [base] (the most any configuration trains)")
+    if CONFIG[key].unsearchable:
+        raise SpecError(f"{where}: {CONFIG[key].unsearchable}")
     if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in PRIOR_KINDS:
         raise SpecError(f"{where}: expected one of {{ {' | '.join(PRIOR_KINDS)} = [...] }}")
     ((kind, arguments),) = value.items()
@@ -213,32 +212,24 @@ def _prior(source: str, key: str, value: Any) -> Prior:
     return Prior(key, kind, (float(low), float(high)))
 
 
-def _positive_int(source: str, table: str, key: str, value: Any, least: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise SpecError(f"{source}: {table}{key} = {value!r}: expected an integer >= {least}")
-    return value
-
-
-def _fraction(source: str, key: str, value: Any, high: float, closed: bool) -> float:
-    ok = isinstance(value, int | float) and 0 <= value <= high and (closed or value > 0)
-    if not ok or isinstance(value, bool):
-        interval = f"[0, {high}]" if closed else f"(0, {high}]"
-        raise SpecError(f"{source}: pbt.{key} = {value!r}: expected a number in {interval}")
-    return float(value)
+def _settings(source: str, document: dict, table: str) -> dict[str, Any]:
+    """The keys of ``[table]`` (``halving``, ``pbt``), checked, with their defaults."""
+    given = _table(source, table, document.get(table, {}))
+    keys = section(table)
+    for key, value in given.items():
+        check_value(source, table, key, value, keys)
+    return {name: given.get(name, key.default) for name, key in keys.items()}
 
 
 def _search(source: str, document: dict, strategy: str, priors: tuple[Prior, ...]) -> Search:
     """The sampler's and strategies' settings, checked."""
-    halving = _table(source, "halving", document.get("halving", {}))
-    pbt = _table(source, "pbt", document.get("pbt", {}))
-    for table, given, known in (
-        ("halving", halving, ("eta", "min_epochs")),
-        ("pbt", pbt, ("interval", "fraction", "resample_probability")),
-    ):
-        for key in given:
-            if key not in known:
-                raise SpecError(f"{source}: unknown key {table}.{key} (known: {', '.join(known)})")
-        if given and strategy != table and not (table == "halving" and strategy in LEARNED):
+    halving, pbt = _settings(source, document, "halving"), _settings(source, document, "pbt")
+    for table in ("halving", "pbt"):
+        if (
+            table in document
+            and strategy != table
+            and not (table == "halving" and strategy in LEARNED)
+        ):
             raise SpecError(f"{source}: [{table}] is set but strategy = {strategy!r}")
     for key in ("objectives", "sampler"):
         if key in document and strategy not in LEARNED:
@@ -254,27 +245,22 @@ def _search(source: str, document: dict, strategy: str, priors: tuple[Prior, ...
         )
     if priors and "samples" not in document:
         raise SpecError(f"{source}: [search] needs samples = N (configurations drawn)")
-    samples = _positive_int(source, "", "samples", document.get("samples", 1))
-    seed = _positive_int(source, "", "seed", document.get("seed", 0), least=0)
     epochs = document.get("base", {}).get("epochs", DEFAULTS["epochs"])
-    min_epochs = _positive_int(source, "halving.", "min_epochs", halving.get("min_epochs", 1))
-    if isinstance(epochs, int) and min_epochs > epochs:
+    if isinstance(epochs, int) and halving["min_epochs"] > epochs:
         raise SpecError(
-            f"{source}: halving.min_epochs = {min_epochs}: more than base.epochs = {epochs}"
+            f"{source}: halving.min_epochs = {halving['min_epochs']}: more than base.epochs = "
+            f"{epochs}"
         )
     return Search(
         priors=priors,
-        samples=samples,
-        seed=seed,
-        eta=_positive_int(source, "halving.", "eta", halving.get("eta", 3), least=2),
-        min_epochs=min_epochs,
-        interval=_positive_int(source, "pbt.", "interval", pbt.get("interval", 2)),
-        fraction=_fraction(source, "fraction", pbt.get("fraction", 0.25), 0.5, closed=False),
-        resample_probability=_fraction(
-            source, "resample_probability", pbt.get("resample_probability", 0.25), 1, True
-        ),
+        samples=document.get("samples", 1),
+        seed=document.get("seed", 0),
+        **halving,
+        interval=pbt["interval"],
+        fraction=float(pbt["fraction"]),
+        resample_probability=float(pbt["resample_probability"]),
         objectives=objectives,
-        sampler=dict(_table(source, "sampler", document.get("sampler", {}))),
+        sampler=dict(document.get("sampler", {})),
         halving=strategy == "halving" or "halving" in document,
         base=dict(document.get("base", {})),
         settings={k: document[k] for k in SEARCH_KEYS if k in document},
