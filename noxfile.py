@@ -27,6 +27,11 @@ nox.options.error_on_missing_interpreters = True
 
 #: The interpreters a user may install flaxmnist on (pyproject.toml: requires-python).
 PYTHONS = ["3.11", "3.12", "3.13"]
+#: A program that prints the versions of jax, flax, optax and numpy it imports.
+PRINT_VERSIONS = (
+    "import jax, flax, optax, numpy; "
+    "print(*(f'{m.__name__} {m.__version__}' for m in (jax, flax, optax, numpy)))"
+)
 
 
 def _pyenv_interpreters_on_path() -> None:
@@ -50,8 +55,7 @@ def _install_and_test(session: nox.Session, *pip_options: str) -> None:
     session.install(*pip_options, ".[dev]")
     # A reused venv keeps an older flaxmnist of the same version: replace it.
     session.install("--no-deps", "--force-reinstall", ".")
-    session.run("python", "-c", "import jax, flax, optax, numpy; print(*(f'{m.__name__} "
-                "{m.__version__}' for m in (jax, flax, optax, numpy)))")  # fmt: skip
+    session.run("python", "-c", PRINT_VERSIONS)
     session.run("pytest", *session.posargs)
 
 

@@ -1,35 +1,21 @@
-"""The best model a run kept: load it, use it, check it, refit it.
+"""``python -m flaxmnist.evaluate``: the best model a run kept, checked against its record,
+and refit.
 
-A sweep with a run directory keeps, for each study, its best configuration (the highest mean
-validation accuracy, ``info["selected_by"]``) in ``RUN_DIR/models/<study>/``: ``model.json``
-and every seed's ``params.msgpack`` (``flaxmnist.run.checkpoint``; ``load_model`` is here too).
+::
 
-In a notebook::
+    python -m flaxmnist.evaluate RUN_DIR [--study NAME] [--refit] [--ensemble] [--quiet]
 
-    import flaxmnist
-
-    model = flaxmnist.load_model("runs/lr-20250101-120000")  # study: the only one saved
-    model.info["config"]                  # every hyperparameter, and the data it trained on
-    logits = model(images)                # uint8 (n, 28, 28) or (n, 784) -> (seeds, n, 10)
-    labels = model.predict(images)        # (seeds, n): one prediction per seed
-    ensemble = logits.mean(axis=0).argmax(-1)   # or average the seeds yourself
-
-    from flaxmnist.evaluate import evaluate_test
-    evaluate_test(model)                  # each seed's test accuracy, as the run recorded it
-
-``evaluate_test`` computes the test accuracy with training's own evaluation
-(``make_evaluate``, chunks of 1,000, no dropout), so each seed's value equals the
-record's, float32 for float32. That is what the command line checks::
-
-    python -m flaxmnist.evaluate RUN_DIR [--study NAME] [--refit] [--quiet]
-
-It prints each seed's test accuracy beside the record's, their mean ± std, and which
-configuration it is; exit 0 when every seed equals its record, 1 when one does not, 2 on bad
+It prints which configuration RUN_DIR kept (``RUN_DIR/models/<study>/``), each seed's test
+accuracy computed again beside the record's, their mean ± std, and with ``--ensemble`` the
+seeds' ensemble's; exit 0 when every seed equals its record, 1 when one does not, 2 on bad
 arguments or data, 3 when RUN_DIR holds no usable model. ``--refit`` then trains the
 configuration again on every training image (the holdout too), selecting nothing, and reports
 its test accuracy: an honest estimate. It goes to ``RUN_DIR/refit-<study>``, and the same
 command resumes it. It needs ``model.json`` alone: without ``params.msgpack`` it says that
 the saved parameters were not checked, and trains (exit 0: nothing was compared).
+
+The evaluation itself, for notebooks, is ``flaxmnist.run.evaluation`` (``evaluate_test``,
+``evaluate_ensemble``, ``refit_sweep``; importable from here too); ``refit`` runs a refit.
 """
 
 from __future__ import annotations
@@ -40,15 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from flaxmnist import interrupts
 from flaxmnist.cli import ArgumentParser, natural, positive_int
-from flaxmnist.core.data import DataSplits, make_splits
-from flaxmnist.core.losses import make_probabilities
-from flaxmnist.core.sources import TFDS_PREFIX, load_dataset
-from flaxmnist.core.train import TrainSpec, make_evaluate
 from flaxmnist.devices.host import set_cpu_devices
 from flaxmnist.errors import (
     FlaxmnistError,
@@ -56,56 +37,39 @@ from flaxmnist.errors import (
     RunDirError,
     SettingsError,
     one_line_warnings,
-)  # fmt: skip
+)
 from flaxmnist.run.checkpoint import MODELS, PARAMS_FILE, Model, load_model
-from flaxmnist.run.ensemble import ensemble_accuracy
-from flaxmnist.run.records import json_float
+from flaxmnist.run.evaluation import (
+    EVAL_BATCH_SIZE,
+    data_source,
+    evaluate_ensemble,
+    evaluate_test,
+    load_splits,
+    refit_sweep,
+)
 from flaxmnist.runner import run_sweep
-from flaxmnist.specs.config import CONFIG_KEYS, Config, Study
 
-#: The chunk size training evaluates with (``TrainSpec``'s default, which the runner keeps).
-EVAL_BATCH_SIZE = TrainSpec().eval_batch_size
+#: The command's names, and the evaluation's (``flaxmnist.run.evaluation``), which this module
+#: held before and still offers.
+__all__ = [
+    "EVAL_BATCH_SIZE",
+    "PROG",
+    "build_parser",
+    "command",
+    "compare",
+    "data_source",
+    "describe",
+    "ensemble_line",
+    "evaluate_ensemble",
+    "evaluate_test",
+    "load_model",
+    "load_splits",
+    "main",
+    "refit",
+    "refit_line",
+]
+
 PROG = "python -m flaxmnist.evaluate"
-
-
-def data_source(dataset: str) -> tuple[str, str | None]:
-    """A record's ``config["dataset"]`` as ``run_sweep``'s ``(dataset, data_dir)``: the
-    runner records a ``data_dir`` in place of the dataset's name."""
-    if dataset == "mnist" or dataset.startswith(TFDS_PREFIX):
-        return dataset, None
-    return "mnist", dataset
-
-
-def load_splits(config: dict[str, Any]) -> DataSplits:
-    """The splits a configuration trained with (``dataset``, ``validate_on``; the whole
-    train split: only the test set is the same whatever ``train_size`` was)."""
-    dataset, data_dir = data_source(config.get("dataset", "mnist"))
-    return make_splits(load_dataset(dataset, data_dir), config.get("validate_on", "holdout"))
-
-
-def evaluate_test(model: Model, data: Any = None) -> list[float]:
-    """Each seed's test accuracy, computed as training computed it (``make_evaluate``,
-    chunks of ``EVAL_BATCH_SIZE``, vmapped over seeds), as the record's float32 values.
-
-    ``data``: anything with ``test_images`` and ``test_labels`` (``DataSplits``,
-    ``MnistArrays``); default: the dataset the model trained on.
-    """
-    data = load_splits(model.config) if data is None else data
-    loss = model.config.get("loss", "cross_entropy")
-    evaluate = jax.vmap(make_evaluate(model.module, EVAL_BATCH_SIZE, loss), (0, None, None))
-    images, labels = jax.device_put((data.test_images, data.test_labels))
-    _, accuracy = jax.jit(evaluate)(model.require_params(), images, labels)
-    return [json_float(value) for value in np.asarray(accuracy)]
-
-
-def evaluate_ensemble(model: Model, data: Any = None) -> float:
-    """The test accuracy of the ensemble of ``model``'s seeds: the argmax of their mean
-    softmax probabilities (``ensemble.ensemble_accuracy``), computed in chunks as training
-    computed the record's. ``data`` as for ``evaluate_test``."""
-    data = load_splits(model.config) if data is None else data
-    probabilities = jax.vmap(make_probabilities(model.module, EVAL_BATCH_SIZE), (0, None))
-    probs = jax.jit(probabilities)(model.require_params(), jax.device_put(data.test_images))
-    return ensemble_accuracy(np.asarray(probs), data.test_labels)
 
 
 def ensemble_line(model: Model, accuracy: float) -> str:
@@ -119,31 +83,18 @@ def ensemble_line(model: Model, accuracy: float) -> str:
 
 
 def refit(
-    run_dir: str | Path, model: Model, quiet: bool = False, seeds: int | None = None,
-    first_seed: int | None = None, **options: Any,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Train ``model``'s configuration (its parameters are not needed) again on the whole
-    training set, validating on the test set (nothing is selected): the model's seeds, or
-    ``seeds`` from ``first_seed`` (fresh ones, which the search never used); the records of
-    ``run_dir/refit-<study>`` (``refit-<study>-seeds-N-M`` for other seeds), resumed when it
-    exists. ``options`` go to ``run_sweep``."""
-    config, name = model.config, model.info["study"]
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-    fixed = Config(**{k: values[k] for k in CONFIG_KEYS if k in values})
-    number = model.info["config_index"] + 1
-    description = f"refit of {name}'s configuration {number} on every training image"
-    study = Study(name=name, description=description, configs=(fixed,), varied=())
-    dataset, data_dir = data_source(config.get("dataset", "mnist"))
-    count = len(model.seeds) if seeds is None else seeds
-    first = min(model.seeds) if first_seed is None else first_seed
-    folder = f"refit-{name}"
-    if (count, first) != (len(model.seeds), min(model.seeds)):
-        folder += f"-seeds-{first}-{first + count - 1}"
-    return run_sweep(
-        study, seeds=count, first_seed=first, validate_on="test", dataset=dataset,
-        data_dir=data_dir, dtype=config.get("dtype", "float32"), out=Path(run_dir) / folder,
-        quiet=quiet, **options,
-    )  # fmt: skip
+    run_dir: str | Path,
+    model: Model,
+    quiet: bool = False,
+    seeds: int | None = None,
+    first_seed: int | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Train ``model``'s configuration again on the whole training set, as
+    ``run.evaluation.refit_sweep`` says (its seeds, or ``seeds`` from ``first_seed``; in
+    ``run_dir/refit-<study>``, resumed); its records. ``options`` go to ``run_sweep``."""
+    study, settings = refit_sweep(run_dir, model, seeds, first_seed)
+    return run_sweep(study, quiet=quiet, **settings, **options)
 
 
 def _percent(value: float | None) -> str:
@@ -218,22 +169,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--study", metavar="NAME", help="the study whose model to load (when RUN_DIR has several)"
     )
     parser.add_argument(
-        "--refit", action="store_true", help="then train the configuration again on every "
-        "training image (no selection) and report its test accuracy; written to "
-        "RUN_DIR/refit-<study>, resumable; needs model.json only (no parameters: not checked)"
-    )  # fmt: skip
+        "--refit",
+        action="store_true",
+        help="then train the configuration again on every training image (no selection) and "
+        "report its test accuracy; written to RUN_DIR/refit-<study>, resumable; needs "
+        "model.json only (no parameters: not checked)",
+    )
     parser.add_argument(
-        "--seeds", type=positive_int, metavar="K", help="--refit with K seeds (default: the "
-        "model's seed count)"
-    )  # fmt: skip
+        "--seeds",
+        type=positive_int,
+        metavar="K",
+        help="--refit with K seeds (default: the model's seed count)",
+    )
     parser.add_argument(
-        "--first-seed", type=natural, metavar="N", help="--refit with seeds N .. N+K-1 "
-        "(default: the model's): fresh seeds, ones the search never used"
-    )  # fmt: skip
+        "--first-seed",
+        type=natural,
+        metavar="N",
+        help="--refit with seeds N .. N+K-1 (default: the model's): fresh seeds, ones the "
+        "search never used",
+    )
     parser.add_argument(
-        "--ensemble", action="store_true", help="also print the test accuracy of the ensemble "
-        "of the model's seeds (mean softmax; needs 2 or more seeds, or --refit --seeds K >= 2)"
-    )  # fmt: skip
+        "--ensemble",
+        action="store_true",
+        help="also print the test accuracy of the ensemble of the model's seeds (mean "
+        "softmax; needs 2 or more seeds, or --refit --seeds K >= 2)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr (--refit)")
     return parser
 

@@ -1,6 +1,9 @@
 """The house rules: data flows one way, report trains nothing, small modules, small functions."""
 
 import ast
+import io
+import textwrap
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -10,21 +13,27 @@ PACKAGE = Path(__file__).resolve().parent.parent / "flaxmnist"
 #: The packages, bottom to top: a module may import from its own package and from those
 #: below (``errors`` and ``cli`` are shared by all; the top-level commands sit above all).
 PACKAGE_RANK = {
-    "errors": 0, "interrupts": 0, "cli": 0,
+    "errors": 0,
+    "interrupts": 0,
+    "cli": 0,
     "specs": 1,  # what a sweep trains, as data
     "core": 2,  # training's pure core
     "devices": 2,  # where the lanes run
     "run": 3,  # a study run, and its run directory
     "search": 4,  # configurations proposed, not listed
     "report": 5,  # reads results, trains nothing
-    "preflight": 6, "runner": 7, "sweep": 8, "evaluate": 8,
-}  # fmt: skip
+    "preflight": 6,
+    "runner": 7,
+    "sweep": 8,
+    "evaluate": 8,
+}
 #: Within the packages, each module may import only modules of a lower rank (report's
 #: modules import each other).
 RANK = {
     "errors": 0,
     "interrupts": 0,
     "cli": 1,
+    "specs.keys": 0,
     "specs.config": 1,
     "specs.objectives": 1,
     "specs.space": 2,
@@ -51,6 +60,7 @@ RANK = {
     "run.attempt": 5,
     "run.checkpoint": 5,
     "run.ensemble": 5,
+    "run.evaluation": 6,
     "run.loop": 6,
     "search.trials": 2,
     "search.sampler": 3,
@@ -66,12 +76,30 @@ RANK = {
 }
 #: Modules that must not import JAX: what reads results never trains.
 NO_JAX = (
-    "errors", "interrupts", "cli", "specs", "devices.machine", "devices._watch_stderr",
-    "run.progress", "run.rundir", "run.records", "run.attempt", "run.ensemble", "report",
-    "search.trials", "search.sampler", "search.optuna_db",
-)  # fmt: skip
-#: Lines a module may have (train.py holds the whole training function and its docs).
-MAX_MODULE_LINES = {"core.train": 420}
+    "errors",
+    "interrupts",
+    "cli",
+    "specs",
+    "devices.machine",
+    "devices._watch_stderr",
+    "run.progress",
+    "run.rundir",
+    "run.records",
+    "run.attempt",
+    "run.ensemble",
+    "report",
+    "search.trials",
+    "search.sampler",
+    "search.optuna_db",
+)
+#: The code lines a module may have (``code_lines``: docstrings, comments and blank lines do
+#: not count; code counts as the formatter lays it out). The largest modules hold about 265
+#: (report/search.py, run/loop.py), the median about 100: 300 leaves the largest room for a
+#: few functions more, and a module that takes in another concern of a typical size crosses
+#: it. It flags a module to split by concern; it is no reason to pack code or cut its docs.
+MAX_CODE_LINES = 300
+#: The lines a function's body may span, docstring aside.
+MAX_FUNCTION_LINES = 60
 
 
 def modules():
@@ -102,8 +130,8 @@ def ranked(name):
 
 
 def test_every_module_is_ranked():
-    assert {ranked(name) for name, _ in modules()} - {"core", "specs", "devices", "run",
-                                                      "search"} == set(RANK)  # fmt: skip
+    packages = {"core", "specs", "devices", "run", "search"}
+    assert {ranked(name) for name, _ in modules()} - packages == set(RANK)
 
 
 @pytest.mark.parametrize(("name", "path"), list(modules()), ids=lambda x: str(x))
@@ -124,14 +152,60 @@ def test_data_flows_one_way(name, path):
             assert RANK[imported] < RANK[me], f"{name} reaches up to {module}"
 
 
+def docstring_lines(tree):
+    """The line numbers of the docstrings of a module and of its classes and functions."""
+    documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    for node in ast.walk(tree):
+        if isinstance(node, documented) and ast.get_docstring(node, clean=False) is not None:
+            yield from range(node.body[0].lineno, node.body[0].end_lineno + 1)
+
+
+def code_lines(text):
+    """How many lines of ``text`` hold code: not blank, not only a comment, not a docstring's
+    (a string that spans lines, other than a docstring, counts every line)."""
+    layout = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
+    layout.add(tokenize.ENDMARKER)
+    code = set()
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type not in layout:
+            code.update(range(token.start[0], token.end[0] + 1))
+    return len(code - set(docstring_lines(ast.parse(text))))
+
+
+def test_code_lines_count_code_alone():
+    text = textwrap.dedent('''\
+    """A module.
+
+    Its docstring.
+    """
+
+    # A comment.
+    X = (  # a comment after code
+        1,
+    )
+    HELP = """two
+    lines"""
+
+
+    class A:
+        """A class."""
+
+        def f(self):
+            """A method,
+            documented."""
+            return 1
+    ''')
+    assert code_lines(text) == 8  # X's 3, HELP's 2, class, def, return
+
+
 @pytest.mark.parametrize(("name", "path"), list(modules()), ids=lambda x: str(x))
 def test_small_modules_and_functions(name, path):
     text = path.read_text()
-    assert len(text.splitlines()) <= MAX_MODULE_LINES.get(name, 320), name
+    assert code_lines(text) <= MAX_CODE_LINES, f"{name}: {code_lines(text)} code lines"
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.FunctionDef):
             body = node.body
             if ast.get_docstring(node) is not None:
                 body = body[1:]
             lines = body[-1].end_lineno - body[0].lineno + 1 if body else 0
-            assert lines <= 60, f"{name}.{node.name}: {lines} lines"
+            assert lines <= MAX_FUNCTION_LINES, f"{name}.{node.name}: {lines} lines"

@@ -94,20 +94,22 @@ def format_bytes(count: float) -> str:
     return f"{count:.1f} GiB"
 
 
+def _git(root: Path, *args: str) -> str:
+    """The output of ``git -C root args``, stripped; raises when git fails or is missing."""
+    git = subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+    )
+    return git.stdout.strip()
+
+
 def _git_commit() -> str | None:
     """The commit of the checkout flaxmnist runs from, ``+dirty`` if changed; else ``None``."""
     root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()  # fmt: skip
-        changed = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()  # fmt: skip
+        commit = _git(root, "rev-parse", "HEAD")
+        changed = _git(root, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}+dirty" if changed else commit
@@ -141,7 +143,7 @@ def environment(devices: Sequence[Any]) -> dict[str, Any]:
             "machine": platform.machine(),
             "cpu": _cpu_model(),
             "cpu_count": os.cpu_count(),
-        },  # fmt: skip
+        },
         "devices": {
             "platform": devices[0].platform,
             "kind": devices[0].device_kind,

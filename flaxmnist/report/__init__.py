@@ -7,9 +7,11 @@ re-reported without training anything: ``python -m flaxmnist.report DIR``. In a 
     print(flaxmnist.format_table(records))
     flaxmnist.plot_accuracy(records, ax=ax)   # or plot_curves, plot_grid, save_plots
 
-``table`` holds the table and CSV, ``plots`` the pictures, ``search`` those of search
-strategies (``search_trace``, ``plot_search_progress``, ``plot_halving``, ``plot_pbt``),
-``__main__`` the command line (``--compare`` sets runs of several strategies side by side).
+``table`` holds the table, ``summary_csv`` its CSV (``summary.csv``), ``plots`` the
+pictures (``curves``, the learning curves' pieces), ``search`` those of search strategies
+(``search_trace``, ``plot_search_progress``, ``plot_halving``, ``plot_pbt``), ``pareto`` a
+two-objective study's front, ``tensorboard`` the TensorBoard export, ``__main__`` the
+command line (``--compare`` sets runs of several strategies side by side).
 """
 
 from __future__ import annotations

@@ -100,9 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _compare(parser.prog, args.compare, args.dirs, args.study)
         if len(args.dirs) > 1 or args.study is not None or args.compare is not None:
             return _error(
-                parser.prog, "one DIR (with --optuna, --tensorboard), or --compare OUT.png "
+                parser.prog,
+                "one DIR (with --optuna, --tensorboard), or --compare OUT.png "
                 "with LABEL=DIR ... (-h)",
-            )  # fmt: skip
+            )
         if exports:
             return _exports(parser.prog, Path(args.dirs[0]), args.optuna, args.tensorboard)
         return _report(parser.prog, Path(args.dirs[0]))

@@ -14,6 +14,7 @@ from flaxmnist.report.table import COST_HEADERS
 from flaxmnist.search.trials import COMPLETE, by_config, objectives_of, outcome, pareto_front
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 Records = Sequence[dict[str, Any]]
@@ -42,23 +43,8 @@ def plot_pareto(records: Records, path: str | Path | None = None) -> Figure:
         for index, group in by_config(records).items()
         if (result := outcome(group, objectives)).state == COMPLETE
     }
-    front = pareto_front(records)
     figure, ax = plt.subplots(figsize=(8, 5), layout="constrained")
-    others = [v for i, v in points.items() if i not in front]
-    if others:
-        ax.scatter([c for _, c in others], [100 * a for a, _ in others], s=14, **OTHER,
-                   label=f"the other {len(others)} configurations")  # fmt: skip
-    line = sorted((points[i][1], 100 * points[i][0], i) for i in front)
-    xs, ys = [x for x, _, _ in line], [y for _, y, _ in line]
-    ax.plot(xs, ys, drawstyle="steps-post", marker="o", ms=5, lw=1.8, **FRONT,
-            label=f"Pareto front ({len(front)} configurations)")  # fmt: skip
-    for x, y, index in line:
-        ax.annotate(f"#{index + 1}", (x, y), xytext=(4, -10), textcoords="offset points",
-                    fontsize=8, color="C3")  # fmt: skip
-    if front:
-        best = points[front[0]]
-        ax.scatter([best[1]], [100 * best[0]], s=140, facecolors="none", edgecolors="k",
-                   zorder=4, label=f"kept: #{front[0] + 1}, the most accurate")  # fmt: skip
+    _draw_points(ax, points, pareto_front(records))
     costs = np.array([c for _, c in points.values()], dtype=float)
     if costs.size and costs.max() > 10 * costs.min() > 0:
         ax.set_xscale("log")
@@ -70,8 +56,57 @@ def plot_pareto(records: Records, path: str | Path | None = None) -> Figure:
     ax.set_ylabel(f"{split} accuracy %, mean over seeds (higher is better)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=9)
-    ax.set_title(f"{records[0]['study']}: {split} accuracy against {objectives[1]}, "
-                 "the Pareto front", fontsize=11)  # fmt: skip
+    ax.set_title(
+        f"{records[0]['study']}: {split} accuracy against {objectives[1]}, the Pareto front",
+        fontsize=11,
+    )
     if path is not None:
         figure.savefig(path, dpi=100, bbox_inches="tight")
     return figure
+
+
+def _draw_points(ax: Axes, points: dict[int, Sequence[float]], front: Sequence[int]) -> None:
+    """``points`` (configuration: (accuracy, cost)) on ``ax``: the front's as a red step line,
+    each named, the first of them (the most accurate, the kept model) ringed; the others
+    grey."""
+    others = [v for i, v in points.items() if i not in front]
+    if others:
+        ax.scatter(
+            [c for _, c in others],
+            [100 * a for a, _ in others],
+            s=14,
+            **OTHER,
+            label=f"the other {len(others)} configurations",
+        )
+    line = sorted((points[i][1], 100 * points[i][0], i) for i in front)
+    xs, ys = [x for x, _, _ in line], [y for _, y, _ in line]
+    ax.plot(
+        xs,
+        ys,
+        drawstyle="steps-post",
+        marker="o",
+        ms=5,
+        lw=1.8,
+        **FRONT,
+        label=f"Pareto front ({len(front)} configurations)",
+    )
+    for x, y, index in line:
+        ax.annotate(
+            f"#{index + 1}",
+            (x, y),
+            xytext=(4, -10),
+            textcoords="offset points",
+            fontsize=8,
+            color="C3",
+        )
+    if front:
+        best = points[front[0]]
+        ax.scatter(
+            [best[1]],
+            [100 * best[0]],
+            s=140,
+            facecolors="none",
+            edgecolors="k",
+            zorder=4,
+            label=f"kept: #{front[0] + 1}, the most accurate",
+        )

@@ -197,13 +197,27 @@ def plot_halving(records: Records, path: str | Path | None = None) -> Figure:
     keys = varied_keys(records)
     for number, c in enumerate(survivors):
         text = f"#{c + 1}: {label(groups[c][0]['config'], keys)} ({curves[c][-1]:.2f} %)"
-        ax.plot(np.arange(1, epochs + 1), curves[c], lw=2.2, color=f"C{number % 10}",
-                marker="o" if epochs <= 12 else None, ms=4, label=text, zorder=3)  # fmt: skip
+        ax.plot(
+            np.arange(1, epochs + 1),
+            curves[c],
+            lw=2.2,
+            color=f"C{number % 10}",
+            marker="o" if epochs <= 12 else None,
+            ms=4,
+            label=text,
+            zorder=3,
+        )
     for number, (rung, left) in enumerate(zip(rungs, counts[1:], strict=True)):
         ax.axvline(rung, color="0.25", linestyle=":", linewidth=1.2)
-        ax.annotate(f"{left} go on", (rung, 1.0), xycoords=("data", "axes fraction"), va="top",
-                    xytext=(3, -3 - 11 * (number % 2)), textcoords="offset points",
-                    fontsize=8)  # fmt: skip
+        ax.annotate(
+            f"{left} go on",
+            (rung, 1.0),
+            xycoords=("data", "axes fraction"),
+            va="top",
+            xytext=(3, -3 - 11 * (number % 2)),
+            textcoords="offset points",
+            fontsize=8,
+        )
     ax.plot([], [], label="stopped at a rung", **STOPPED)
     values = np.concatenate(list(curves.values()))
     ax.set_ylim(*_zoom(values))
@@ -215,11 +229,17 @@ def plot_halving(records: Records, path: str | Path | None = None) -> Figure:
     seeds = min(len(group) for group in groups.values())
     ax.set_ylabel(f"{_split(records)} accuracy %, mean of {seeds} seed{'s' * (seeds > 1)}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), fontsize=8, frameon=False,
-              title="the last rung's survivors", title_fontsize=8, alignment="left")  # fmt: skip
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(0.0, -0.16),
+        fontsize=8,
+        frameon=False,
+        title="the last rung's survivors",
+        title_fontsize=8,
+        alignment="left",
+    )
     chain = " → ".join(map(str, counts))
-    ax.set_title(f"{records[0]['study']}: successive halving: {chain} configurations",
-                 fontsize=11)  # fmt: skip
+    ax.set_title(f"{records[0]['study']}: successive halving: {chain} configurations", fontsize=11)
     return _save(figure, path)
 
 
@@ -275,25 +295,45 @@ def plot_pbt(records: Records, path: str | Path | None = None) -> Figure:
     epochs = max(len(r["history"]["val_accuracy"]) for r in records)
     seeds = min(len(group) for group in groups.values())
     best = best_config(records, seeds)
-    figure, axes = plt.subplots(len(keys), 1, figsize=(9, 1.4 + 2.3 * len(keys)), sharex=True,
-                                squeeze=False, layout="constrained")  # fmt: skip
+    figure, axes = plt.subplots(
+        len(keys),
+        1,
+        figsize=(9, 1.4 + 2.3 * len(keys)),
+        sharex=True,
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, key in zip(axes[:, 0], keys, strict=True):
         _pbt_panel(ax, key, lanes, best, epochs)
     _epoch_axis(axes[-1, 0], 0, epochs)
     axes[-1, 0].set_xlabel("epochs trained (a value holds from its step on)")
     score = 100 * _mean_val(groups[best])[-1]
     handles = [
-        Line2D([], [], **BEST, label=f"#{best + 1}: best {_split(records)} accuracy at epoch "
-               f"{epochs} ({score:.2f} %)"),
+        Line2D(
+            [],
+            [],
+            **BEST,
+            label=f"#{best + 1}: best {_split(records)} accuracy at epoch {epochs} ({score:.2f} %)",
+        ),
         Line2D([], [], **OTHER, label="the other configurations"),
-        Line2D([], [], color="0.3", ls="none", marker="o", ms=4,
-               label="copied a better lane's weights, then new values"),
-    ]  # fmt: skip
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            ls="none",
+            marker="o",
+            ms=4,
+            label="copied a better lane's weights, then new values",
+        ),
+    ]
     figure.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     copies = sum(len(r["search"].get("lineage", [])) for r in lanes.values())
-    figure.suptitle(f"{records[0]['study']}: PBT, each configuration's hyperparameters over "
-                    f"time\n{len(lanes)} configurations × {seeds} seed{'s' * (seeds > 1)}, "
-                    f"{copies} cop{'ies' if copies != 1 else 'y'}", fontsize=11)  # fmt: skip
+    figure.suptitle(
+        f"{records[0]['study']}: PBT, each configuration's hyperparameters over time\n"
+        f"{len(lanes)} configurations × {seeds} seed{'s' * (seeds > 1)}, "
+        f"{copies} cop{'ies' if copies != 1 else 'y'}",
+        fontsize=11,
+    )
     return _save(figure, path)
 
 

@@ -1,4 +1,6 @@
-"""Tables and CSV from records: one row per configuration, mean ± std over seeds.
+"""The table from records: one row per configuration, mean ± std over seeds
+(``summarize``), and its text (``format_table``); ``summary_csv`` writes the same rows as
+``summary.csv``.
 
 Works from records alone (the dicts of ``results.jsonl``); nothing here trains.
 """

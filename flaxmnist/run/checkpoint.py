@@ -23,7 +23,8 @@ every call whose best configuration beats the saved one::
 (``params_sha256``), so a pair torn by a kill between the two writes, or a damaged
 parameter file, is refused by ``read_model`` rather than served with the wrong numbers.
 ``load_model`` (``flaxmnist.load_model``) turns the pair into a callable ``Model``;
-``flaxmnist.evaluate`` checks it against its record (``python -m flaxmnist.evaluate``).
+``flaxmnist.run.evaluation`` evaluates it again as training did, and
+``python -m flaxmnist.evaluate`` checks it against its record.
 """
 
 from __future__ import annotations
@@ -51,8 +52,14 @@ PARAMS_FILE = "params.msgpack"
 INFO_FILE = "model.json"
 #: The keys every ``model.json`` has (``params_sha256`` is checkpoint's own, not the info's).
 INFO_KEYS = (
-    "study", "config_index", "config", "seeds", "val_accuracy", "test_accuracy", "selected_by",
-)  # fmt: skip
+    "study",
+    "config_index",
+    "config",
+    "seeds",
+    "val_accuracy",
+    "test_accuracy",
+    "selected_by",
+)
 _CHECKSUM = "params_sha256"
 _NO_MODEL = (
     "holds no saved model: it was written by an older flaxmnist, or the run did not finish a call"

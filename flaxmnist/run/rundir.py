@@ -174,9 +174,16 @@ def _read_text(path: Path) -> str:
 
 #: The keys every record of ``results.jsonl`` has, whatever the version that wrote it.
 RECORD_KEYS = (
-    "study", "config", "config_index", "seed", "history",
-    "val_accuracy", "test_accuracy", "diverged", "at_chance",
-)  # fmt: skip
+    "study",
+    "config",
+    "config_index",
+    "seed",
+    "history",
+    "val_accuracy",
+    "test_accuracy",
+    "diverged",
+    "at_chance",
+)
 
 
 def check_records(records: Sequence[dict[str, Any]], path: str | Path) -> None:

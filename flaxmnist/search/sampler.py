@@ -69,10 +69,18 @@ SINGLE_OBJECTIVE = ("cmaes",)
 GENERATION = {"cmaes": "popsize", "nsga2": "population_size"}
 #: Options the spec sets elsewhere, or that take Python objects a TOML file cannot hold.
 NOT_OPTIONS = (
-    "seed", "independent_sampler", "constraints_func", "gamma", "weights", "mutation",
-    "crossover", "elite_population_selection_strategy", "child_generation_strategy",
-    "after_trial_strategy", "source_trials",
-)  # fmt: skip
+    "seed",
+    "independent_sampler",
+    "constraints_func",
+    "gamma",
+    "weights",
+    "mutation",
+    "crossover",
+    "elite_population_selection_strategy",
+    "child_generation_strategy",
+    "after_trial_strategy",
+    "source_trials",
+)
 _STATES = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, FAILED: TrialState.FAIL}
 
 

@@ -84,12 +84,14 @@ class SearchState:
             return None
         histories = {
             int(c): {
-                key: [np.asarray([np.nan if v is None else v for v in epoch], _dtype(key))
-                      for epoch in epochs]
+                key: [
+                    np.asarray([np.nan if v is None else v for v in epoch], _dtype(key))
+                    for epoch in epochs
+                ]
                 for key, epochs in history.items()
             }
             for c, history in saved["histories"].items()
-        }  # fmt: skip
+        }
         return SearchState(
             epoch=saved["epoch"],
             configs={int(c): config_from_dict(v) for c, v in saved["configs"].items()},
