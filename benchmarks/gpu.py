@@ -37,7 +37,7 @@ from bench import config_epoch_flops  # noqa: E402
 
 from flaxmnist import RunStats, run_sweep  # noqa: E402
 from flaxmnist.devices.compile_cache import enable_compilation_cache  # noqa: E402
-from flaxmnist.specs.studies import load_studies  # noqa: E402
+from flaxmnist.studies import load_studies  # noqa: E402
 
 TEST_IMAGES = 10_000
 

@@ -34,10 +34,11 @@ from flaxmnist.core.data import load_mnist, make_splits  # noqa: E402
 from flaxmnist.devices.placement import lane_mesh, replicate  # noqa: E402
 from flaxmnist.run.grid import LaneGrid  # noqa: E402
 from flaxmnist.run.plan import hyperparams_of, train_spec_of  # noqa: E402
+from flaxmnist.search.registry import STRATEGIES  # noqa: E402
 from flaxmnist.search.sampler import Proposer  # noqa: E402
 from flaxmnist.search.trials import COMPLETE, Outcome  # noqa: E402
 from flaxmnist.specs.config import Config  # noqa: E402
-from flaxmnist.specs.space import parse_search_spec  # noqa: E402
+from flaxmnist.studies import parse_study  # noqa: E402
 
 SPEC = ROOT / "reproduction" / "learned" / "specs" / "tpe-0.toml"
 
@@ -68,9 +69,10 @@ def made_up_accuracy(settings: dict, rng: np.random.Generator) -> float:
 def overhead(strategy: str, rounds: int, size: int, round_seconds: float) -> list[tuple]:
     """Per round: trials before it, ask seconds, tell seconds."""
     document = tomllib.loads(SPEC.read_text())
-    search = parse_search_spec({**document, "strategy": strategy}, "bench", str(SPEC)).search
+    search = parse_study({**document, "strategy": strategy}, "bench", str(SPEC)).search
     search = replace(search, settings={**search.settings, "strategy": strategy})
-    proposer, rng, rows = Proposer(search, size), np.random.default_rng(0), []
+    proposer = Proposer(STRATEGIES[strategy], search, size)
+    rng, rows = np.random.default_rng(0), []
     for number in range(rounds):
         start = time.perf_counter()
         proposals = proposer.ask(size)

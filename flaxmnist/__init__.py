@@ -49,7 +49,7 @@ from flaxmnist.run.checkpoint import load_model
 from flaxmnist.run.progress import RunStats
 from flaxmnist.runner import SweepSettings, run_sweep
 from flaxmnist.specs.config import Config, Study
-from flaxmnist.specs.studies import load_study
+from flaxmnist.studies import load_study
 
 __version__ = "0.1.0"
 

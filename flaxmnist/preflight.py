@@ -1,23 +1,21 @@
 """What ``run_sweep`` checks before anything runs: the studies (named, loaded, their epochs
-overridden), the settings, that every configuration's batch fits the training set and one
-lane fits the memory budget. A learned search's configurations are proposed later, so one
-per program shape its space allows stands for them (``_planned_configs``), and Optuna's own
-refusals come first (``sampler.check``).
+overridden, each checked by its strategy: a learned one by Optuna's own rules), the
+settings, and, on the run's plan (``run.plan.Plan``), that every configuration's batch fits
+the training set and one lane fits the memory budget. Where a strategy proposes its
+configurations as it runs, the plan holds one per program shape its space allows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from flaxmnist.devices.machine import format_bytes
 from flaxmnist.errors import OutOfMemoryError, SettingsError
-from flaxmnist.run.plan import lane_bytes, train_spec_of, widths
-from flaxmnist.search import sampler
-from flaxmnist.search.learned import candidate_configs, study_with_epochs
-from flaxmnist.specs.config import COMPUTE_DTYPES, LEARNED, MATMUL_PRECISIONS, Config, Study
-from flaxmnist.specs.studies import load_studies
+from flaxmnist.run.plan import Plan, lane_bytes, widths
+from flaxmnist.search.registry import strategy_class
+from flaxmnist.specs.config import COMPUTE_DTYPES, MATMUL_PRECISIONS, Study
+from flaxmnist.studies import load_studies
 
 
 def resolve_studies(
@@ -36,11 +34,12 @@ def resolve_studies(
         studies = load_studies(study)
     else:
         studies = list(study)
-    for learned in (s for s in studies if s.strategy in LEARNED):
-        sampler.check(learned.search, learned.source)
-        if validate_on == "test":
+    for one in studies:
+        strategy = strategy_class(one.strategy, one.source)
+        strategy.check(one)
+        if strategy.learns and validate_on == "test":
             raise SettingsError(
-                f"{learned.name} searches with {learned.strategy!r}, whose sampler is told the "
+                f"{one.name} searches with {one.strategy!r}, whose sampler is told the "
                 "accuracy that selects: with the test set selecting it would learn from the "
                 "test set; use the holdout",
                 parameter="validate_on",
@@ -53,18 +52,7 @@ def resolve_studies(
         raise SettingsError("must be >= 1", parameter="epochs", value=epochs)
     if epochs is None:
         return studies
-    return [
-        study_with_epochs(s, epochs)
-        if s.strategy in LEARNED
-        else replace(s, configs=tuple(replace(c, epochs=epochs) for c in s.configs))
-        for s in studies
-    ]
-
-
-def _planned_configs(study: Study) -> Sequence[Config]:
-    """The configurations to check before anything runs: a learned search's are proposed
-    later, so one per shape its space allows stands for them."""
-    return candidate_configs(study) if study.strategy in LEARNED else study.configs
+    return [strategy_class(s.strategy).with_epochs(s, epochs) for s in studies]
 
 
 def check_settings(
@@ -88,15 +76,13 @@ def check_settings(
         )
 
 
-def check_memory(
-    studies: Sequence[Study], budget: int, source: str, val_is_test: bool, dtype: str
-) -> None:
+def check_memory(plan: Plan, budget: int, source: str) -> None:
     """Refuse, before anything runs, a configuration whose one lane exceeds ``budget``."""
-    for study in studies:
-        for config in _planned_configs(study):
-            spec = train_spec_of(config, val_is_test, dtype)
+    for planned in plan.studies:
+        for spec in planned.specs:
             need = lane_bytes(spec)
             if need > budget:
+                study = planned.study
                 raise OutOfMemoryError(
                     f"{study.name} ({study.source}): one lane of {widths(spec)} needs about "
                     f"{format_bytes(need)} by flaxmnist's estimate, more than the memory "
@@ -105,11 +91,12 @@ def check_memory(
                 )
 
 
-def check_batch_sizes(studies: Sequence[Study], train_size: int) -> None:
-    for study in studies:
-        for config in _planned_configs(study):
+def check_batch_sizes(plan: Plan, train_size: int) -> None:
+    """Refuse, before anything runs, a batch larger than the training set."""
+    for planned in plan.studies:
+        for config in planned.configs:
             if config.batch_size > train_size:
                 raise SettingsError(
-                    f"{study.source}: batch_size = {config.batch_size}: larger than the "
-                    f"training set ({train_size} images)"
+                    f"{planned.study.source}: batch_size = {config.batch_size}: larger than "
+                    f"the training set ({train_size} images)"
                 )

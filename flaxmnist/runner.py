@@ -33,11 +33,10 @@ from flaxmnist.preflight import (
 )
 from flaxmnist.run.attempt import Follower, run_directory
 from flaxmnist.run.loop import SweepLoop
-from flaxmnist.run.plan import DEFAULT_MAX_LANES, GRIDDED, plan_calls, train_spec_of, within_budget
+from flaxmnist.run.plan import DEFAULT_MAX_LANES, Plan, PlanSettings, make_plan
 from flaxmnist.run.progress import Progress, RunStats, TqdmProgress
-from flaxmnist.search.learned import search_drivers
 from flaxmnist.search.optuna_db import LiveExport
-from flaxmnist.search.strategies import SearchDriver
+from flaxmnist.search.registry import strategy_class
 from flaxmnist.specs.config import DEFAULT_PRECISION, Study
 
 
@@ -163,10 +162,7 @@ def run_sweep(
     splits = make_splits(
         load_dataset(s.dataset, s.data_dir), s.validate_on, limit_train=s.limit_train
     )
-    check_batch_sizes(studies, len(splits.train_labels))
-    seed_list = tuple(range(s.first_seed, s.first_seed + s.seeds))
-    if s.budget is not None:
-        studies = within_budget(studies, len(seed_list), s.budget, len(splits.train_labels))
+    plan = _plan(studies, s, len(splits.train_labels))
     data_settings = {
         "dataset": s.dataset if s.data_dir is None else str(s.data_dir),
         "validate_on": s.validate_on,
@@ -174,25 +170,19 @@ def run_sweep(
         "dtype": s.dtype,
     }
     mesh = lane_mesh()
-    device = jax.local_devices()[0]
-    device_budget, source = (
-        (s.memory_budget, "as given") if s.memory_budget else default_memory_budget(device)
-    )
-    if device_budget is not None:  # unknown memory: no refusal; a call that runs out is halved
-        check_memory(studies, device_budget, source, s.validate_on == "test", s.dtype)
-    pad = device.platform != "cpu" if s.pad_widths is None else s.pad_widths
-    calls, searches = _plan(
-        studies, seed_list, device.platform, s.max_lanes,
-        device_budget or FALLBACK_MEMORY_BUDGET, s.validate_on == "test", s.dtype, pad,
-    )  # fmt: skip
     sweep = SweepLoop(
-        studies, data_settings, replicate(splits, mesh), chance_accuracy(splits.val_labels),
-        mesh, RunStats() if stats is None else stats,
-        _progress(progress, s.quiet), seed_list,
-    )  # fmt: skip
-    sweep.budget = s.budget
+        plan,
+        [strategy_class(one.strategy)(one) for one in (p.study for p in plan.studies)],
+        data_settings,
+        replicate(splits, mesh),
+        chance_accuracy(splits.val_labels),
+        mesh,
+        RunStats() if stats is None else stats,
+        _progress(progress, s.quiet),
+        budget=s.budget,
+    )
     manifest_settings = {
-        "studies": [_study_settings(one) for one in studies],
+        "studies": [_study_settings(p.study) for p in plan.studies],
         "seeds": s.seeds,
         "first_seed": s.first_seed,
         "budget": s.budget,
@@ -200,8 +190,36 @@ def run_sweep(
         **data_settings,
     }
     with _matmul_precision(s.precision), interrupts.stopping_on_ctrl_c():
-        attempt_info = {"devices": list(mesh.devices.flat), "pad_widths": pad}
-        return _run(sweep, calls, searches, s.out, manifest_settings, attempt_info)
+        attempt_info = {"devices": list(mesh.devices.flat), "pad_widths": plan.settings.pad_widths}
+        return _run(sweep, s.out, manifest_settings, attempt_info)
+
+
+def _plan(studies: Sequence[Study], s: SweepSettings, train_size: int) -> Plan:
+    """The run's plan, checked: every batch fits the training set, every lane the memory
+    budget (where the device's memory is known). On a CPU calls hold at most
+    ``DEFAULT_MAX_LANES`` lanes and programs compile unused regularisers out (measured,
+    BENCHMARKS.md); an accelerator gets every lane at once and one program per shape."""
+    device = jax.local_devices()[0]
+    cpu = device.platform == "cpu"
+    memory, source = (
+        (s.memory_budget, "as given") if s.memory_budget else default_memory_budget(device)
+    )
+    settings = PlanSettings(
+        max_lanes=s.max_lanes,
+        memory_budget=memory or FALLBACK_MEMORY_BUDGET,
+        val_is_test=s.validate_on == "test",
+        dtype=s.dtype,
+        lane_cap=DEFAULT_MAX_LANES if cpu else None,
+        split_regularisers=cpu,
+        pad_widths=not cpu if s.pad_widths is None else s.pad_widths,
+    )
+    seeds = tuple(range(s.first_seed, s.first_seed + s.seeds))
+    strategies = [strategy_class(one.strategy) for one in studies]
+    plan = make_plan(studies, strategies, seeds, settings, train_size, s.budget)
+    check_batch_sizes(plan, train_size)
+    if memory is not None:  # unknown memory: no refusal; a call that runs out is halved
+        check_memory(plan, memory, source)
+    return plan
 
 
 def _settings(settings: SweepSettings | None, overrides: dict[str, Any]) -> SweepSettings:
@@ -216,13 +234,13 @@ def _settings(settings: SweepSettings | None, overrides: dict[str, Any]) -> Swee
     return replace(settings or SweepSettings(), **overrides)
 
 
-def _run(sweep: SweepLoop, calls, searches, out, settings, info) -> list[dict[str, Any]]:
+def _run(sweep: SweepLoop, out, settings, info) -> list[dict[str, Any]]:
     """Train in the run directory ``out`` (none if ``None``); process 0 owns it, the other
     processes of a cluster follow what it read."""
     if out is None:
-        return sweep.run(calls, then=searches)
+        return sweep.run()
     if not cluster.is_main():
-        return sweep.run(calls, Follower(out, cluster.share(None)), then=searches)
+        return sweep.run(Follower(out, cluster.share(None)))
     hosts = cluster.hosts()
     environment = {
         **machine.environment(info["devices"]),
@@ -233,9 +251,9 @@ def _run(sweep: SweepLoop, calls, searches, out, settings, info) -> list[dict[st
     }
     live = LiveExport(out, settings)
     with run_directory(out, settings, environment, share=cluster.share) as attempt:
-        sweep.exports.append(live)
+        sweep.keeper.exports.append(live)
         try:
-            return sweep.run(calls, attempt, then=searches)
+            return sweep.run(attempt)
         finally:
             live.close()
 
@@ -253,39 +271,8 @@ def _matmul_precision(precision: str):
     return jax.default_matmul_precision(precision)
 
 
-def _plan(
-    studies: Sequence[Study],
-    seeds: tuple[int, ...],
-    platform: str,
-    max_lanes: int | None,
-    memory: int,
-    val_is_test: bool,
-    dtype: str,
-    pad_widths: bool,
-) -> tuple[list, list[SearchDriver]]:
-    """The calls of the grid-like studies, and a driver per search study."""
-    gridded = [s if s.strategy in GRIDDED else replace(s, configs=()) for s in studies]
-    calls = plan_calls(
-        [s.configs for s in gridded],
-        seeds,
-        max_lanes=max_lanes,
-        memory_budget=memory,
-        val_is_test=val_is_test,
-        dtype=dtype,
-        # Measured on a CPU only (BENCHMARKS.md); an accelerator gets every lane at once and
-        # one program per shape.
-        lane_cap=DEFAULT_MAX_LANES if platform == "cpu" else None,
-        split_regularisers=platform == "cpu",
-        pad_widths=pad_widths,
-    )
-    cap = DEFAULT_MAX_LANES if platform == "cpu" else None
-    drivers = search_drivers(studies, len(seeds), max_lanes, memory, cap, pad_widths,
-                             lambda config: train_spec_of(config, val_is_test, dtype))  # fmt: skip
-    return calls, drivers
-
-
 def _study_settings(study: Study) -> dict[str, Any]:
     settings = {"name": study.name, "configs": [c.to_dict() for c in study.configs]}
-    if study.strategy != "grid":
+    if strategy_class(study.strategy).searches:
         settings["search"] = study.search.settings
     return settings

@@ -42,7 +42,7 @@ from flaxmnist.run.progress import TqdmProgress
 from flaxmnist.run.rundir import MANIFEST, default_out_dir
 from flaxmnist.runner import SweepSettings, run_sweep
 from flaxmnist.specs.config import COMPUTE_DTYPES, DEFAULT_PRECISION, MATMUL_PRECISIONS
-from flaxmnist.specs.studies import builtin_studies, load_studies
+from flaxmnist.studies import builtin_studies, load_studies
 
 
 def build_parser() -> argparse.ArgumentParser:

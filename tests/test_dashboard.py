@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from flaxmnist import run_sweep
-from flaxmnist.specs.space import parse_search_spec
+from flaxmnist.studies import parse_study
 
 STARTUP = 60  # seconds the server may take to answer
 
@@ -47,7 +47,7 @@ def test_optuna_dashboard_serves_a_learned_runs_study_trials_and_values(tmp_path
         "base": {"hidden": [8], "epochs": 2},
         "search": {"learning_rate": {"log_uniform": [1e-3, 3e-2]}},
     }
-    study = parse_search_spec(document, "tpe-search", "tpe.toml")
+    study = parse_study(document, "tpe-search", "tpe.toml")
     records = run_sweep(study, seeds=2, limit_train=600, quiet=True, out=tmp_path)
     port = free_port()
     server = subprocess.Popen(

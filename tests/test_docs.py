@@ -37,20 +37,20 @@ def test_python_example_runs(page, index, code, capsys):
 
 
 def test_the_learned_search_spec_is_a_spec_flaxmnist_runs():
-    from flaxmnist.search import sampler
-    from flaxmnist.specs.space import parse_search_spec
+    from flaxmnist.search.registry import STRATEGIES
+    from flaxmnist.studies import parse_study
 
     (block,) = [b for b in TOML if 'strategy = "tpe"' in b]
-    study = parse_search_spec(tomllib.loads(block), "docs", "searching.md")
-    sampler.check(study.search, study.source)  # as run_sweep does before anything runs
+    study = parse_study(tomllib.loads(block), "docs", "searching.md")
+    STRATEGIES[study.strategy].check(study)  # as run_sweep does before anything runs
     assert (study.strategy, study.search.samples, study.search.halving) == ("tpe", 96, True)
 
 
 def test_the_halving_spec_is_a_spec_flaxmnist_runs():
-    from flaxmnist.specs.space import parse_search_spec
+    from flaxmnist.studies import parse_study
 
     (block,) = [b for b in TOML if 'strategy = "halving"' in b]
-    study = parse_search_spec(tomllib.loads(block), "docs", "searching.md")
+    study = parse_study(tomllib.loads(block), "docs", "searching.md")
     assert (study.strategy, study.search.samples) == ("halving", 27)
 
 
@@ -81,10 +81,10 @@ def test_local_links_lead_somewhere():
 
 
 def test_the_pbt_spec_is_a_spec_flaxmnist_runs():
-    from flaxmnist.specs.space import parse_search_spec
+    from flaxmnist.studies import parse_study
 
     (block,) = [b for b in TOML if 'strategy = "pbt"' in b]
-    study = parse_search_spec(tomllib.loads(block), "docs", "searching.md")
+    study = parse_study(tomllib.loads(block), "docs", "searching.md")
     assert (study.strategy, study.search.samples) == ("pbt", 8)
 
 

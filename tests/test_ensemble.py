@@ -20,7 +20,7 @@ from flaxmnist.run.ensemble import (
     save_predictions,
 )
 from flaxmnist.specs.config import parse_spec
-from flaxmnist.specs.space import parse_search_spec
+from flaxmnist.studies import parse_study
 
 
 def numpy_forward(layers, images):
@@ -149,7 +149,7 @@ def test_evaluate_ensemble_of_one_seed_is_refused(tmp_path, capsys):
 
 
 def test_after_a_search_a_greedy_ensemble_is_chosen_on_the_holdout(tmp_path, mnist, capsys):
-    study = parse_search_spec(
+    study = parse_study(
         {"strategy": "random", "samples": 4, "seed": 0,
          "base": {"hidden": [16], "epochs": 2, "batch_size": 100},
          "search": {"learning_rate": {"log_uniform": [1e-3, 3e-2]}}},

@@ -14,7 +14,8 @@ from flaxmnist.errors import SpecError
 from flaxmnist.run.plan import hyperparams_of, train_spec_of
 from flaxmnist.specs import keys
 from flaxmnist.specs.config import DEFAULTS, check_value, parse_spec
-from flaxmnist.specs.space import INTEGER_KEYS, parse_search_spec
+from flaxmnist.specs.space import INTEGER_KEYS
+from flaxmnist.studies import parse_study
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -139,13 +140,13 @@ def test_a_spec_is_checked_against_the_table():
     with pytest.raises(SpecError, match=r"grid\.max_norm = -1: expected a number >= 0$"):
         parse_spec({"grid": {"max_norm": [-1]}}, "t", "t.toml")
     with pytest.raises(SpecError, match=r"halving\.eta = 1: expected an integer >= 2$"):
-        parse_search_spec(
+        parse_study(
             {"strategy": "halving", "halving": {"eta": 1}, "grid": {"learning_rate": [1e-3]}},
             "t",
             "t.toml",
         )
     with pytest.raises(SpecError, match=r"unknown key pbt\.rate \(known: interval, fraction"):
-        parse_search_spec(
+        parse_study(
             {"strategy": "pbt", "pbt": {"rate": 1}, "grid": {"learning_rate": [1e-3]}},
             "t",
             "t.toml",

@@ -20,7 +20,8 @@ PACKAGE_RANK = {
     "core": 2,  # training's pure core
     "devices": 2,  # where the lanes run
     "run": 3,  # a study run, and its run directory
-    "search": 4,  # configurations proposed, not listed
+    "search": 4,  # the strategies: configurations proposed, not listed; no JAX
+    "studies": 4.5,  # spec files -> studies, read with what their strategies say
     "report": 5,  # reads results, trains nothing
     "preflight": 6,
     "runner": 7,
@@ -37,7 +38,6 @@ RANK = {
     "specs.config": 1,
     "specs.objectives": 1,
     "specs.space": 2,
-    "specs.studies": 3,
     "core.data": 1,
     "core.models": 1,
     "core.optimizer": 1,
@@ -61,18 +61,26 @@ RANK = {
     "run.checkpoint": 5,
     "run.ensemble": 5,
     "run.evaluation": 6,
-    "run.loop": 6,
+    "run.steps": 2,
+    "run.keeper": 6,
+    "run.search_state": 6,
+    "run.stepped": 7,
+    "run.loop": 8,
     "search.trials": 2,
     "search.sampler": 3,
     "search.optuna_db": 5,
-    "search.state": 6,
-    "search.strategies": 7,
-    "search.learned": 8,
-    "report": 6,
-    "preflight": 9,
-    "runner": 10,
-    "sweep": 11,
-    "evaluate": 11,
+    "search.base": 5,
+    "search.halving": 6,
+    "search.listed": 6,
+    "search.pbt": 7,
+    "search.learned": 7,
+    "search.registry": 8,
+    "studies": 9,
+    "report": 10,
+    "preflight": 11,
+    "runner": 12,
+    "sweep": 13,
+    "evaluate": 13,
 }
 #: Modules that must not import JAX: what reads results never trains.
 NO_JAX = (
@@ -87,10 +95,10 @@ NO_JAX = (
     "run.records",
     "run.attempt",
     "run.ensemble",
+    "run.steps",
     "report",
-    "search.trials",
-    "search.sampler",
-    "search.optuna_db",
+    "search",
+    "studies",
 )
 #: The code lines a module may have (``code_lines``: docstrings, comments and blank lines do
 #: not count; code counts as the formatter lays it out). The largest modules hold about 265

@@ -18,7 +18,7 @@ from flaxmnist import SettingsError, run_sweep
 from flaxmnist.report.__main__ import main as report_main
 from flaxmnist.search.sampler import Proposer
 from flaxmnist.search.trials import pareto_front
-from flaxmnist.specs.space import parse_search_spec
+from flaxmnist.studies import parse_study
 
 TRAIN = 600
 LANES = ["--max-lanes", "6"]  # 2 seeds: rounds of 3 configurations
@@ -37,7 +37,7 @@ def learned(strategy="tpe", samples=7, **tables):
         },
         **tables,
     }
-    return parse_search_spec(document, "s", "s.toml")
+    return parse_study(document, "s", "s.toml")
 
 
 def run(study, **kwargs):
@@ -83,7 +83,7 @@ def test_the_same_spec_and_seed_give_the_same_results_byte_for_byte(tmp_path):
     first, second = ((tmp_path / n / "results.jsonl").read_bytes() for n in ("a", "b"))
     assert first == second
     reseeded = learned(samples=5)
-    other = run(parse_search_spec({**reseeded.search.settings, "seed": 1,
+    other = run(parse_study({**reseeded.search.settings, "seed": 1,
                                    "base": reseeded.search.base}, "s", "s.toml"))  # fmt: skip
     mine = [json.loads(line) for line in first.splitlines()]
     assert [r["config"] for r in other] != [r["config"] for r in mine]

@@ -11,7 +11,7 @@ from flaxmnist.run.plan import (
     train_spec_of,
 )
 from flaxmnist.specs.config import Config
-from flaxmnist.specs.studies import load_study
+from flaxmnist.studies import load_study
 
 
 def test_groups_follow_shapes_in_first_seen_order():
@@ -138,3 +138,42 @@ def test_padding_widths_puts_each_depth_in_one_program():
     mixed = [Config(hidden=(8,)), Config(hidden=(4, 4)), Config(hidden=(16,))]
     groups = group_configs(mixed, pad_widths=True)
     assert [(g.spec.hidden, g.config_indices) for g in groups] == [((16,), (0, 2)), ((4, 4), (1,))]
+
+
+def test_each_configuration_s_trainspec_is_derived_once_per_run(monkeypatch, tmp_path):
+    """A grid, a halving search and a learned search in one run, with a budget: the plan
+    derives each configuration's TrainSpec, and nothing derives one again."""
+    from collections import Counter
+
+    from flaxmnist import run_sweep
+    from flaxmnist.run import plan as plan_module
+    from flaxmnist.specs.config import config_from_dict
+    from flaxmnist.studies import parse_study
+
+    derived = Counter()
+    original = plan_module.train_spec_of
+
+    def counting(config, *args, **kwargs):
+        derived[config] += 1
+        return original(config, *args, **kwargs)
+
+    monkeypatch.setattr(plan_module, "train_spec_of", counting)
+    base = {"hidden": [16], "epochs": 2}
+    space = {"learning_rate": {"log_uniform": [1e-2, 1e-1]}}
+    studies = [
+        parse_study({"base": base, "grid": {"learning_rate": [3e-3, 5e-3]}}, "g", "g.toml"),
+        parse_study(
+            {"strategy": "halving", "samples": 4, "base": base, "search": space}, "h", "h.toml"
+        ),
+        parse_study(
+            {"strategy": "tpe", "samples": 4, "base": base, "search": space}, "t", "t.toml"
+        ),
+    ]
+    records = run_sweep(
+        studies, seeds=2, limit_train=400, max_lanes=4, budget=1e15, out=tmp_path, quiet=True
+    )
+    trained = {config_from_dict(r["config"]) for r in records}
+    assert len(trained) == 2 + 4 + 4
+    assert {config: derived[config] for config in trained} == dict.fromkeys(trained, 1)
+    stand_in = parse_study({"base": base, "configs": [{}]}, "s", "s").configs[0]
+    assert set(derived) == trained | {stand_in}  # the learned space's one shape, planned

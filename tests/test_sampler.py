@@ -4,12 +4,19 @@ spec settings, the same proposals from the same seed, and a replay that notices 
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from flaxmnist.search.registry import STRATEGIES
 from flaxmnist.search.sampler import Proposer, check, distribution, make_sampler, setting
 from flaxmnist.search.trials import COMPLETE, FAILED, PRUNED, Outcome
-from flaxmnist.specs.space import Prior, parse_search_spec
+from flaxmnist.specs.space import Prior
+from flaxmnist.studies import parse_study
 
 
-def search(strategy="tpe", **top):
+def proposer_for(space, round_size):
+    """A ``Proposer`` of the strategy the spec of ``space`` names."""
+    return Proposer(STRATEGIES[space.settings["strategy"]], space, round_size)
+
+
+def study(strategy="tpe", **top):
     document = {
         "strategy": strategy,
         "samples": 12,
@@ -22,7 +29,11 @@ def search(strategy="tpe", **top):
         },
         **top,
     }
-    return parse_search_spec(document, "s", "s.toml").search
+    return parse_study(document, "s", "s.toml")
+
+
+def search(strategy="tpe", **top):
+    return study(strategy, **top).search
 
 
 def test_priors_map_to_optuna_distributions_and_proposals_back_to_spec_values():
@@ -38,7 +49,7 @@ def test_priors_map_to_optuna_distributions_and_proposals_back_to_spec_values():
 
 def test_the_same_seed_proposes_the_same_rounds_and_another_seed_others():
     def rounds(seed):
-        proposer = Proposer(search(seed=seed), round_size=4)
+        proposer = proposer_for(search(seed=seed), 4)
         proposed = []
         for _ in range(3):
             batch = proposer.ask(4)
@@ -55,7 +66,7 @@ def test_the_same_seed_proposes_the_same_rounds_and_another_seed_others():
 
 
 def test_told_outcomes_reach_the_study_as_complete_pruned_and_failed_trials():
-    proposer = Proposer(search(), round_size=3)
+    proposer = proposer_for(search(), 3)
     proposer.ask(3)
     proposer.tell(
         {
@@ -74,7 +85,7 @@ def test_a_replay_asks_and_tells_as_the_first_run_did_and_refuses_other_proposal
     def resolve(settings):
         return tuple(sorted((k, str(v)) for k, v in settings.items()))
 
-    first = Proposer(search(), round_size=2)
+    first = proposer_for(search(), 2)
     history = []
     for _ in range(2):
         batch = first.ask(2)
@@ -83,21 +94,21 @@ def test_a_replay_asks_and_tells_as_the_first_run_did_and_refuses_other_proposal
         start = len(first.study.trials) - 2
         first.tell({start + i: o for i, o in enumerate(outcomes)})
     following = first.ask(2)
-    again = Proposer(search(), round_size=2)
+    again = proposer_for(search(), 2)
     again.replay(history, resolve)
     assert again.ask(2) == following
-    other = Proposer(search(seed=9), round_size=2)
+    other = proposer_for(search(seed=9), 2)
     with pytest.raises(ValueError, match=r"round 0, trial 0: the sampler proposes"):
         other.replay(history, resolve)
 
 
 def test_a_generation_of_cma_es_or_nsga_ii_is_a_round_unless_the_spec_says_otherwise():
-    cmaes = search("cmaes")
+    cmaes = study("cmaes")
     with pytest.warns(match=r"CMA-ES searches numbers only: the choice priors \(hidden\)"):
-        check(cmaes, "s.toml")
-    assert make_sampler("cmaes", cmaes, round_size=24)._popsize == 24
+        STRATEGIES["cmaes"].check(cmaes)
+    assert make_sampler(STRATEGIES["cmaes"], cmaes.search, round_size=24)._popsize == 24
     given = search("nsga2", sampler={"population_size": 10})
-    assert make_sampler("nsga2", given, round_size=24)._population_size == 10
+    assert make_sampler(STRATEGIES["nsga2"], given, round_size=24)._population_size == 10
 
 
 @pytest.mark.parametrize("strategy", ["gp", "cmaes", "nsga2"])
@@ -111,7 +122,7 @@ def test_every_sampler_proposes_whole_rounds_the_same_from_the_same_seed(strateg
     options = {"n_startup_trials": 4} if strategy == "gp" else {}
 
     def rounds():
-        proposer = Proposer(search(strategy, search=space, sampler=options), round_size=4)
+        proposer = proposer_for(search(strategy, search=space, sampler=options), 4)
         proposed = []
         for _ in range(3):
             batch = proposer.ask(4)
@@ -133,4 +144,4 @@ def test_a_prior_optuna_cannot_represent_is_refused_naming_it():
 
     bad = Prior("learning_rate", "log_uniform", (0.0, 1.0))  # space.py refuses it first
     with pytest.raises(SpecError, match=r"search.learning_rate: Optuna cannot represent"):
-        check(replace(search(), priors=(bad,)), "s.toml")
+        check(STRATEGIES["tpe"], replace(search(), priors=(bad,)), "s.toml")

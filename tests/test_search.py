@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from flaxmnist import SettingsError, run_sweep
-from flaxmnist.run.plan import within_budget
-from flaxmnist.search.strategies import explore, pbt_epochs, rung_epochs
+from flaxmnist.run.plan import train_spec_of, within_budget
+from flaxmnist.search.halving import rung_epochs
+from flaxmnist.search.pbt import explore, pbt_epochs
 from flaxmnist.specs.config import Config, parse_spec
-from flaxmnist.specs.space import parse_search_spec
+from flaxmnist.studies import parse_study
 
 TRAIN = 600
 
@@ -32,7 +33,7 @@ def search_study(strategy, samples=4, epochs=3, **tables):
         },
         **tables,
     }
-    return parse_search_spec(document, "s", "s.toml")
+    return parse_study(document, "s", "s.toml")
 
 
 def mean_val(records, config, epoch):
@@ -109,12 +110,13 @@ def test_a_budget_stops_a_search_before_the_epoch_that_would_pass_it(tmp_path):
 def test_a_budget_keeps_the_grid_configurations_that_fit():
     configs = tuple(Config(hidden=(8,), epochs=2, learning_rate=lr) for lr in (0.1, 0.01, 0.001))
     grid = parse_spec({"configs": [c.to_dict() for c in configs]}, name="g", source="g")
+    specs = [train_spec_of(c) for c in grid.configs]
     one = 2 * 2 * flops_by_hand([8], 1000)  # 2 seeds x 2 epochs
     with pytest.warns(match=r"holds 2 of its 3 configurations"):
-        (kept,) = within_budget([grid], 2, 2 * one + one // 2, 1000)
-    assert len(kept.configs) == 2
+        kept, left = within_budget(grid, specs, 2, 2 * one + one // 2, 2 * one + one // 2, 1000)
+    assert (kept, left) == (2, one // 2)
     with pytest.raises(SettingsError, match=r"first configuration needs"):
-        within_budget([grid], 2, one - 1, 1000)
+        within_budget(grid, specs, 2, one - 1, one - 1, 1000)
 
 
 def test_pbt_copies_the_top_onto_the_bottom_and_perturbs(tmp_path):

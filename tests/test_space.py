@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from flaxmnist.errors import SpecError
-from flaxmnist.search import sampler
-from flaxmnist.specs.space import Prior, draw, parse_search_spec
-from flaxmnist.specs.studies import load_study
+from flaxmnist.search.registry import STRATEGIES
+from flaxmnist.specs.space import Prior, draw
+from flaxmnist.studies import load_study, parse_study
 
 #: The form the issue asks for, verbatim.
 ISSUE_SPEC = """
@@ -55,10 +55,10 @@ def test_the_issue_spec_draws_27_configurations_within_their_priors(tmp_path):
 
 
 def test_draws_depend_on_the_seed_and_the_sampler_only():
-    first = parse_search_spec(search_doc(), "s", "s.toml").configs
-    assert parse_search_spec(search_doc(), "s", "s.toml").configs == first
-    assert parse_search_spec(search_doc(seed=1), "s", "s.toml").configs != first
-    quasi = parse_search_spec(search_doc(strategy="quasi-random"), "s", "s.toml").configs
+    first = parse_study(search_doc(), "s", "s.toml").configs
+    assert parse_study(search_doc(), "s", "s.toml").configs == first
+    assert parse_study(search_doc(seed=1), "s", "s.toml").configs != first
+    quasi = parse_study(search_doc(strategy="quasi-random"), "s", "s.toml").configs
     assert quasi != first
 
 
@@ -113,24 +113,24 @@ def test_priors_map_quantiles_by_hand():
 )
 def test_invalid_search_specs_name_file_key_and_value(change, message):
     with pytest.raises(SpecError, match=message):
-        parse_search_spec(search_doc(**change), "s", "s.toml")
+        parse_study(search_doc(**change), "s", "s.toml")
 
 
 def test_a_search_needs_samples():
     document = search_doc()
     del document["samples"]
     with pytest.raises(SpecError, match=r"needs samples = N"):
-        parse_search_spec(document, "s", "s.toml")
+        parse_study(document, "s", "s.toml")
 
 
 def test_halving_and_pbt_may_search_a_grid_instead_of_drawing():
     document = {"strategy": "halving", "base": {"epochs": 3}, "grid": {"dropout": [0, 0.1]}}
-    study = parse_search_spec(document, "s", "s.toml")
+    study = parse_study(document, "s", "s.toml")
     assert (study.strategy, [c.dropout for c in study.configs]) == ("halving", [(0.0,), (0.1,)])
 
 
 def test_new_hyperparameters_are_spec_keys_with_checked_values():
-    study = parse_search_spec(
+    study = parse_study(
         search_doc(
             base={"epochs": 2, "lr_schedule": "cosine", "warmup_epochs": 1},
             search={
@@ -145,11 +145,9 @@ def test_new_hyperparameters_are_spec_keys_with_checked_values():
     assert all(0 <= c.input_dropout <= 0.3 for c in study.configs)
     assert {c.max_norm for c in study.configs} <= {0.0, 3.0, 4.0}
     with pytest.raises(SpecError, match=r"base\.lr_schedule = 'step'"):
-        parse_search_spec(search_doc(base={"lr_schedule": "step"}), "s", "s.toml")
+        parse_study(search_doc(base={"lr_schedule": "step"}), "s", "s.toml")
     with pytest.raises(SpecError, match=r"search\.input_dropout = 1\.0: expected a rate"):
-        parse_search_spec(
-            search_doc(search={"input_dropout": {"uniform": [0.0, 1.0]}}), "s", "s.toml"
-        )
+        parse_study(search_doc(search={"input_dropout": {"uniform": [0.0, 1.0]}}), "s", "s.toml")
     assert np.isclose(study.configs[0].lr_decay, 1.0)
 
 
@@ -169,7 +167,7 @@ def learned_doc(**top):
 
 
 def test_a_learned_strategy_draws_nothing_and_keeps_its_objectives_and_options():
-    study = parse_search_spec(
+    study = parse_study(
         learned_doc(objectives=["val_accuracy", "params"], sampler={"n_startup_trials": 3}),
         "s",
         "s.toml",
@@ -179,7 +177,7 @@ def test_a_learned_strategy_draws_nothing_and_keeps_its_objectives_and_options()
     assert study.search.objectives == ("val_accuracy", "params")
     assert study.search.sampler == {"n_startup_trials": 3}
     assert not study.search.halving
-    halved = parse_search_spec(learned_doc(halving={"eta": 2}), "s", "s.toml")
+    halved = parse_study(learned_doc(halving={"eta": 2}), "s", "s.toml")
     assert halved.search.halving and halved.search.eta == 2
 
 
@@ -226,8 +224,8 @@ def test_a_learned_spec_that_optuna_or_flaxmnist_would_refuse_is_refused_up_fron
 
 def refused(document):
     """Read a spec, then check it as ``run_sweep`` does before anything runs."""
-    study = parse_search_spec(document, "s", "s.toml")
-    sampler.check(study.search, study.source)
+    study = parse_study(document, "s", "s.toml")
+    STRATEGIES[study.strategy].check(study)
 
 
 def test_a_sampler_whose_package_is_missing_names_the_extra(monkeypatch):

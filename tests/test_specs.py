@@ -1,7 +1,7 @@
 import pytest
 
 from flaxmnist.specs.config import SpecError, parse_spec
-from flaxmnist.specs.studies import builtin_studies, load_studies, load_study
+from flaxmnist.studies import builtin_studies, load_studies, load_study
 
 
 def test_lr_study_is_the_notebooks_24_rates_in_order():

@@ -310,9 +310,14 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
         model = MLP(spec.hidden, num_classes=spec.num_classes, compute_dtype=spec.compute_dtype)
     num_hidden = len(spec.hidden)
     loss_fn = make_loss(
-        model, num_hidden, spec.loss, spec.use_dropout, spec.use_l2, spec.use_input_dropout,
+        model,
+        num_hidden,
+        spec.loss,
+        spec.use_dropout,
+        spec.use_l2,
+        spec.use_input_dropout,
         spec.use_label_smoothing,
-    )  # fmt: skip
+    )
     loss_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
     update = make_update(num_hidden, spec.use_schedule, spec.use_max_norm)
     evaluate_epoch = _make_evaluate_epoch(model, spec)

@@ -13,6 +13,8 @@ from flaxmnist.report.curves import label, note_under
 from flaxmnist.report.pareto import plot_pareto
 from flaxmnist.report.table import varied_keys
 from flaxmnist.run.records import best_config, selection_key
+from flaxmnist.search.base import Strategy
+from flaxmnist.search.registry import strategy_class
 from flaxmnist.search.trials import by_config, objectives_of
 
 if TYPE_CHECKING:
@@ -20,8 +22,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 Records = Sequence[dict[str, Any]]
-#: Strategies that train their configurations in lockstep (the others: one after another).
-LOCKSTEP = ("halving", "pbt")
 #: A zoomed y axis keeps the values down to the first gap of this many points (as the curves).
 GAP_POINTS = 10.0
 #: How the plots draw PBT's best configuration and the others, halving's stopped ones.
@@ -32,6 +32,11 @@ STOPPED = {"color": "0.6", "lw": 0.8, "marker": "o", "ms": 2.5}
 def search_strategy(records: Records) -> str:
     """The strategy that searched the study of ``records``: ``"grid"`` without ``search``."""
     return records[0].get("search", {}).get("strategy", "grid")
+
+
+def _strategy(records: Records) -> type[Strategy]:
+    """The class of the strategy that searched ``records`` (what it says of itself)."""
+    return strategy_class(search_strategy(records), "results.jsonl")
 
 
 def _mean_val(group: Records) -> np.ndarray:
@@ -63,7 +68,7 @@ def search_trace(records: Records) -> tuple[np.ndarray, np.ndarray]:
     if len({r["study"] for r in records}) != 1:
         raise ValueError("search_trace: expected the records of one study")
     groups = by_config(records)
-    if search_strategy(records) not in LOCKSTEP:
+    if not _strategy(records).lockstep:
         spent = np.cumsum([sum(_compute(r) for r in group) for group in groups.values()])
         means = np.array([selection_key(c, group)[1] for c, group in groups.items()])
         return spent, np.fmax.accumulate(np.where(means < 0, np.nan, means))
@@ -343,13 +348,17 @@ def save_search_plots(records: Records, directory: str | Path) -> list[Path]:
     (two objectives) where they apply, in ``directory``; returns their paths."""
     import matplotlib.pyplot as plt
 
-    kind = search_strategy(records)
+    kind, strategy = search_strategy(records), _strategy(records)
     plots = {"search": lambda r, p: plot_search_progress({kind: [r]}, p)}
-    plots |= {k: p for k, p in (("halving", plot_halving), ("pbt", plot_pbt)) if k == kind}
+    plots |= {strategy.figure: FIGURES[strategy.figure]} if strategy.figure else {}
     plots |= {"pareto": plot_pareto} if len(objectives_of(records)) > 1 else {}
     paths = []
-    for name, plot in plots.items() if kind != "grid" else ():
+    for name, plot in plots.items() if strategy.searches else ():
         path = Path(directory) / f"{records[0]['study']}-{name}.png"
         plt.close(plot(records, path))
         paths.append(path)
     return paths
+
+
+#: The report's figures a strategy may name as its own (``Strategy.figure``).
+FIGURES = {"halving": plot_halving, "pbt": plot_pbt}

@@ -16,7 +16,7 @@ import numpy as np
 from flaxmnist.errors import SpecError
 from flaxmnist.search.trials import by_config, cost, objectives_of, pareto_front
 from flaxmnist.specs.config import CONFIG_KEYS
-from flaxmnist.specs.studies import builtin_studies, load_study
+from flaxmnist.studies import builtin_studies, load_study
 
 #: Config keys that are hyperparameters (a record's config also describes the data).
 HYPERPARAMETER_KEYS = CONFIG_KEYS

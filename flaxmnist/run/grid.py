@@ -123,9 +123,11 @@ class LaneGrid:
         try:
             memory = self._programs[1].memory_analysis()
             return (
-                memory.argument_size_in_bytes + memory.output_size_in_bytes
-                - memory.alias_size_in_bytes + memory.temp_size_in_bytes
-            )  # fmt: skip
+                memory.argument_size_in_bytes
+                + memory.output_size_in_bytes
+                - memory.alias_size_in_bytes
+                + memory.temp_size_in_bytes
+            )
         except Exception:  # not every backend (or version) gives one
             return None
 

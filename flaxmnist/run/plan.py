@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from flaxmnist.core.augment import Augment
 from flaxmnist.core.models import param_count
@@ -26,8 +27,6 @@ DEFAULT_MAX_LANES = 24
 #: ``TrainSpec`` flags of what a program may compile out (a configuration's rate is 0).
 FEATURES = tuple(features())
 INPUT_SIZE = 784
-#: Strategies whose configurations are all known up front and trained as planned calls.
-GRIDDED = ("grid", "random", "quasi-random")
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,14 @@ def group_configs(
     fewer compiles, for accelerators, where compiling costs more than the extra arithmetic.
     """
     specs = [train_spec_of(config, val_is_test, dtype) for config in configs]
+    return group_specs(specs, split_regularisers, pad_widths)
+
+
+def group_specs(
+    specs: Sequence[TrainSpec], split_regularisers: bool = True, pad_widths: bool = False
+) -> list[Group]:
+    """``group_configs`` for configurations whose ``TrainSpec`` is known (``specs``, one
+    per configuration, in order)."""
     groups: dict[TrainSpec, list[int]] = {}
     for index, spec in enumerate(specs):
         if not split_regularisers:
@@ -181,13 +188,24 @@ def plan_calls(
     seeds are split over calls.
     """
     seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
+    settings = PlanSettings(
+        max_lanes, memory_budget, val_is_test, dtype, lane_cap, split_regularisers, pad_widths
+    )
     calls = []
     for study_index, configs in enumerate(studies_configs):
-        groups = group_configs(configs, val_is_test, split_regularisers, dtype, pad_widths)
-        for group in groups:
-            size = lanes_per_call(group.spec, max_lanes, memory_budget, lane_cap)
-            whole = Call(study_index, group.spec, group.config_indices, seeds)
-            calls.extend(split_call(whole, size))
+        specs = [train_spec_of(config, val_is_test, dtype) for config in configs]
+        calls += calls_of(study_index, specs, seeds, settings)
+    return calls
+
+
+def calls_of(
+    study_index: int, specs: Sequence[TrainSpec], seeds: tuple[int, ...], settings: PlanSettings
+) -> list[Call]:
+    """The calls of one study whose configurations' ``specs`` are known (``plan_calls``)."""
+    calls = []
+    for group in group_specs(specs, settings.split_regularisers, settings.pad_widths):
+        size = settings.lanes_per_call(group.spec)
+        calls += split_call(Call(study_index, group.spec, group.config_indices, seeds), size)
     return calls
 
 
@@ -218,40 +236,125 @@ def split_call(call: Call, lanes: int) -> list[Call]:
 
 
 def within_budget(
-    studies: Sequence[Study], seeds: int, budget: float, train_size: int
-) -> list[Study]:
-    """``studies`` with the configurations of grid, random and quasi-random studies that fit
-    ``budget`` (training FLOPs, every seed), in order; a search study (halving, PBT) keeps
-    them all and stops itself when the budget is spent.
+    study: Study, specs: Sequence[TrainSpec], seeds: int, left: float, budget: float, size: int
+) -> tuple[int, float]:
+    """How many of ``study``'s configurations, in order, fit the ``left`` of ``budget``
+    (training FLOPs, every seed; ``specs`` theirs, ``size`` the training images), and what
+    is left after them; warns when it is not all of them.
 
     Raises:
       SettingsError: not even the first configuration fits.
     """
-    left, kept = budget, []
-    for study in studies:
-        if study.strategy not in GRIDDED:
-            kept.append(study)
-            continue
-        configs = []
-        for config in study.configs:
-            cost = seeds * config.epochs * train_flops(train_spec_of(config), train_size)
-            if cost > left:
-                break
-            configs.append(config)
-            left -= cost
-        if not configs:
-            raise SettingsError(
-                f"{study.name}: its first configuration needs {cost:.4g} training FLOPs, "
-                f"more than the {left:.4g} left",
-                parameter="budget",
-                value=budget,
-            )
-        if len(configs) < len(study.configs):
-            warnings.warn(
-                f"{study.name}: the budget of {budget:.4g} training FLOPs holds "
-                f"{len(configs)} of its {len(study.configs)} configurations",
-                FlaxmnistWarning,
-                stacklevel=3,
-            )
-        kept.append(replace(study, configs=tuple(configs)))
-    return kept
+    count = 0
+    for config, spec in zip(study.configs, specs, strict=True):
+        cost = seeds * config.epochs * train_flops(spec, size)
+        if cost > left:
+            break
+        count, left = count + 1, left - cost
+    if not count:
+        raise SettingsError(
+            f"{study.name}: its first configuration needs {cost:.4g} training FLOPs, "
+            f"more than the {left:.4g} left",
+            parameter="budget",
+            value=budget,
+        )
+    if count < len(study.configs):
+        warnings.warn(
+            f"{study.name}: the budget of {budget:.4g} training FLOPs holds "
+            f"{count} of its {len(study.configs)} configurations",
+            FlaxmnistWarning,
+            stacklevel=4,
+        )
+    return count, left
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """How a run's configurations become programs and calls (``plan_calls``' keywords)."""
+
+    max_lanes: int | None = None
+    memory_budget: int = FALLBACK_MEMORY_BUDGET
+    val_is_test: bool = False
+    dtype: str = "float32"
+    lane_cap: int | None = DEFAULT_MAX_LANES
+    split_regularisers: bool = True
+    pad_widths: bool = False
+
+    def lanes_per_call(self, spec: TrainSpec, cap: bool = True) -> int:
+        """Lanes one call (or one grid of a search, ``cap=False``) of ``spec`` holds."""
+        return lanes_per_call(
+            spec, self.max_lanes, self.memory_budget, self.lane_cap if cap else None
+        )
+
+
+def derive(configs: Sequence[Config], settings: PlanSettings) -> tuple[TrainSpec, ...]:
+    """Each configuration's ``TrainSpec`` under the run's protocol and dtype: the one place
+    a run derives them (the plan once per configuration; a proposing strategy's each round)."""
+    return tuple(train_spec_of(c, settings.val_is_test, settings.dtype) for c in configs)
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """One study, planned.
+
+    Attributes:
+      study: the study (its configurations those the budget holds).
+      configs: its configurations, or, where its strategy proposes them as it runs, one per
+        program shape its space allows (``proposed``), which the checks before the run see.
+      specs: each configuration's ``TrainSpec``.
+      proposed: ``configs`` stand for configurations proposed later.
+      round_size: a proposing strategy's configurations per round (every seed of each in
+        one call of the largest shape).
+    """
+
+    study: Study
+    configs: tuple[Config, ...]
+    specs: tuple[TrainSpec, ...]
+    proposed: bool = False
+    round_size: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A run, planned before anything trains: every study with its configurations'
+    ``TrainSpec``s, and the calls of the studies trained up front. The checks before the
+    run (``preflight``) inspect it; the run (``loop.SweepLoop``) consumes it."""
+
+    studies: tuple[StudyPlan, ...]
+    calls: tuple[Call, ...]
+    seeds: tuple[int, ...]
+    settings: PlanSettings
+
+
+def make_plan(
+    studies: Sequence[Study],
+    strategies: Sequence[Any],
+    seeds: tuple[int, ...],
+    settings: PlanSettings,
+    train_size: int,
+    budget: float | None = None,
+) -> Plan:
+    """Plan ``studies``, each searched by its strategy's class (``search.base.Strategy``:
+    ``planned_configs``, ``up_front``, ``proposes``). An up-front study keeps the
+    configurations that fit ``budget`` (in order, the earlier studies' counted) and becomes
+    calls; the others are planned for their strategy to train as it decides.
+
+    Raises:
+      SettingsError: not even the first configuration of an up-front study fits ``budget``.
+    """
+    planned, calls, left = [], [], budget
+    for index, (study, strategy) in enumerate(zip(studies, strategies, strict=True)):
+        configs = tuple(strategy.planned_configs(study))
+        specs = derive(configs, settings)
+        if strategy.up_front and budget is not None:
+            count, left = within_budget(study, specs, len(seeds), left, budget, train_size)
+            configs, specs = configs[:count], specs[:count]
+            study = replace(study, configs=configs)
+        size = 0
+        if strategy.proposes:
+            widest = max(specs, key=lane_bytes)
+            size = max(1, settings.lanes_per_call(widest) // len(seeds))
+        planned.append(StudyPlan(study, configs, specs, strategy.proposes, size))
+        if strategy.up_front:
+            calls += calls_of(index, specs, seeds, settings)
+    return Plan(tuple(planned), tuple(calls), seeds, settings)

@@ -1,10 +1,10 @@
 """Learned search: Optuna's samplers propose, a round of proposals trains as lane grids.
 
-A study with a learned strategy (``specs.LEARNED``: ``tpe``, ``gp``, ``cmaes``, ``nsga2``)
-runs in rounds until it has trained ``samples`` configurations:
+A study with a learned strategy (``TPE``, ``GP``, ``CmaEs``, ``NSGA2``: each names its
+Optuna sampler) runs in rounds until it has trained ``samples`` configurations:
 
 1. the sampler (``sampler.Proposer``) is asked as many configurations as one call holds
-   (``round_size``: its lanes ÷ seeds, within the memory and lane caps);
+   (``Standing.lanes``: its lanes ÷ seeds, within the memory and lane caps);
 2. they train side by side, grouped by shape (one program each), for ``epochs`` or, with a
    ``[halving]`` table, through synchronous rungs inside the round (BOHB-style: the sampler
    proposes, halving prunes);
@@ -20,184 +20,220 @@ and the search ends there.
 A round is written whole when it ends. A killed search resumes at the round it was in: a
 new sampler replays the recorded rounds (ask, then tell the recorded outcomes), which
 rebuilds its state, and the next proposals are those an uninterrupted run would have made.
-With many processes, process 0 asks and tells; the others get its proposals.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
-from flaxmnist.core.train import TrainSpec
-from flaxmnist.devices import cluster
 from flaxmnist.errors import FlaxmnistWarning, RunDirError
-from flaxmnist.run.plan import GRIDDED, lane_bytes, lanes_per_call, train_flops, train_spec_of
-from flaxmnist.search.sampler import Proposer
-from flaxmnist.search.state import SearchState, config_from_dict
-from flaxmnist.search.strategies import SearchDriver, rung_epochs
+from flaxmnist.run.steps import Standing, Step
+from flaxmnist.search import sampler
+from flaxmnist.search.base import Strategy
+from flaxmnist.search.halving import halve, next_stop, rung_epochs
 from flaxmnist.search.trials import Outcome, by_config, outcome
-from flaxmnist.specs.config import LEARNED, Config, Study, parse_spec
+from flaxmnist.specs.config import Config, Study, config_from_dict, parse_spec
 from flaxmnist.specs.space import candidate_settings
 
 
-class LearnedDriver(SearchDriver):
-    """Runs one learned-search study for a ``SweepLoop`` (see the module)."""
+class Learned(Strategy):
+    """Optuna's sampler proposing round by round (see the module). Subclasses name the
+    sampler.
 
-    def __init__(self, study_index: int, lanes_per_call, pad_widths: bool, round_size: int):
-        super().__init__(study_index, lanes_per_call, pad_widths)
-        self.round_size = round_size
+    Attributes:
+      sampler_class: Optuna's sampler class (``optuna.samplers.<name>``).
+      sampler_defaults: options flaxmnist gives it unless ``[sampler]`` does.
+      needs: what it imports beyond Optuna: (module, its name, the flaxmnist extra).
+      single_objective: it optimises one objective only.
+      generation: its option that a round's size sets (a generation is a round).
+    """
+
+    needs_space = True
+    draw = ""
+    proposes = True
+    tables = ("halving", "objectives", "sampler")
+    learns = True
+    sampler_class: ClassVar[str]
+    sampler_defaults: ClassVar[dict[str, Any]] = {}
+    needs: ClassVar[tuple[str, ...]] = ()
+    single_objective: ClassVar[bool] = False
+    generation: ClassVar[str] = ""
+
+    def __init__(self, study: Study):
+        super().__init__(study)
+        self.proposer: sampler.Proposer | None = None
         self.round = 0
+        self.asked = 0
+        self.numbers: range = range(0)  # the trials of the round in training
+        self.last = False  # the budget cut this round: no other follows
 
-    def __call__(self, loop) -> None:
-        self.loop = loop
-        self.study = loop.studies[self.study_index]
-        search = self.study.search
-        self.epochs = self.resolve(candidate_settings(search)[0]).epochs
-        self.proposer = None
-        recorded = self._recorded_rounds()
-        asked = sum(len(r) for r in recorded)
-        if asked >= search.samples:
-            loop.add_configs(self.study_index, [c for r in recorded for c, _ in r])
-            loop.progress.skipped(f"{self.study.name} [{self.study.strategy}]")
-            return
-        cluster.share(lambda: self._timed(self._start, recorded))
-        loop.add_configs(self.study_index, [c for r in recorded for c, _ in r])
-        self.round = len(recorded)
-        while asked < search.samples:
-            count = min(self.round_size, search.samples - asked)
-            settings = cluster.share(lambda c=count: self._timed(self.proposer.ask, c))
-            configs = self._within_budget([self.resolve(s) for s in settings], asked)
-            if configs:
-                self._train_round(configs, asked)
-            asked += len(configs)
-            self.round += 1
-            if len(configs) < count:
-                break  # the budget is spent
+    @classmethod
+    def check(cls, study: Study) -> None:
+        sampler.check(cls, study.search, study.source)
 
-    def resolve(self, settings: dict[str, Any]) -> Config:
-        """The configuration of a proposal: ``[base]`` with the proposed settings."""
-        return resolve(self.study, settings)
+    @classmethod
+    def with_epochs(cls, study: Study, epochs: int) -> Study:
+        search = replace(study.search, base={**study.search.base, "epochs": epochs})
+        return replace(study, search=search)
 
-    def _start(self, recorded: list[list[tuple[Config, Outcome]]]) -> None:
-        """The sampler (process 0 only), its history rebuilt from the recorded rounds."""
-        self.proposer = Proposer(self.study.search, self.round_size)
+    @classmethod
+    def planned_configs(cls, study: Study) -> tuple[Config, ...]:
+        """A configuration per program shape the space can propose (``candidate_settings``):
+        what the memory, the batch sizes and a round are checked and planned for."""
+        return tuple(resolve(study, s) for s in candidate_settings(study.search))
+
+    @property
+    def epochs(self) -> int:
+        return resolve(self.study, candidate_settings(self.search)[0]).epochs
+
+    def stop_after(self, epoch: int) -> int:
+        if not self.search.halving:
+            return self.epochs
+        return next_stop(rung_epochs(self.search.min_epochs, self.search.eta, self.epochs), epoch)
+
+    def fields(self, index: int) -> dict[str, Any]:
+        fields = {"strategy": self.name, "round": self.round}
+        if len(self.search.objectives) > 1:
+            fields["objectives"] = list(self.search.objectives)
+        return fields
+
+    def first(self, standing: Standing) -> Step:
+        """Replay the rounds an earlier attempt recorded, then propose the next."""
+        start = time.perf_counter()
+        rounds, forget = recorded_rounds(self.study, standing)
+        self.asked, self.round = sum(len(r) for r in rounds), len(rounds)
+        if self.asked >= self.search.samples:
+            return Step(forget=forget)
+        self.proposer = sampler.Proposer(type(self), self.search, standing.lanes)
         try:
-            self.proposer.replay(recorded, self.resolve)
+            self.proposer.replay(rounds, lambda settings: resolve(self.study, settings))
         except ValueError as err:
             raise RunDirError(
                 f"{self.study.name}: cannot resume the search: {err}. The sampler must be the "
                 "one that started it (the Optuna version in manifest.json); or start again in "
                 "another directory"
             ) from None
+        step = self._propose(standing)
+        seconds = time.perf_counter() - start
+        return replace(step, forget=forget, sampler_seconds=seconds)
 
-    def _recorded_rounds(self) -> list[list[tuple[Config, Outcome]]]:
-        """The rounds ``results.jsonl`` holds for this study: per round, each trial's
-        configuration and outcome, in trial order. A last round short of a record (a torn
-        last line, left out when it was read) is dropped, to be trained again whole."""
-        mine = [r for (s, _, _), r in sorted(self.loop.done.items()) if s == self.study_index]
-        groups = by_config(mine)
-        numbers = [group[0].get("search", {}).get("round") for group in groups.values()]
-        whole = [len(group) == len(self.loop.seeds) for group in groups.values()]
-        if whole and not whole[-1]:  # drop the last round: its records are incomplete
-            last = numbers[-1]
-            for key in [k for k, r in self.loop.done.items()
-                        if k[0] == self.study_index and r["search"]["round"] == last]:  # fmt: skip
-                del self.loop.done[key]
-            return self._recorded_rounds()
-        rounds: list[list[tuple[Config, Outcome]]] = []
-        for (index, group), number, complete in zip(groups.items(), numbers, whole, strict=True):
-            if (
-                not complete
-                or index != sum(map(len, rounds))
-                or number not in (len(rounds) - 1, len(rounds))
-            ):
-                raise RunDirError(
-                    f"{self.study.name}: results.jsonl holds configuration #{index + 1} out of "
-                    "the order of its rounds, or without all its seeds; flaxmnist writes rounds "
-                    "whole: restore the file, or start again in another directory"
-                )
-            if number == len(rounds):
-                rounds.append([])
-            config = config_from_dict(group[0]["config"])
-            rounds[-1].append((config, outcome(group, self.study.search.objectives)))
-        return rounds
+    def next(self, standing: Standing) -> Step:
+        """Halve at a rung inside the round; at its end, tell the sampler and propose."""
+        if standing.going and standing.epoch < self.epochs:
+            step = halve(standing, self.search.eta, self.stop_after(standing.epoch))
+            return replace(step, label=self._label(), checkpoint=False)
+        start = time.perf_counter()
+        groups = by_config([r for r in standing.records if r["config_index"] in self.numbers])
+        objectives = self.search.objectives
+        self.proposer.tell({n: outcome(groups[n], objectives) for n in self.numbers})
+        self.round += 1
+        step = Step() if self.last else self._propose(standing)
+        return replace(step, sampler_seconds=time.perf_counter() - start)
 
-    def _within_budget(self, configs: list[Config], asked: int) -> list[Config]:
+    def _propose(self, standing: Standing) -> Step:
+        """The next round: as many proposals as a round holds, cut to the budget left."""
+        count = min(standing.lanes, self.search.samples - self.asked)
+        if count < 1:
+            return Step()
+        proposed = [resolve(self.study, s) for s in self.proposer.ask(count)]
+        configs = self._within_budget(proposed, standing)
+        self.last = len(configs) < count or self.asked + len(configs) >= self.search.samples
+        if not configs:
+            return Step()
+        self.numbers = range(self.asked, self.asked + len(configs))
+        self.asked += len(configs)
+        return Step(
+            add=dict(zip(self.numbers, configs, strict=True)),
+            until=self.stop_after(0),
+            fields={n: self.fields(n) for n in self.numbers},
+            label=self._label(),
+            checkpoint=False,  # a round is written whole when it ends
+        )
+
+    def _label(self) -> str:
+        return f"round {self.round + 1}"
+
+    def _within_budget(self, configs: list[Config], standing: Standing) -> list[Config]:
         """The longest first part of ``configs`` whose round fits what is left of the
         budget (all of them without one); warns when it cuts."""
-        loop = self.loop
-        if loop.budget is None:
+        if standing.budget_left is None:
             return configs
-        left = loop.budget - self._recorded_compute()
         count = len(configs)
-        while count and self._round_cost(configs[:count]) > left:
+        while count and self._round_cost(configs[:count], standing) > standing.budget_left:
             count -= 1
         if count < len(configs):
             warnings.warn(
-                f"{self.study.name}: the budget of {loop.budget:.4g} training FLOPs is spent: "
-                f"the search stops after {asked + count} of its {self.study.search.samples} "
-                "configurations",
+                f"{self.study.name}: the budget of {standing.budget:.4g} training FLOPs is "
+                f"spent: the search stops after {self.asked + count} of its "
+                f"{self.search.samples} configurations",
                 FlaxmnistWarning,
-                stacklevel=3,
+                stacklevel=2,
             )
         return configs[:count]
 
-    def _round_cost(self, configs: list[Config]) -> int:
+    def _round_cost(self, configs: list[Config], standing: Standing) -> int:
         """Training FLOPs of a round, every seed; with rungs, the costliest survive each."""
-        size = self.loop.data_settings["train_size"]
-        per_epoch = sorted(
-            (len(self.loop.seeds) * train_flops(train_spec_of(c), size) for c in configs),
-            reverse=True,
-        )
-        if not self.study.search.halving:
+        per_epoch = sorted((standing.cost(c) for c in configs), reverse=True)
+        if not self.search.halving:
             return self.epochs * sum(per_epoch)
-        search, alive, cost, last = self.study.search, len(per_epoch), 0, 0
-        for rung in rung_epochs(search.min_epochs, search.eta, self.epochs):
+        alive, cost, last = len(per_epoch), 0, 0
+        for rung in rung_epochs(self.search.min_epochs, self.search.eta, self.epochs):
             cost += (rung - last) * sum(per_epoch[:alive])
-            alive, last = max(1, alive // search.eta), rung
+            alive, last = max(1, alive // self.search.eta), rung
         return cost
 
-    def _train_round(self, configs: list[Config], first: int) -> None:
-        """Train one round (trials ``first`` on), write it, and tell the sampler."""
-        numbers = range(first, first + len(configs))
-        self.loop.add_configs(self.study_index, configs)
-        self.study = self.loop.studies[self.study_index]
-        state = SearchState(epoch=0, configs=dict(zip(numbers, configs, strict=True)))
-        self._run(state, self._new_grids(state))  # records written, best model kept
-        if cluster.is_main():
-            records = [self.loop.done[(self.study_index, n, s)] for n in numbers
-                       for s in self.loop.seeds]  # fmt: skip
-            groups = by_config(records)
-            objectives = self.study.search.objectives
-            self._timed(self.proposer.tell, {n: outcome(groups[n], objectives) for n in numbers})
 
-    def _timed(self, work, *args):
-        """``work(*args)``, its seconds added to the run's ``sampler_seconds``."""
-        start = time.perf_counter()
-        try:
-            return work(*args)
-        finally:
-            self.loop.stats.sampler_seconds += time.perf_counter() - start
+class TPE(Learned):
+    """Optuna's ``TPESampler``: one or two objectives; a round's trials are running while it
+    asks (``constant_liar``), so they spread out."""
 
-    def _checkpoint(self, state: SearchState, grids) -> None:
-        """Nothing mid-round: a round's records are written whole when it ends."""
-
-    def _label(self) -> str:
-        return f"{self.study.strategy}, round {self.round + 1}"
-
-    def _search_fields(self, state: SearchState, config: int) -> dict[str, Any]:
-        fields = {"strategy": self.study.strategy, "round": self.round}
-        if len(self.study.search.objectives) > 1:
-            fields["objectives"] = list(self.study.search.objectives)
-        return fields
+    name = "tpe"
+    sampler_class = "TPESampler"
+    sampler_defaults = {"constant_liar": True}
 
 
-def round_size(lanes: int, seeds: int) -> int:
-    """Configurations per round: as many as one call of ``lanes`` holds with every seed."""
-    return max(1, lanes // seeds)
+class GP(Learned):
+    """Optuna's ``GPSampler`` (PyTorch): one or two objectives; a round is a q-batch."""
+
+    name = "gp"
+    sampler_class = "GPSampler"
+    sampler_defaults = {"warn_independent_sampling": False}  # flaxmnist says it, once
+    needs = ("torch", "PyTorch", "gp")
+
+
+class CmaEs(Learned):
+    """Optuna's ``CmaEsSampler`` (the ``cmaes`` package): one objective; a generation is a
+    round; ``choice`` priors are drawn at random."""
+
+    name = "cmaes"
+    sampler_class = "CmaEsSampler"
+    sampler_defaults = {"warn_independent_sampling": False}  # flaxmnist says it, once
+    needs = ("cmaes", "cmaes", "cmaes")
+    single_objective = True
+    generation = "popsize"
+
+    @classmethod
+    def check(cls, study: Study) -> None:
+        super().check(study)
+        choices = [p.key for p in study.search.priors if p.kind == "choice"]
+        if choices:
+            warnings.warn(
+                f"{study.source}: CMA-ES searches numbers only: the choice priors "
+                f"({', '.join(choices)}) are drawn at random",
+                FlaxmnistWarning,
+                stacklevel=2,
+            )
+
+
+class NSGA2(Learned):
+    """Optuna's ``NSGAIISampler``: one or two objectives; a generation is a round."""
+
+    name = "nsga2"
+    sampler_class = "NSGAIISampler"
+    generation = "population_size"
 
 
 def resolve(study: Study, settings: dict[str, Any]) -> Config:
@@ -206,46 +242,40 @@ def resolve(study: Study, settings: dict[str, Any]) -> Config:
     return parse_spec(document, study.name, study.source).configs[0]
 
 
-def candidate_configs(study: Study) -> list[Config]:
-    """A configuration per program shape the space can propose (``candidate_settings``):
-    what the memory, the batch sizes and a round are checked and planned for."""
-    return [resolve(study, settings) for settings in candidate_settings(study.search)]
+def recorded_rounds(
+    study: Study, standing: Standing
+) -> tuple[list[list[tuple[Config, Outcome]]], tuple[int, ...]]:
+    """The rounds the study's records hold (per round, each trial's configuration and
+    outcome, in trial order), and the trials of a last round short of a record (a torn last
+    line, left out when it was read): to be trained again whole.
 
-
-def study_with_epochs(study: Study, epochs: int) -> Study:
-    """A learned study whose proposals train ``epochs`` (the ``--epochs`` override)."""
-    search = replace(study.search, base={**study.search.base, "epochs": epochs})
-    return replace(study, search=search)
-
-
-def largest_config(study: Study) -> Config:
-    """The configuration of the space that needs the most memory per lane (widest layers,
-    largest batch): what a round is planned for."""
-    return max(candidate_configs(study), key=lambda c: lane_bytes(train_spec_of(c)))
-
-
-def search_drivers(
-    studies: Sequence[Study],
-    seeds: int,
-    max_lanes: int | None,
-    memory: int,
-    cap: int | None,
-    pad_widths: bool,
-    spec_of: Callable[[Config], TrainSpec],
-) -> list[SearchDriver]:
-    """A driver per study that does not train as planned calls: halving and PBT
-    (``SearchDriver``), the learned strategies (``LearnedDriver``, a round being what one
-    call of the space's largest configuration holds within ``cap`` lanes, as a grid's)."""
-
-    def lanes(spec: TrainSpec) -> int:
-        return lanes_per_call(spec, max_lanes, memory, None)
-
-    drivers = []
-    for index, study in enumerate(studies):
-        if study.strategy in LEARNED:
-            widest = spec_of(largest_config(study))
-            size = round_size(lanes_per_call(widest, max_lanes, memory, cap), seeds)
-            drivers.append(LearnedDriver(index, lanes, pad_widths, size))
-        elif study.strategy not in GRIDDED:
-            drivers.append(SearchDriver(index, lanes, pad_widths))
-    return drivers
+    Raises:
+      RunDirError: the records are out of the order of their rounds.
+    """
+    groups = by_config(sorted(standing.records, key=lambda r: (r["config_index"], r["seed"])))
+    numbers = [group[0].get("search", {}).get("round") for group in groups.values()]
+    whole = [len(group) == len(standing.seeds) for group in groups.values()]
+    forget: tuple[int, ...] = ()
+    while whole and not whole[-1]:  # drop the last round: its records are incomplete
+        last = tuple(c for c, n in zip(groups, numbers, strict=True) if n == numbers[-1])
+        kept = [i for i, c in enumerate(groups) if c not in last]
+        groups = {c: groups[c] for c in groups if c not in last}
+        numbers, whole = [numbers[i] for i in kept], [whole[i] for i in kept]
+        forget += last
+    rounds: list[list[tuple[Config, Outcome]]] = []
+    for (index, group), number, complete in zip(groups.items(), numbers, whole, strict=True):
+        if (
+            not complete
+            or index != sum(map(len, rounds))
+            or number not in (len(rounds) - 1, len(rounds))
+        ):
+            raise RunDirError(
+                f"{study.name}: results.jsonl holds configuration #{index + 1} out of "
+                "the order of its rounds, or without all its seeds; flaxmnist writes rounds "
+                "whole: restore the file, or start again in another directory"
+            )
+        if number == len(rounds):
+            rounds.append([])
+        config = config_from_dict(group[0]["config"])
+        rounds[-1].append((config, outcome(group, study.search.objectives)))
+    return rounds, forget

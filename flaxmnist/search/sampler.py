@@ -1,7 +1,8 @@
 """Optuna's samplers proposing whole rounds of configurations.
 
-A learned strategy (``specs.LEARNED``) keeps an Optuna study in memory whose sampler is one
-of Optuna's own, seeded with the spec's ``seed``:
+A learned strategy (``flaxmnist.search.learned``) keeps an Optuna study in memory whose
+sampler is one of Optuna's own, seeded with the spec's ``seed``; the strategy's class names
+it and its defaults:
 
 =========  ====================  ==========================================================
 strategy   Optuna sampler        notes
@@ -51,22 +52,10 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from flaxmnist.errors import FlaxmnistWarning, SpecError
+from flaxmnist.errors import SpecError
 from flaxmnist.search.trials import COMPLETE, FAILED, PRUNED, Outcome, param_value
 from flaxmnist.specs.space import INTEGER_KEYS, Prior, Search
 
-#: Strategy → Optuna's sampler class name.
-SAMPLERS = {
-    "tpe": "TPESampler",
-    "gp": "GPSampler",
-    "cmaes": "CmaEsSampler",
-    "nsga2": "NSGAIISampler",
-}
-#: What a sampler needs beyond Optuna: the module, and the flaxmnist extra that installs it.
-NEEDS = {"gp": ("torch", "PyTorch", "gp"), "cmaes": ("cmaes", "cmaes", "cmaes")}
-SINGLE_OBJECTIVE = ("cmaes",)
-#: The sampler's argument that a round's size sets, unless ``[sampler]`` gives it.
-GENERATION = {"cmaes": "popsize", "nsga2": "population_size"}
 #: Options the spec sets elsewhere, or that take Python objects a TOML file cannot hold.
 NOT_OPTIONS = (
     "seed",
@@ -118,34 +107,30 @@ def directions(objectives: Sequence[str]) -> list[str]:
     return ["maximize", *["minimize"] * (len(objectives) - 1)]
 
 
-def make_sampler(strategy: str, search: Search, round_size: int | None = None):
-    """The Optuna sampler of ``strategy``, seeded with ``search.seed``, with the spec's
-    ``[sampler]`` options; a generation of CMA-ES or NSGA-II is a round (``round_size``)."""
+def make_sampler(strategy: Any, search: Search, round_size: int | None = None):
+    """The Optuna sampler of ``strategy`` (a learned strategy's class), seeded with
+    ``search.seed``, with its defaults and the spec's ``[sampler]`` options; a generation of
+    CMA-ES or NSGA-II is a round (``round_size``)."""
     _check_installed(strategy, "<spec>")
-    options = dict(search.sampler)
-    if strategy in GENERATION and round_size is not None:
-        options.setdefault(GENERATION[strategy], max(2, round_size))
-    if strategy in ("cmaes", "gp"):  # flaxmnist says it once, when the spec is read
-        options.setdefault("warn_independent_sampling", False)
-    if strategy == "tpe":  # a round's running trials spread its proposals (any version)
-        options.setdefault("constant_liar", True)
-    return getattr(optuna.samplers, SAMPLERS[strategy])(seed=search.seed, **options)
+    options = {**strategy.sampler_defaults, **search.sampler}
+    if strategy.generation and round_size is not None:
+        options.setdefault(strategy.generation, max(2, round_size))
+    return getattr(optuna.samplers, strategy.sampler_class)(seed=search.seed, **options)
 
 
-def check(search: Search, source: str) -> None:
+def check(strategy: Any, search: Search, source: str) -> None:
     """Refuse, before anything runs, what Optuna would refuse later: a missing package, a
     single-objective sampler given two objectives, a prior without an Optuna distribution, a
-    sampler option the sampler does not take (``runner.run_sweep`` calls it).
+    sampler option the sampler does not take (``strategy``: a learned strategy's class).
 
     Raises:
       SpecError: naming ``source`` and the prior, objective or sampler option at fault.
     """
-    strategy = search.settings.get("strategy")
     _check_installed(strategy, source)
-    if len(search.objectives) > 1 and strategy in SINGLE_OBJECTIVE:
+    if len(search.objectives) > 1 and strategy.single_objective:
         raise SpecError(
-            f"{source}: strategy = {strategy!r} optimises one objective: with objectives = "
-            f"{list(search.objectives)}, use {', '.join(s for s in SAMPLERS if s != strategy)}"
+            f"{source}: strategy = {strategy.name!r} optimises one objective: with objectives "
+            f"= {list(search.objectives)}, use a learned strategy that optimises two"
         )
     for prior in search.priors:
         try:
@@ -154,36 +139,29 @@ def check(search: Search, source: str) -> None:
             raise SpecError(
                 f"{source}: search.{prior.key}: Optuna cannot represent this prior ({err})"
             ) from None
-    cls = getattr(optuna.samplers, SAMPLERS[strategy])
-    known = [n for n in inspect.signature(cls).parameters if n not in NOT_OPTIONS]
-    for name in search.sampler:
-        if name not in known:
+    name = strategy.sampler_class
+    known = [n for n in inspect.signature(getattr(optuna.samplers, name)).parameters]
+    known = [n for n in known if n not in NOT_OPTIONS]
+    for option in search.sampler:
+        if option not in known:
             raise SpecError(
-                f"{source}: unknown sampler option sampler.{name} for {strategy} "
-                f"({SAMPLERS[strategy]}; known: {', '.join(known)})"
+                f"{source}: unknown sampler option sampler.{option} for {strategy.name} "
+                f"({name}; known: {', '.join(known)})"
             )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             make_sampler(strategy, search)
     except (TypeError, ValueError) as err:
-        raise SpecError(f"{source}: [sampler]: {SAMPLERS[strategy]} refused it: {err}") from None
-    if strategy == "cmaes" and any(p.kind == "choice" for p in search.priors):
-        warnings.warn(
-            f"{source}: CMA-ES searches numbers only: the choice priors "
-            f"({', '.join(p.key for p in search.priors if p.kind == 'choice')}) are drawn at "
-            "random",
-            FlaxmnistWarning,
-            stacklevel=2,
-        )
+        raise SpecError(f"{source}: [sampler]: {name} refused it: {err}") from None
 
 
-def _check_installed(strategy: str, source: str) -> None:
-    if strategy in NEEDS and importlib.util.find_spec(NEEDS[strategy][0]) is None:
-        module, name, extra = NEEDS[strategy]
+def _check_installed(strategy: Any, source: str) -> None:
+    if strategy.needs and importlib.util.find_spec(strategy.needs[0]) is None:
+        module, name, extra = strategy.needs
         raise SpecError(
-            f"{source}: strategy = {strategy!r} needs {name} ({SAMPLERS[strategy]} imports "
-            f"{module}): pip install 'flaxmnist[{extra}]'"
+            f"{source}: strategy = {strategy.name!r} needs {name} ({strategy.sampler_class} "
+            f"imports {module}): pip install 'flaxmnist[{extra}]'"
         )
 
 
@@ -191,13 +169,13 @@ class Proposer:
     """An Optuna study in memory whose sampler proposes configurations, round by round.
 
     Args:
-      search: the study's ``space.Search`` (strategy in ``settings``, priors, seed, options).
+      strategy: the learned strategy's class (its Optuna sampler and the sampler's defaults).
+      search: the study's ``space.Search`` (priors, seed, options).
       round_size: the configurations of a round (a CMA-ES or NSGA-II generation).
     """
 
-    def __init__(self, search: Search, round_size: int):
+    def __init__(self, strategy: Any, search: Search, round_size: int):
         quiet_optuna()
-        strategy = search.settings["strategy"]
         self.priors = search.priors
         self.distributions = {p.key: distribution(p) for p in search.priors}
         with warnings.catch_warnings():

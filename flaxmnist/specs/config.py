@@ -23,7 +23,7 @@ one entry of ``flaxmnist/specs/keys.toml`` (``flaxmnist.specs.keys``); ``Config`
 and the checks here are read from it, and so is the docs' list of keys ("Writing specs").
 
 This module knows nothing about how configurations run: it turns parsed TOML into ``Config``
-values. ``flaxmnist.specs.studies`` finds the files (named studies, paths, composites).
+values. ``flaxmnist.studies`` finds the files (named studies, paths, composites).
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from flaxmnist.specs.keys import (  # noqa: F401  (the choices, public here too)
     DROPOUT_SEMANTICS,
     LOSSES,
     LR_SCHEDULES,
-    STRATEGIES,
     Key,
 )
 
@@ -50,9 +49,6 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 #: (faster, fewer mantissa bits), or whatever JAX picks for the backend.
 MATMUL_PRECISIONS = ("float32", "tensorfloat32", "bfloat16", "backend")
 DEFAULT_PRECISION = "float32"
-#: The strategies whose configurations Optuna's samplers propose, round by round, from
-#: what has trained (``flaxmnist.search.sampler``).
-LEARNED = ("tpe", "gp", "cmaes", "nsga2")
 #: The per-epoch metrics of a run, in the order records hold them.
 HISTORY_KEYS = (
     "train_loss",
@@ -138,8 +134,9 @@ Config = make_dataclass(
 class Study:
     """A named list of configurations, the keys that vary across them, and its file.
 
-    ``strategy`` says how the configurations are searched (``STRATEGIES``); for every
-    strategy but ``"grid"``, ``search`` holds the sampler's settings (``flaxmnist.specs.space``).
+    ``strategy`` says how the configurations are searched (a name of
+    ``flaxmnist.search.registry``); ``search`` holds a search's settings
+    (``flaxmnist.specs.space``), ``None`` for a plain grid spec.
 
     Example::
 
@@ -164,6 +161,13 @@ CONFIG_KEYS: tuple[str, ...] = tuple(CONFIG)
 PER_LAYER_KEYS = tuple(key.name for key in CONFIG.values() if key.per_layer)
 #: Every key's default as a spec writes it (per-layer keys as one number).
 DEFAULTS: dict[str, Any] = {key.name: key.default for key in CONFIG.values()}
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """A ``Config`` from its ``to_dict`` form (other keys, e.g. data settings, ignored)."""
+    return Config(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in CONFIG}
+    )
 
 
 def check_value(source: str, table: str, key: str, value: Any, keys=CONFIG) -> None:

@@ -43,7 +43,7 @@ ROLES = ("lane", "static", "applies", "search")
 #: Where a key is written: a configuration's key goes in ``[base]``, ``[grid]``,
 #: ``[[configs]]`` and ``[search]``; the others at the top of the spec or in their table.
 SECTIONS = ("config", "spec", "halving", "pbt")
-KINDS = ("int", "float", "choice", "widths", "list", "table")
+KINDS = ("int", "float", "choice", "str", "widths", "list", "table")
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,9 @@ class Key:
 
     Attributes:
       name: the key as a spec writes it.
-      kind: ``"int"``, ``"float"`` (an int is accepted), ``"choice"`` (one of ``choices``),
-        ``"widths"`` (a list of integers), ``"list"`` or ``"table"`` (checked where they are
-        parsed).
+      kind: ``"int"``, ``"float"`` (an int is accepted), ``"choice"`` (one of
+        ``choices``), ``"str"`` (a name, checked where it is looked up), ``"widths"`` (a list
+        of integers), ``"list"`` or ``"table"`` (checked where they are parsed).
       doc: one line for the docs.
       default: the value a spec that leaves the key out gets (``None``: required where used).
       role: how training takes it (``ROLES``; see the module).
@@ -150,6 +150,7 @@ _CHECKS: dict[str, Callable[[Key, Any], bool]] = {
     "int": _check_int,
     "float": _check_number,
     "choice": lambda key, value: isinstance(value, str) and value in key.choices,
+    "str": lambda key, value: isinstance(value, str),
     "widths": lambda key, value: (
         isinstance(value, list) and bool(value) and all(_check_int(key, w) for w in value)
     ),
@@ -161,7 +162,13 @@ _CHECKS: dict[str, Callable[[Key, Any], bool]] = {
 def _default_error(key: Key) -> str:
     if key.kind == "choice":
         return f"expected one of {', '.join(map(repr, key.choices))}"
-    what = {"int": "an integer", "float": "a number", "list": "a list", "table": "a table"}
+    what = {
+        "int": "an integer",
+        "float": "a number",
+        "str": "a string",
+        "list": "a list",
+        "table": "a table",
+    }
     bounds = f" {key.bounds}" if key.bounds.startswith(">") else f" in {key.bounds}"
     return f"expected {what[key.kind]}{bounds if key.bounds else ''}"
 
@@ -207,8 +214,6 @@ CONFIG: dict[str, Key] = section("config")
 LR_SCHEDULES: tuple[str, ...] = CONFIG["lr_schedule"].choices
 DROPOUT_SEMANTICS: tuple[str, ...] = CONFIG["dropout_semantics"].choices
 LOSSES: tuple[str, ...] = CONFIG["loss"].choices
-#: How a study's configurations are searched (``flaxmnist.specs.space``, ``flaxmnist.search``).
-STRATEGIES: tuple[str, ...] = section("spec")["strategy"].choices
 
 
 def lanes() -> dict[str, Key]:
@@ -258,7 +263,8 @@ def _allowed(key: Key) -> str:
     if key.kind == "choice":
         return " ".join(f'`"{c}"`' for c in key.choices)
     layers = {"hidden": ", per hidden layer", "dense": ", per dense layer"}.get(key.per_layer, "")
-    kind = {"widths": "integers", "list": "a list", "table": "a table"}.get(key.kind, key.kind)
+    kinds = {"widths": "integers", "str": "a name", "list": "a list", "table": "a table"}
+    kind = kinds.get(key.kind, key.kind)
     return f"{kind} {key.bounds}".strip() + layers
 
 

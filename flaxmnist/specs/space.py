@@ -31,29 +31,34 @@ are rounded to 4 significant digits, so a table shows what was trained. ``halvin
 ``pbt`` train the configurations drawn (quasi-randomly) or, without ``[search]``, those of
 ``[grid]`` / ``[[configs]]``. Every drawn value is checked as a spec value would be.
 
-The learned strategies (``specs.LEARNED``: ``tpe``, ``gp``, ``cmaes``, ``nsga2``) are
-Optuna's samplers, proposing round by round (``flaxmnist.search.learned``), so nothing is drawn
-here; ``[halving]`` adds rungs inside each round; ``objectives`` (``flaxmnist.specs.objectives``)
-and a ``[sampler]`` table of the Optuna sampler's keyword arguments belong to them.
+The learned strategies (``tpe``, ``gp``, ``cmaes``, ``nsga2``) are Optuna's samplers,
+proposing round by round (``flaxmnist.search.learned``), so nothing is drawn here;
+``[halving]`` adds rungs inside each round; ``objectives`` (``flaxmnist.specs.objectives``)
+and a ``[sampler]`` table of the Optuna sampler's keyword arguments belong to them. What a
+strategy's spec may and must hold is what its class says of itself (``parse_search_spec``).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from scipy.stats import qmc
 
 from flaxmnist.errors import SpecError
-from flaxmnist.specs.config import DEFAULTS, LEARNED, Study, check_value, parse_spec
-from flaxmnist.specs.keys import CONFIG, section
+from flaxmnist.specs.config import DEFAULTS, Study, check_value, parse_spec
+from flaxmnist.specs.keys import CONFIG, SECTIONS, section
 from flaxmnist.specs.objectives import parse_objectives
 
 #: Top-level keys of a spec that searches (besides description, base, grid, configs).
-SEARCH_KEYS = (*section("spec"), "halving", "pbt")
+#: The tables of a strategy's own settings (``keys.toml``'s sections but the first two):
+#: successive halving's rungs and PBT's population.
+RUNGS_TABLE, PBT_TABLE = SETTINGS_TABLES = SECTIONS[2:]
+SEARCH_KEYS = (*section("spec"), *SETTINGS_TABLES)
 PRIOR_KINDS = ("uniform", "log_uniform", "choice")
 #: Keys whose values are integers: a continuous prior over them draws integers.
 INTEGER_KEYS = tuple(key.name for key in CONFIG.values() if key.kind == "int")
@@ -112,9 +117,16 @@ def is_search_spec(document: dict[str, Any]) -> bool:
     return any(key in document for key in SEARCH_KEYS)
 
 
-def parse_search_spec(document: dict[str, Any], name: str, source: str) -> Study:
+def parse_search_spec(
+    document: dict[str, Any], name: str, source: str, strategies: Mapping[str, Any]
+) -> Study:
     """A spec with a ``strategy`` (and a ``[search]`` space) as a ``Study`` whose
-    configurations are drawn; the grid part goes through ``specs.parse_spec``.
+    configurations are drawn (or, for a strategy that proposes them, left to it); the grid
+    part goes through ``specs.parse_spec``.
+
+    ``strategies``: every strategy by name (``flaxmnist.search.registry.STRATEGIES``); what
+    each says of itself (``search.base.Strategy``'s attributes) decides what its spec may
+    and must hold.
 
     Raises:
       SpecError: naming ``source``, the offending key and its value.
@@ -123,35 +135,30 @@ def parse_search_spec(document: dict[str, Any], name: str, source: str) -> Study
     for key in SEARCH_KEYS:
         if key in document and key in settings:
             check_value(source, "", key, document[key], settings)
-    strategy = document.get("strategy", "grid")
-    space = _table(source, "search", document.get("search", {}))
-    priors = parse_priors(space, source)
-    if strategy in ("random", "quasi-random", *LEARNED) and not priors:
-        raise SpecError(f"{source}: strategy = {strategy!r} needs a [search] table of priors")
-    search = _search(source, document, strategy, priors)
+    name_of = document.get("strategy", settings["strategy"].default)
+    if name_of not in strategies:
+        raise SpecError(
+            f"{source}: strategy = {name_of!r}: expected one of {', '.join(strategies)}"
+        )
+    strategy = strategies[name_of]
+    priors = parse_priors(_table(source, "search", document.get("search", {})), source)
+    if strategy.needs_space and not priors:
+        raise SpecError(f"{source}: strategy = {name_of!r} needs a [search] table of priors")
+    search = _search(source, document, strategy, strategies, priors)
     rest = {k: v for k, v in document.items() if k not in SEARCH_KEYS}
     study = parse_spec(rest, name, source, allow_empty=bool(priors))
-    if priors and (study.configs or "grid" in document):
+    if priors and (study.configs or document.get("grid") is not None):  # the [grid] table
         raise SpecError(f"{source}: [search] draws the configurations: drop [grid]/[[configs]]")
     if not priors:
-        return Study(**{**study.__dict__, "strategy": strategy, "search": search})
-    base = {k: v for k, v in document.get("base", {}).items()}
+        return replace(study, strategy=name_of, search=search)
     varied = tuple(p.key for p in priors)
-    if strategy in LEARNED:  # the sampler proposes them as the study runs
+    if strategy.proposes:  # the strategy proposes them as the study runs
         check_space(search, source)
-        return Study(name, study.description, (), varied, source, strategy, search)
-    draws = draw(priors, search.samples, search.seed, quasi=strategy != "random")
-    template = {"base": base, "configs": draws}
+        return Study(name, study.description, (), varied, source, name_of, search)
+    draws = draw(priors, search.samples, search.seed, quasi=strategy.draw == "quasi")
+    template = {"base": dict(document.get("base", {})), "configs": draws}
     configs = parse_spec(template, name, f"{source} (drawn)").configs
-    return Study(
-        name=name,
-        description=study.description,
-        configs=configs,
-        varied=varied,
-        source=source,
-        strategy=strategy,
-        search=search,
-    )
+    return Study(name, study.description, configs, varied, source, name_of, search)
 
 
 def parse_priors(space: dict[str, Any], source: str) -> tuple[Prior, ...]:
@@ -221,24 +228,26 @@ def _settings(source: str, document: dict, table: str) -> dict[str, Any]:
     return {name: given.get(name, key.default) for name, key in keys.items()}
 
 
-def _search(source: str, document: dict, strategy: str, priors: tuple[Prior, ...]) -> Search:
+def _search(
+    source: str,
+    document: dict,
+    strategy: Any,
+    strategies: Mapping[str, Any],
+    priors: tuple[Prior, ...],
+) -> Search:
     """The sampler's and strategies' settings, checked."""
-    halving, pbt = _settings(source, document, "halving"), _settings(source, document, "pbt")
-    for table in ("halving", "pbt"):
-        if (
-            table in document
-            and strategy != table
-            and not (table == "halving" and strategy in LEARNED)
-        ):
-            raise SpecError(f"{source}: [{table}] is set but strategy = {strategy!r}")
-    for key in ("objectives", "sampler"):
-        if key in document and strategy not in LEARNED:
+    halving, pbt = (_settings(source, document, table) for table in SETTINGS_TABLES)
+    rungs_given = RUNGS_TABLE in document
+    for table in (*SETTINGS_TABLES, "objectives", "sampler"):
+        if table in document and table not in strategy.tables:
+            readers = [name for name, other in strategies.items() if table in other.tables]
+            what = f"[{table}]" if table in SETTINGS_TABLES else table
             raise SpecError(
-                f"{source}: {key} is set but strategy = {strategy!r}: it belongs to the "
-                f"learned strategies ({', '.join(LEARNED)})"
+                f"{source}: {what} is set but strategy = {strategy.name!r} does not read it "
+                f"(the strategies that do: {', '.join(readers)})"
             )
     objectives = parse_objectives(source, document.get("objectives", ["val_accuracy"]))
-    if len(objectives) > 1 and "halving" in document:
+    if len(objectives) > 1 and rungs_given:
         raise SpecError(
             f"{source}: [halving] ranks by holdout accuracy alone: with two objectives, "
             "drop [halving] (or the second objective)"
@@ -261,7 +270,7 @@ def _search(source: str, document: dict, strategy: str, priors: tuple[Prior, ...
         resample_probability=float(pbt["resample_probability"]),
         objectives=objectives,
         sampler=dict(document.get("sampler", {})),
-        halving=strategy == "halving" or "halving" in document,
+        halving=strategy.halves or rungs_given,
         base=dict(document.get("base", {})),
         settings={k: document[k] for k in SEARCH_KEYS if k in document},
     )

@@ -30,7 +30,7 @@ import jax
 import flaxmnist
 from flaxmnist.core import optimizer
 from flaxmnist.run import programs
-from flaxmnist.specs.studies import load_studies
+from flaxmnist.studies import load_studies
 
 GOLDEN_SPEC = Path(__file__).resolve().parent / "golden.toml"
 CHANGES = ("none", "eps10", "lr101", "steps", "dropkey")

@@ -1,9 +1,10 @@
 """What a search carries between epochs, and its checkpoint in the run directory.
 
 ``SearchState`` holds the epoch reached, every configuration as it trains now (PBT changes
-them), each configuration's per-epoch metrics per seed, and PBT's lineage. After every rung
-or PBT step, ``save_state`` writes it with each grid's ``TrainState`` (parameters and Adam's
-state, padding included) to ``RUN_DIR/search/<study>/``: the grids' files first, then
+them), each configuration's per-epoch metrics per seed, and what the strategy carries (its
+``state()``: PBT's lineage). After every step that asks for it (a rung, a PBT step),
+``save_state`` writes it with each grid's ``TrainState`` (parameters and Adam's state,
+padding included) to ``RUN_DIR/search/<study>/``: the grids' files first, then
 ``state.json`` naming them, atomically, so a kill leaves the previous checkpoint or this
 one. Metrics are stored as their float32 values (``records.json_float``), so a resumed
 search ranks, and records, exactly what an uninterrupted one would. With many processes
@@ -29,17 +30,10 @@ from flaxmnist.devices.placement import broadcast_from_main
 from flaxmnist.run.checkpoint import load_tree, save_tree
 from flaxmnist.run.records import json_float
 from flaxmnist.run.rundir import write_json_atomic
-from flaxmnist.specs.config import CONFIG_KEYS, Config
+from flaxmnist.specs.config import Config, config_from_dict
 
 SEARCH = "search"
 STATE = "state.json"
-
-
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """A ``Config`` from its ``to_dict`` form (other keys, e.g. data settings, ignored)."""
-    return Config(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in CONFIG_KEYS}
-    )
 
 
 @dataclass
@@ -49,7 +43,7 @@ class SearchState:
     epoch: int
     configs: dict[int, Config]
     histories: dict[int, dict[str, list[np.ndarray]]] = field(default_factory=dict)
-    lineage: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    strategy: dict[str, Any] = field(default_factory=dict)  # the strategy's own state()
     grids: list[dict[str, Any]] = field(default_factory=list)  # as last saved
     folder: Path | None = None  # where it was read from
 
@@ -96,7 +90,8 @@ class SearchState:
             epoch=saved["epoch"],
             configs={int(c): config_from_dict(v) for c, v in saved["configs"].items()},
             histories=histories,
-            lineage={int(c): v for c, v in saved["lineage"].items()},
+            # A checkpoint written before strategies kept their own state held PBT's lineage.
+            strategy=saved.get("strategy", {"lineage": saved.get("lineage", {})}),
             grids=saved["grids"],
             folder=path.parent,
         )
@@ -149,7 +144,7 @@ def save_state(out: Path, study: str, state: SearchState, grids: list) -> None:
             "epoch": state.epoch,
             "configs": {c: config.to_dict() for c, config in state.configs.items()},
             "histories": {c: _json_history(h) for c, h in state.histories.items() if c in alive},
-            "lineage": state.lineage,
+            "strategy": state.strategy,
             "grids": state.grids,
         },
     )

@@ -7,6 +7,9 @@ another::
 
     description = "the whole notebook"
     studies = ["lr", "hidden", "l2", "dropout", "three-layer"]
+
+A spec that names a strategy is read with what that strategy says of itself
+(``flaxmnist.search.registry``), which is why loading studies sits above the strategies.
 """
 
 from __future__ import annotations
@@ -18,8 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from flaxmnist.errors import SpecError
+from flaxmnist.search.registry import STRATEGIES
 from flaxmnist.specs.config import Study, parse_spec
 from flaxmnist.specs.space import is_search_spec, parse_search_spec
+
+
+def parse_study(document: dict[str, Any], name: str, source: str) -> Study:
+    """A parsed spec (one study, not a composite) as a ``Study``: a grid
+    (``specs.parse_spec``) or, where it names a strategy or a space, a search
+    (``specs.space.parse_search_spec``, with every registered strategy).
+
+    Raises:
+      SpecError: naming ``source``, the offending key and its value.
+    """
+    if is_search_spec(document):
+        return parse_search_spec(document, name, source, STRATEGIES)
+    return parse_spec(document, name=name, source=source)
 
 
 def builtin_sweeps_dir() -> Path:
@@ -92,8 +109,7 @@ def _load_studies(
         raise SpecError(f"{chain[0]}: composite specs include each other: {cycle}")
     document = _read_toml(path)
     if "studies" not in document:
-        parse = parse_search_spec if is_search_spec(document) else parse_spec
-        return [parse(document, name=name, source=str(path))]
+        return [parse_study(document, name, str(path))]
     entries = document["studies"]
     extra = set(document) - {"studies", "description"}
     if extra:
