@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flaxmnist.devices.machine import format_bytes
 from flaxmnist.errors import OutOfMemoryError, SettingsError
-from flaxmnist.run.plan import Plan, lane_bytes, widths
+from flaxmnist.run.plan import Plan, widths
 from flaxmnist.search.registry import strategy_class
 from flaxmnist.specs.config import COMPUTE_DTYPES, MATMUL_PRECISIONS, Study
 from flaxmnist.studies import load_studies
@@ -79,8 +79,7 @@ def check_settings(
 def check_memory(plan: Plan, budget: int, source: str) -> None:
     """Refuse, before anything runs, a configuration whose one lane exceeds ``budget``."""
     for planned in plan.studies:
-        for spec in planned.specs:
-            need = lane_bytes(spec)
+        for spec, need in zip(planned.specs, planned.lane_bytes, strict=True):
             if need > budget:
                 study = planned.study
                 raise OutOfMemoryError(

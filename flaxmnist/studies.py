@@ -46,7 +46,7 @@ def builtin_sweeps_dir() -> Path:
     try:
         return Path(str(resources.files("flaxmnist.sweeps")))
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[2] / "sweeps"
+        return Path(__file__).resolve().parents[1] / "sweeps"
 
 
 def builtin_studies() -> list[str]:

@@ -11,6 +11,7 @@ import flaxmnist
 DOCTESTED = [
     "flaxmnist.errors",
     "flaxmnist.core.data",
+    "flaxmnist.specs.keys",
     "flaxmnist.specs.config",
     "flaxmnist.core.train",
     "flaxmnist.run.progress",
@@ -22,6 +23,7 @@ DOCTESTED = [
     "flaxmnist.report.plots",
     "flaxmnist.run.checkpoint",
     "flaxmnist.search.trials",
+    "flaxmnist.search.halving",
     "flaxmnist.core.augment",
     "flaxmnist.run.ensemble",
 ]

@@ -279,6 +279,21 @@ def _make_evaluate_epoch(model: nn.Module, spec: TrainSpec) -> Callable:
     return evaluate_epoch
 
 
+def _loss_and_grad(model: nn.Module, spec: TrainSpec) -> Callable:
+    """The training loss of ``spec``'s program (its features compiled in or out) and its
+    gradient: ``jax.value_and_grad`` of ``losses.make_loss``."""
+    loss_fn = make_loss(
+        model,
+        len(spec.hidden),
+        spec.loss,
+        spec.use_dropout,
+        spec.use_l2,
+        spec.use_input_dropout,
+        spec.use_label_smoothing,
+    )
+    return jax.value_and_grad(loss_fn, has_aux=True)
+
+
 def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Callable, Callable]:
     """Build the two pure pieces of training for ``spec``: ``(init, run_epoch)``.
 
@@ -308,18 +323,8 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
     """
     if model is None:
         model = MLP(spec.hidden, num_classes=spec.num_classes, compute_dtype=spec.compute_dtype)
-    num_hidden = len(spec.hidden)
-    loss_fn = make_loss(
-        model,
-        num_hidden,
-        spec.loss,
-        spec.use_dropout,
-        spec.use_l2,
-        spec.use_input_dropout,
-        spec.use_label_smoothing,
-    )
-    loss_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
-    update = make_update(num_hidden, spec.use_schedule, spec.use_max_norm)
+    loss_and_grad = _loss_and_grad(model, spec)
+    update = make_update(len(spec.hidden), spec.use_schedule, spec.use_max_norm)
     evaluate_epoch = _make_evaluate_epoch(model, spec)
 
     def run_epoch(state: TrainState, hparams: Hyperparams, key, data: DataSplits, epoch_index):

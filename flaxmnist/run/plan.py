@@ -313,6 +313,15 @@ class StudyPlan:
     proposed: bool = False
     round_size: int = 0
 
+    @property
+    def lane_bytes(self) -> tuple[int, ...]:
+        """Each configuration's memory per lane (``lane_bytes``)."""
+        return tuple(lane_bytes(spec) for spec in self.specs)
+
+    def flops(self, train_size: int) -> tuple[int, ...]:
+        """Each configuration's training FLOPs per lane and epoch (``train_flops``)."""
+        return tuple(train_flops(spec, train_size) for spec in self.specs)
+
 
 @dataclass(frozen=True)
 class Plan:
