@@ -31,7 +31,7 @@ extensions = [
     "sphinx_copybutton",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]  # _generated: included by pages, not pages
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 

@@ -231,7 +231,8 @@ def features() -> dict[str, tuple[Key, ...]]:
 
 
 def markdown() -> str:
-    """Every key of the table as Markdown tables, one per section: the docs' key list."""
+    """Every key of the table as Markdown definition lists (MyST's ``deflist``), one per
+    section: the docs' key list."""
     titles = {
         "config": "A configuration's keys: `[base]`, `[grid]` (lists), `[[configs]]`, `[search]`",
         "spec": "A search: at the top of the spec",
@@ -240,13 +241,13 @@ def markdown() -> str:
     }
     out = []
     for name in SECTIONS:
-        out += [f"### {titles[name]}", "", "| key | default | allowed | training | what |"]
-        out.append("|---|---|---|---|---|")
+        out += [f"### {titles[name]}", ""]
         for key in section(name).values():
-            out.append(
-                f"| `{key.name}` | {_shown(key.default)} | {_allowed(key)} | {_role(key)} "
-                f"| {key.doc} |"
-            )
+            out += [
+                f"`{key.name}`",
+                f": {key.doc}. Default {_shown(key.default)}; {_allowed(key)}; {_role(key)}.",
+                "",
+            ]
         out.append("")
     return "\n".join(out)
 
@@ -261,16 +262,24 @@ def _shown(value: Any) -> str:
 
 def _allowed(key: Key) -> str:
     if key.kind == "choice":
-        return " ".join(f'`"{c}"`' for c in key.choices)
-    layers = {"hidden": ", per hidden layer", "dense": ", per dense layer"}.get(key.per_layer, "")
-    kinds = {"widths": "integers", "str": "a name", "list": "a list", "table": "a table"}
-    kind = kinds.get(key.kind, key.kind)
-    return f"{kind} {key.bounds}".strip() + layers
+        return "one of " + ", ".join(f'`"{c}"`' for c in key.choices)
+    kinds = {
+        "int": "an integer",
+        "float": "a number",
+        "widths": "a list of integers",
+        "str": "a name",
+        "list": "a list",
+        "table": "a table",
+    }
+    bounds = key.bounds if key.bounds.startswith(">") else f"in {key.bounds}"
+    layers = {"hidden": ", one per hidden layer", "dense": ", one per dense layer"}
+    layers = layers.get(key.per_layer, "")
+    return kinds[key.kind] + (f" {bounds}" if key.bounds else "") + layers
 
 
 def _role(key: Key) -> str:
     if key.role == "lane":
-        return f"lane (`{key.feature}`)" if key.feature else "lane"
+        return "**lane**" + (f" (compiled out unless used: `{key.feature}`)" if key.feature else "")
     if key.role == "static":
-        return "static" + (f", lane `{key.lane}`" if key.lane else "")
-    return key.role
+        return "**static**" + (f" (and the lane array `{key.lane}`)" if key.lane else "")
+    return f"**{key.role}**"
