@@ -22,7 +22,6 @@ import statistics
 import sys
 import time
 import tomllib
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +69,6 @@ def overhead(strategy: str, rounds: int, size: int, round_seconds: float) -> lis
     """Per round: trials before it, ask seconds, tell seconds."""
     document = tomllib.loads(SPEC.read_text())
     search = parse_study({**document, "strategy": strategy}, "bench", str(SPEC)).search
-    search = replace(search, settings={**search.settings, "strategy": strategy})
     proposer = Proposer(STRATEGIES[strategy], search, size)
     rng, rows = np.random.default_rng(0), []
     for number in range(rounds):

@@ -1,8 +1,9 @@
 """What ``run_sweep`` checks before anything runs: the studies (named, loaded, their epochs
 overridden, each checked by its strategy: a learned one by Optuna's own rules), the
-settings, and, on the run's plan (``run.plan.Plan``), that every configuration's batch fits
-the training set and one lane fits the memory budget. Where a strategy proposes its
-configurations as it runs, the plan holds one per program shape its space allows.
+settings, that every configuration's batch fits the training set, and, on the run's plan
+(``run.plan.Plan``), that one lane of each fits the memory budget. Where a strategy
+proposes its configurations as it runs, one per program shape its space allows stands for
+them.
 """
 
 from __future__ import annotations
@@ -90,12 +91,14 @@ def check_memory(plan: Plan, budget: int, source: str) -> None:
                 )
 
 
-def check_batch_sizes(plan: Plan, train_size: int) -> None:
-    """Refuse, before anything runs, a batch larger than the training set."""
-    for planned in plan.studies:
-        for config in planned.configs:
+def check_batch_sizes(studies: Sequence[Study], train_size: int) -> None:
+    """Refuse, before anything runs, a batch larger than the training set: in every
+    configuration a study lists, or, where its strategy proposes them later, every shape
+    its space allows (before a budget cuts any)."""
+    for study in studies:
+        for config in strategy_class(study.strategy).planned_configs(study):
             if config.batch_size > train_size:
                 raise SettingsError(
-                    f"{planned.study.source}: batch_size = {config.batch_size}: larger than "
-                    f"the training set ({train_size} images)"
+                    f"{study.source}: batch_size = {config.batch_size}: larger than the "
+                    f"training set ({train_size} images)"
                 )

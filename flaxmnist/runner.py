@@ -195,10 +195,11 @@ def run_sweep(
 
 
 def _plan(studies: Sequence[Study], s: SweepSettings, train_size: int) -> Plan:
-    """The run's plan, checked: every batch fits the training set, every lane the memory
-    budget (where the device's memory is known). On a CPU calls hold at most
-    ``DEFAULT_MAX_LANES`` lanes and programs compile unused regularisers out (measured,
-    BENCHMARKS.md); an accelerator gets every lane at once and one program per shape."""
+    """The run's plan, checked: every batch fits the training set (before the budget cuts
+    any configuration), every lane the memory budget (where the device's memory is
+    known). On a CPU calls hold at most ``DEFAULT_MAX_LANES`` lanes and programs compile
+    unused regularisers out (measured, BENCHMARKS.md); an accelerator gets every lane at
+    once and one program per shape."""
     device = jax.local_devices()[0]
     cpu = device.platform == "cpu"
     memory, source = (
@@ -215,8 +216,8 @@ def _plan(studies: Sequence[Study], s: SweepSettings, train_size: int) -> Plan:
     )
     seeds = tuple(range(s.first_seed, s.first_seed + s.seeds))
     strategies = [strategy_class(one.strategy) for one in studies]
+    check_batch_sizes(studies, train_size)
     plan = make_plan(studies, strategies, seeds, settings, train_size, s.budget)
-    check_batch_sizes(plan, train_size)
     if memory is not None:  # unknown memory: no refusal; a call that runs out is halved
         check_memory(plan, memory, source)
     return plan

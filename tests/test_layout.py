@@ -101,8 +101,8 @@ NO_JAX = (
     "studies",
 )
 #: The code lines a module may have (``code_lines``: docstrings, comments and blank lines do
-#: not count; code counts as the formatter lays it out). The largest modules hold about 265
-#: (report/search.py, run/loop.py), the median about 100: 300 leaves the largest room for a
+#: not count; code counts as the formatter lays it out). The largest modules hold about 270
+#: (report/search.py, sweep.py), the median about 100: 300 leaves the largest room for a
 #: few functions more, and a module that takes in another concern of a typical size crosses
 #: it. It flags a module to split by concern; it is no reason to pack code or cut its docs.
 MAX_CODE_LINES = 300

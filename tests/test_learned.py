@@ -235,3 +235,19 @@ def test_a_torn_last_record_drops_its_round_which_trains_again_the_same(tmp_path
     with pytest.warns(match=r"line 10 is cut short"):
         again = run(learned(samples=5), out=tmp_path)
     assert again == whole and results.read_bytes() == written
+
+
+def test_a_torn_round_under_a_budget_trains_again_what_the_budget_held(tmp_path):
+    """The dropped round's compute is the budget's again: the resumed run cuts where an
+    uninterrupted one did (it cut one configuration short before this was mended)."""
+    lane = 2 * flops_by_hand([8], TRAIN)
+    budget = 3 * 2 * lane + 1 * 2 * lane + lane // 2  # round 1, one more configuration
+    with pytest.warns(match=r"stops after 4 of its 7"):
+        whole = run(learned(), budget=budget, out=tmp_path)
+    results = tmp_path / "results.jsonl"
+    written = results.read_bytes()
+    lines = written.splitlines(keepends=True)
+    results.write_bytes(b"".join(lines[:-1]) + lines[-1][:100])  # round 2's last record torn
+    with pytest.warns(match=r"stops after 4 of its 7"):
+        again = run(learned(), budget=budget, out=tmp_path)
+    assert again == whole and results.read_bytes() == written

@@ -143,3 +143,44 @@ def test_each_search_says_what_its_spec_may_hold(name):
     cls = STRATEGIES[name]
     assert cls.searches and not cls.up_front
     assert cls.needs_space == cls.proposes
+
+
+class StopAtOne(KeepFirst):
+    """Asked after the first epoch, it says nothing is left: the lanes end as they are."""
+
+    name = "stop-at-one"
+
+    def next(self, standing):
+        return Step()
+
+
+def test_a_strategy_that_ends_the_search_early_leaves_lanes_recorded_as_they_are(
+    monkeypatch,
+):
+    monkeypatch.setitem(STRATEGIES, StopAtOne.name, StopAtOne)
+    document = {
+        "strategy": "stop-at-one",
+        "base": {"hidden": [16], "epochs": 3},
+        "grid": {"learning_rate": [1e-3, 1e-2]},
+    }
+    records = run_sweep(parse_study(document, "s", "s.toml"), seeds=1, limit_train=400, quiet=True)
+    assert [len(r["history"]["val_accuracy"]) for r in records] == [1, 1]
+
+
+def test_the_report_draws_the_records_of_a_strategy_it_does_not_know():
+    from flaxmnist.report.search import search_trace
+
+    records = [
+        {
+            "study": "s",
+            "config_index": c,
+            "seed": 0,
+            "val_accuracy": v,
+            "compute": 10,
+            "history": {"val_accuracy": [v]},
+            "search": {"strategy": "someone-elses"},
+        }
+        for c, v in enumerate([0.5, 0.7, 0.6])
+    ]
+    spent, best = search_trace(records)
+    assert spent.tolist() == [10, 20, 30] and best.tolist() == [0.5, 0.7, 0.7]

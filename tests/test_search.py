@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from flaxmnist import SettingsError, run_sweep
+from flaxmnist import RunStats, SettingsError, run_sweep
 from flaxmnist.run.plan import train_spec_of, within_budget
 from flaxmnist.search.halving import rung_epochs
 from flaxmnist.search.pbt import explore, pbt_epochs
@@ -216,3 +216,22 @@ def test_a_search_killed_after_a_checkpoint_resumes_to_the_same_results(strategy
     assert (out / "models" / strategy / "params.msgpack").read_bytes() == (
         tmp_path / "whole" / "models" / strategy / "params.msgpack"
     ).read_bytes()
+
+
+def test_a_checkpoint_left_after_the_search_finished_is_removed_not_resumed(tmp_path, monkeypatch):
+    """A run killed after its last records and before it removed the checkpoint: the rerun
+    skips the study (it trained it again, from the last rung, before this was mended)."""
+    from flaxmnist.run.search_state import SearchState
+
+    study = search_study("halving", halving={"eta": 2})
+    keep = SearchState.remove
+    monkeypatch.setattr(SearchState, "remove", staticmethod(lambda out, name: None))
+    whole = run_sweep(study, seeds=2, limit_train=TRAIN, out=tmp_path, quiet=True)
+    assert (tmp_path / "search" / "s" / "state.json").exists()
+    written = (tmp_path / "results.jsonl").read_bytes()
+    monkeypatch.setattr(SearchState, "remove", keep)
+    stats = RunStats()
+    again = run_sweep(study, seeds=2, limit_train=TRAIN, out=tmp_path, quiet=True, stats=stats)
+    assert again == whole and (tmp_path / "results.jsonl").read_bytes() == written
+    assert stats.lane_epochs == 0  # nothing trained again
+    assert not (tmp_path / "search").exists()

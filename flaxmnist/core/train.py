@@ -187,10 +187,11 @@ def _lane_array(spec: TrainSpec, key: Key, value: Any) -> jax.Array:
 
 
 def make_hyperparams(spec: TrainSpec, learning_rate: float, **values: Any) -> Hyperparams:
-    """Build ``Hyperparams`` for ``spec``: every field from ``values`` (by name) or its
-    default, a lane key's from ``keys.toml``, ``widths`` and ``schedule_epochs`` from
-    ``spec`` (its ``hidden`` and ``epochs``). A number given to a per-layer field applies
-    to every layer; ``lr_schedule`` is a name in ``specs.LR_SCHEDULES``.
+    """Build ``Hyperparams`` for ``spec``: every field from ``values`` (by name) or, left
+    out or ``None``, its default: a lane key's from ``keys.toml``, ``widths`` and
+    ``schedule_epochs`` from ``spec`` (its ``hidden`` and ``epochs``). A number given to a
+    per-layer field applies to every layer; ``lr_schedule`` is a name in
+    ``specs.LR_SCHEDULES``.
 
     Raises:
       TypeError: a name that is not a field; ValueError: a schedule that does not exist.
@@ -211,7 +212,8 @@ def make_hyperparams(spec: TrainSpec, learning_rate: float, **values: Any) -> Hy
     arrays = {}
     for name, key in LANES.items():
         default = getattr(spec, key.spec_field) if name != key.name else key.default
-        arrays[name] = _lane_array(spec, key, values.get(name, default))
+        value = values.get(name)
+        arrays[name] = _lane_array(spec, key, default if value is None else value)
     return Hyperparams(**arrays)
 
 

@@ -4,8 +4,9 @@ A ``LaneGrid`` trains configurations × seeds that share one ``TrainSpec``: ``ma
 vmapped over configurations (inner) and seeds (outer), jitted with the configuration axis
 sharded over a mesh (too few configurations shard the seeds). Seed ``i`` is the key
 ``jax.random.key(i)`` in every configuration, so the lanes of a seed share each minibatch and
-its augmentation: one gather and one wide matrix product per seed. A driver steps the grid an
-epoch at a time and may reshape it between epochs (``keep``, ``copy``, ``set_hyperparams``).
+its augmentation: one gather and one wide matrix product per seed. The loop (``run.loop``,
+``run.stepped``) steps the grid an epoch at a time and may reshape it between epochs, as a
+strategy decides (``keep``, ``copy``, ``set_hyperparams``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class LaneGrid:
     """Configurations × seeds of one ``TrainSpec``, trained in lockstep on a mesh.
 
     Args:
-      spec: the static settings every lane shares (``spec.epochs`` is not used: the driver
+      spec: the static settings every lane shares (``spec.epochs`` is not used: the loop
         calls ``step`` once per epoch).
       hparams: one ``Hyperparams`` per configuration.
       seeds: the seeds; lane ``(s, c)`` trains configuration ``c`` with the key

@@ -204,7 +204,7 @@ def calls_of(
     """The calls of one study whose configurations' ``specs`` are known (``plan_calls``)."""
     calls = []
     for group in group_specs(specs, settings.split_regularisers, settings.pad_widths):
-        size = settings.lanes_per_call(group.spec)
+        size = settings.lanes(group.spec)
         calls += split_call(Call(study_index, group.spec, group.config_indices, seeds), size)
     return calls
 
@@ -280,11 +280,11 @@ class PlanSettings:
     split_regularisers: bool = True
     pad_widths: bool = False
 
-    def lanes_per_call(self, spec: TrainSpec, cap: bool = True) -> int:
-        """Lanes one call (or one grid of a search, ``cap=False``) of ``spec`` holds."""
-        return lanes_per_call(
-            spec, self.max_lanes, self.memory_budget, self.lane_cap if cap else None
-        )
+    def lanes(self, spec: TrainSpec, capped: bool = True) -> int:
+        """Lanes one call of ``spec`` holds (``lanes_per_call``); ``capped=False``: one grid
+        of a stepped study, which the CPU's lane cap does not bound."""
+        cap = self.lane_cap if capped else None
+        return lanes_per_call(spec, self.max_lanes, self.memory_budget, cap)
 
 
 def derive(configs: Sequence[Config], settings: PlanSettings) -> tuple[TrainSpec, ...]:
@@ -362,7 +362,7 @@ def make_plan(
         size = 0
         if strategy.proposes:
             widest = max(specs, key=lane_bytes)
-            size = max(1, settings.lanes_per_call(widest) // len(seeds))
+            size = max(1, settings.lanes(widest) // len(seeds))
         planned.append(StudyPlan(study, configs, specs, strategy.proposes, size))
         if strategy.up_front:
             calls += calls_of(index, specs, seeds, settings)

@@ -160,11 +160,11 @@ def spec_of(saved: dict[str, Any]) -> TrainSpec:
 
 
 def restore_grids(state: SearchState, make_grid: Callable) -> list:
-    """The grids of a checkpoint, their state loaded: ``make_grid(spec, configs, state)``
-    builds each (a ``LaneGrid`` of those ``config_indices``)."""
+    """The grids of a checkpoint, their state loaded: ``make_grid(spec, configs)`` builds
+    each (a ``LaneGrid`` of those ``config_indices``, with ``state``'s configurations)."""
     grids = []
     for saved in state.grids:
-        grid = make_grid(spec_of(saved["spec"]), list(saved["configs"]), state)
+        grid = make_grid(spec_of(saved["spec"]), list(saved["configs"]))
         grid.init()  # the state's structure, to read the file into
         target, main = grid.host_state(), cluster.is_main()
         loaded = load_tree(state.folder / saved["file"], target) if main else target

@@ -86,15 +86,15 @@ class SteppedStudy:
 
     def run(self) -> None:
         """Ask, train, record, until the strategy has nothing left to train."""
-        out = self.keeper.out
-        saved = SearchState.read(out, self.name) if out is not None else None
+        saved = self._checkpoint_to_resume()
         if saved is not None:
             self._resume(saved)
         else:
             step = self._decide(self.strategy.first)
             if not step.add:
                 self.keeper.forget(self.index, step.forget)
-                self.progress.skipped(f"{self.name} [{self.strategy.name}]")
+                if self.keeper.of_study(self.index):  # an earlier attempt finished it
+                    self.progress.skipped(f"{self.name} [{self.strategy.name}]")
                 return
             self._apply(step)
         while self.grids:
@@ -105,8 +105,23 @@ class SteppedStudy:
                 self._finish()
             step = self._decide(self.strategy.next)
             self._apply(step)
+            if self.grids and self.until <= self.state.epoch:
+                self._finish()  # the strategy trains them no further: as they are
+                break
             if step.checkpoint and self.grids:
                 self._checkpoint()
+
+    def _checkpoint_to_resume(self) -> SearchState | None:
+        """The study's checkpoint, unless its records are all in (a run killed after the
+        last records and before the checkpoint went): that one is removed."""
+        out = self.keeper.out
+        saved = SearchState.read(out, self.name) if out is not None else None
+        if saved is None:
+            return None
+        if cluster.share(lambda: self.strategy.recorded_all(self._standing())):
+            SearchState.remove(out, self.name)
+            return None
+        return saved
 
     def _decide(self, decide: Callable[[Standing], Step]) -> Step:
         """The strategy's step (process 0 decides, every process gets it)."""
@@ -180,7 +195,7 @@ class SteppedStudy:
             spec = replace(group.spec, epochs=self.horizon, **forced)
             members = tuple(indices[i] for i in group.config_indices)
             whole = Call(self.index, spec, members, self.keeper.seeds)
-            for call in split_call(whole, self.settings.lanes_per_call(spec, cap=False)):
+            for call in split_call(whole, self.settings.lanes(spec, capped=False)):
                 grid = self._grid(spec, list(call.config_indices))
                 grid.init()
                 self.grids.append(grid)
@@ -191,7 +206,7 @@ class SteppedStudy:
             (self._specs[config],) = derive([config], self.settings)
         return self._specs[config]
 
-    def _grid(self, spec: TrainSpec, configs: list[int], state: Any = None) -> LaneGrid:
+    def _grid(self, spec: TrainSpec, configs: list[int]) -> LaneGrid:
         hparams = [hyperparams_of(spec, self.state.configs[c]) for c in configs]
         keeper = self.keeper
         return LaneGrid(

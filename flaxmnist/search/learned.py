@@ -27,9 +27,10 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import replace
+from functools import cached_property
 from typing import Any, ClassVar
 
-from flaxmnist.errors import FlaxmnistWarning, RunDirError
+from flaxmnist.errors import FlaxmnistWarning, RunDirError, SpecError
 from flaxmnist.run.steps import Standing, Step
 from flaxmnist.search import sampler
 from flaxmnist.search.base import Strategy
@@ -72,6 +73,15 @@ class Learned(Strategy):
 
     @classmethod
     def check(cls, study: Study) -> None:
+        """Optuna's refusals (``sampler.check``), before anything runs; a sampler of one
+        objective given two is told which learned strategies take two."""
+        sampler.check_installed(cls, study.source)
+        if len(study.search.objectives) > 1 and cls.single_objective:
+            others = [c.name for c in Learned.__subclasses__() if not c.single_objective]
+            raise SpecError(
+                f"{study.source}: strategy = {cls.name!r} optimises one objective: with "
+                f"objectives = {list(study.search.objectives)}, use {', '.join(others)}"
+            )
         sampler.check(cls, study.search, study.source)
 
     @classmethod
@@ -85,7 +95,7 @@ class Learned(Strategy):
         what the memory, the batch sizes and a round are checked and planned for."""
         return tuple(resolve(study, s) for s in candidate_settings(study.search))
 
-    @property
+    @cached_property
     def epochs(self) -> int:
         return resolve(self.study, candidate_settings(self.search)[0]).epochs
 
@@ -104,6 +114,7 @@ class Learned(Strategy):
         """Replay the rounds an earlier attempt recorded, then propose the next."""
         start = time.perf_counter()
         rounds, forget = recorded_rounds(self.study, standing)
+        standing = _forgotten(standing, forget)  # the loop drops them after this step
         self.asked, self.round = sum(len(r) for r in rounds), len(rounds)
         if self.asked >= self.search.samples:
             return Step(forget=forget)
@@ -234,6 +245,18 @@ class NSGA2(Learned):
     name = "nsga2"
     sampler_class = "NSGAIISampler"
     generation = "population_size"
+
+
+def _forgotten(standing: Standing, forget: tuple[int, ...]) -> Standing:
+    """``standing`` without the records of ``forget``, their compute back in the budget."""
+    if not forget:
+        return standing
+    dropped = [r for r in standing.records if r["config_index"] in forget]
+    kept = [r for r in standing.records if r["config_index"] not in forget]
+    left = standing.budget_left
+    if left is not None:
+        left += sum(r.get("compute", 0) for r in dropped)
+    return replace(standing, records=kept, budget_left=left)
 
 
 def resolve(study: Study, settings: dict[str, Any]) -> Config:

@@ -111,7 +111,7 @@ def make_sampler(strategy: Any, search: Search, round_size: int | None = None):
     """The Optuna sampler of ``strategy`` (a learned strategy's class), seeded with
     ``search.seed``, with its defaults and the spec's ``[sampler]`` options; a generation of
     CMA-ES or NSGA-II is a round (``round_size``)."""
-    _check_installed(strategy, "<spec>")
+    check_installed(strategy, "<spec>")
     options = {**strategy.sampler_defaults, **search.sampler}
     if strategy.generation and round_size is not None:
         options.setdefault(strategy.generation, max(2, round_size))
@@ -120,18 +120,13 @@ def make_sampler(strategy: Any, search: Search, round_size: int | None = None):
 
 def check(strategy: Any, search: Search, source: str) -> None:
     """Refuse, before anything runs, what Optuna would refuse later: a missing package, a
-    single-objective sampler given two objectives, a prior without an Optuna distribution, a
-    sampler option the sampler does not take (``strategy``: a learned strategy's class).
+    prior without an Optuna distribution, a sampler option the sampler does not take
+    (``strategy``: a learned strategy's class).
 
     Raises:
       SpecError: naming ``source`` and the prior, objective or sampler option at fault.
     """
-    _check_installed(strategy, source)
-    if len(search.objectives) > 1 and strategy.single_objective:
-        raise SpecError(
-            f"{source}: strategy = {strategy.name!r} optimises one objective: with objectives "
-            f"= {list(search.objectives)}, use a learned strategy that optimises two"
-        )
+    check_installed(strategy, source)
     for prior in search.priors:
         try:
             distribution(prior)
@@ -156,7 +151,8 @@ def check(strategy: Any, search: Search, source: str) -> None:
         raise SpecError(f"{source}: [sampler]: {name} refused it: {err}") from None
 
 
-def _check_installed(strategy: Any, source: str) -> None:
+def check_installed(strategy: Any, source: str) -> None:
+    """Refuse a sampler whose package is missing, naming the flaxmnist extra."""
     if strategy.needs and importlib.util.find_spec(strategy.needs[0]) is None:
         module, name, extra = strategy.needs
         raise SpecError(

@@ -31,6 +31,7 @@ Adding a lane key is one entry in ``keys.toml``, the code in ``flaxmnist.core`` 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import tomllib
@@ -151,9 +152,7 @@ _CHECKS: dict[str, Callable[[Key, Any], bool]] = {
     "float": _check_number,
     "choice": lambda key, value: isinstance(value, str) and value in key.choices,
     "str": lambda key, value: isinstance(value, str),
-    "widths": lambda key, value: (
-        isinstance(value, list) and bool(value) and all(_check_int(key, w) for w in value)
-    ),
+    "widths": lambda key, value: isinstance(value, list) and all(_check_int(key, w) for w in value),
     "list": lambda key, value: isinstance(value, list),
     "table": lambda key, value: isinstance(value, dict),
 }
@@ -166,6 +165,7 @@ def _default_error(key: Key) -> str:
         "int": "an integer",
         "float": "a number",
         "str": "a string",
+        "widths": "a list of integers",
         "list": "a list",
         "table": "a table",
     }
@@ -253,11 +253,10 @@ def markdown() -> str:
 
 
 def _shown(value: Any) -> str:
+    """A default as TOML writes it."""
     if value is None:
         return "(required)"
-    if isinstance(value, str):
-        return f'`"{value}"`'
-    return f"`{value}`".replace("True", "true").replace("False", "false")
+    return f"`{json.dumps(value)}`"
 
 
 def _allowed(key: Key) -> str:

@@ -55,9 +55,11 @@ from flaxmnist.specs.keys import CONFIG, SECTIONS, section
 from flaxmnist.specs.objectives import parse_objectives
 
 #: Top-level keys of a spec that searches (besides description, base, grid, configs).
-#: The tables of a strategy's own settings (``keys.toml``'s sections but the first two):
-#: successive halving's rungs and PBT's population.
-RUNGS_TABLE, PBT_TABLE = SETTINGS_TABLES = SECTIONS[2:]
+#: The tables of a strategy's own settings: ``keys.toml``'s sections but a configuration's
+#: keys and the spec's top level.
+SETTINGS_TABLES = tuple(s for s in SECTIONS if s not in ("config", "spec"))
+#: The table of successive halving's rungs (a learned strategy halves in rounds with it).
+RUNGS_TABLE = "halving"
 SEARCH_KEYS = (*section("spec"), *SETTINGS_TABLES)
 PRIOR_KINDS = ("uniform", "log_uniform", "choice")
 #: Keys whose values are integers: a continuous prior over them draws integers.
@@ -132,14 +134,14 @@ def parse_search_spec(
       SpecError: naming ``source``, the offending key and its value.
     """
     settings = section("spec")
-    for key in SEARCH_KEYS:
-        if key in document and key in settings:
-            check_value(source, "", key, document[key], settings)
     name_of = document.get("strategy", settings["strategy"].default)
-    if name_of not in strategies:
+    if not isinstance(name_of, str) or name_of not in strategies:
         raise SpecError(
             f"{source}: strategy = {name_of!r}: expected one of {', '.join(strategies)}"
         )
+    for key in SEARCH_KEYS:
+        if key in document and key in settings:
+            check_value(source, "", key, document[key], settings)
     strategy = strategies[name_of]
     priors = parse_priors(_table(source, "search", document.get("search", {})), source)
     if strategy.needs_space and not priors:
@@ -236,10 +238,13 @@ def _search(
     priors: tuple[Prior, ...],
 ) -> Search:
     """The sampler's and strategies' settings, checked."""
-    halving, pbt = (_settings(source, document, table) for table in SETTINGS_TABLES)
+    tables = {table: _settings(source, document, table) for table in SETTINGS_TABLES}
+    halving, pbt = tables[RUNGS_TABLE], tables["pbt"]
     rungs_given = RUNGS_TABLE in document
     for table in (*SETTINGS_TABLES, "objectives", "sampler"):
-        if table in document and table not in strategy.tables:
+        # An empty settings table is no setting; objectives or a sampler always are.
+        given = document.get(table) if table in SETTINGS_TABLES else table in document
+        if given and table not in strategy.tables:
             readers = [name for name, other in strategies.items() if table in other.tables]
             what = f"[{table}]" if table in SETTINGS_TABLES else table
             raise SpecError(
