@@ -194,7 +194,7 @@ class LaneGrid:
         # Old padded rows start with the real ones in order, so position i is row i.
         rows = np.asarray(self._layout.seed_rows)
         columns = np.asarray([configs[i] for i in self._layout.config_rows])
-        self.state = jax.device_put(gather(self.state, rows, columns), self._layout.state)
+        self.state = self._gathered(rows, columns)
 
     def copy(self, source: Sequence[int], target: Sequence[int]) -> None:
         """Copy the state (parameters and optimizer) of configurations ``source`` onto
@@ -212,7 +212,19 @@ class LaneGrid:
         source_of = dict(zip(target, source, strict=True))  # all read before any is written
         rows = np.arange(len(self._layout.seed_rows))
         columns = np.asarray([source_of.get(c, c) for c in self._layout.config_rows])
-        self.state = jax.device_put(gather(self.state, rows, columns), self._layout.state)
+        self.state = self._gathered(rows, columns)
+
+    def _gathered(self, rows: np.ndarray, columns: np.ndarray) -> TrainState:
+        """The lanes ``[rows][:, columns]`` of the state, placed by the current layout: on
+        the device where this process holds the whole grid, else through the host (every
+        process gathers the grid, picks the lanes and places its own part). Both move data
+        only. Where the grid spans processes, jax 0.12.1's CPU collectives hung in the
+        device gather's next step (two processes, a halving rung), so it is not used there."""
+        leaves = jax.tree.leaves(self.state)
+        if all(leaf.is_fully_addressable for leaf in leaves):
+            return jax.device_put(gather(self.state, rows, columns), self._layout.state)
+        picked = jax.tree.map(lambda x: x[rows][:, columns], to_host(self.state))
+        return jax.device_put(picked, self._layout.state)
 
     def set_hyperparams(self, configs: Sequence[int], hparams: Sequence[Hyperparams]) -> None:
         """Train configurations ``configs`` with ``hparams`` from the next epoch on.
