@@ -87,16 +87,18 @@ class Horizon:
 
 #: The early horizon's differences, against the files of ``early/`` (and their ``test``
 #: protocol twin): on the Intel machine under ISA caps AVX512, AVX2, AVX and SSE4_2, and
-#: under jaxlib 0.7.0 and 0.12.0.1. Training accuracy never differed.
+#: under jaxlib 0.7.0, 0.12.0.1 and 0.12.1 (``tolerances/measured-2026-12-05.txt``, and
+#: ``measured-2026-12-07.txt`` for 0.12.1, which differs the most: every value below but
+#: training accuracy's, which never differed).
 MEASURED_EARLY = {
-    "train_loss": (1.77e-06, 4.06e-08),
+    "train_loss": (6.49e-06, 1.5e-07),
     "train_accuracy": (0.0, 0.0),
-    "val_loss": (5.47e-05, 4.8e-07),
-    "val_accuracy": (0.02, 0.000167),
-    "test_loss": (5.11e-05, 4.46e-07),
-    "test_accuracy": (0.01, 0.000167),
-    "ensemble_val_accuracy": (0.01, 0.000167),
-    "ensemble_test_accuracy": (0.01, 0.000167),
+    "val_loss": (7.36e-05, 1.04e-06),
+    "val_accuracy": (0.09, 0.001),
+    "test_loss": (7.36e-05, 1.04e-06),
+    "test_accuracy": (0.09, 0.001),
+    "ensemble_val_accuracy": (0.05, 0.00183),
+    "ensemble_test_accuracy": (0.03, 0.00117),
 }
 #: The end horizon's, against the files of ``end/`` (AMD EPYC): the Intel machine, natively,
 #: under the same ISA caps and under jaxlib 0.7.0 and 0.12.0.1. The largest are all the
@@ -363,12 +365,12 @@ def test_differences_are_relative_for_losses_and_in_points_for_accuracies():
 
 def test_tolerances_are_the_stated_multiple_of_the_measured_differences():
     early = tolerances(HORIZONS["early"], values=120)
-    assert early["val_loss"] == (10 * 5.47e-05, 10 * 4.8e-07)
+    assert early["val_loss"] == (10 * 7.36e-05, 10 * 1.04e-06)
     # Training accuracy never differed: one image of 600, 1/6 of a point, before the
     # multiple; in the mean, that image spread over the 120 values.
     assert early["train_accuracy"] == pytest.approx((10 * 100 / 600, 10 * 100 / 600 / 120))
-    # 0.01 points (one test image) measured over 120 lanes; 18 values may hold 10 flips.
-    assert tolerances(HORIZONS["early"], values=18)["test_accuracy"] == pytest.approx(
-        (10 * 0.01, 10 * 0.01 / 18)
+    # Over 5 values the mean is never held below 10 flipped images spread over them.
+    assert tolerances(HORIZONS["early"], values=5)["ensemble_test_accuracy"] == pytest.approx(
+        (10 * 0.03, 10 * 0.01 / 5)
     )
     assert tolerances(HORIZONS["end"], values=240)["val_accuracy"] == (4 * 2.1, 4 * 0.00971)
