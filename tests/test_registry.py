@@ -5,8 +5,6 @@ entry of the registry."""
 import ast
 from pathlib import Path
 
-import pytest
-
 from flaxmnist import run_sweep
 from flaxmnist.run.steps import Copy, Step
 from flaxmnist.search.base import Strategy
@@ -136,13 +134,6 @@ def test_a_new_strategy_is_its_class_and_one_entry_of_the_registry(monkeypatch, 
     assert trained == {0: 3, 1: 1, 2: 1}
     assert {r["search"]["strategy"] for r in records} == {"keep-first"}
     assert (tmp_path / "models" / "mine").is_dir()
-
-
-@pytest.mark.parametrize("name", ["halving", "pbt", "tpe"])
-def test_each_search_says_what_its_spec_may_hold(name):
-    cls = STRATEGIES[name]
-    assert cls.searches and not cls.up_front
-    assert cls.needs_space == cls.proposes
 
 
 class StopAtOne(KeepFirst):

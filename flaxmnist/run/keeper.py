@@ -68,6 +68,10 @@ class Keeper:
         """Every record so far: study, configuration, seed order."""
         return [self.done[key] for key in sorted(self.done)]
 
+    def spent(self) -> int:
+        """Training FLOPs of every record so far, of every study (what a budget counts)."""
+        return sum(record.get("compute", 0) for record in self.done.values())
+
     def of_study(self, study_index: int) -> list[dict[str, Any]]:
         """The records of one study so far, in configuration and seed order."""
         return [self.done[k] for k in sorted(self.done) if k[0] == study_index]

@@ -163,7 +163,7 @@ class SweepLoop:
     def _summary(self, seconds: float) -> str:
         done = self.keeper.done
         configs = len({(s, c) for s, c, _ in done})
-        compute = sum(r.get("compute", 0) for r in done.values())
+        compute = self.keeper.spent()
         budget = f" of a budget of {self.budget:.4g}" if self.budget is not None else ""
         sampler = self.stats.sampler_seconds
         sampling = f"{sampler:.1f}s in the sampler, " if sampler else ""

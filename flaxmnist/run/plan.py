@@ -103,7 +103,7 @@ def group_configs(
     has the widest of each layer, ``TrainSpec.padded``; ``models.mask_padding``). Both mean
     fewer compiles, for accelerators, where compiling costs more than the extra arithmetic.
     """
-    specs = [train_spec_of(config, val_is_test, dtype) for config in configs]
+    specs = derive(configs, PlanSettings(val_is_test=val_is_test, dtype=dtype))
     return group_specs(specs, split_regularisers, pad_widths)
 
 
@@ -193,8 +193,7 @@ def plan_calls(
     )
     calls = []
     for study_index, configs in enumerate(studies_configs):
-        specs = [train_spec_of(config, val_is_test, dtype) for config in configs]
-        calls += calls_of(study_index, specs, seeds, settings)
+        calls += calls_of(study_index, derive(configs, settings), seeds, settings)
     return calls
 
 

@@ -131,7 +131,6 @@ class SteppedStudy:
 
     def _standing(self) -> Standing:
         going = [c for grid in self.grids for c in grid.config_indices]
-        spent = sum(r.get("compute", 0) for r in self.keeper.done.values())
         return Standing(
             epoch=self.state.epoch,
             grids=tuple(tuple(grid.config_indices) for grid in self.grids),
@@ -141,7 +140,7 @@ class SteppedStudy:
             seeds=self.keeper.seeds,
             lanes=self.plan.round_size,
             budget=self.budget,
-            budget_left=None if self.budget is None else self.budget - spent,
+            budget_left=None if self.budget is None else self.budget - self.keeper.spent(),
             cost=lambda config: self._epoch_cost([config]),
         )
 
@@ -261,9 +260,8 @@ class SteppedStudy:
         if self.budget is None:
             return False
         going = [self.state.configs[c] for grid in self.grids for c in grid.config_indices]
-        recorded = sum(r.get("compute", 0) for r in self.keeper.done.values())
         cost = self._epoch_cost(going)
-        if recorded + self.state.epoch * cost + cost <= self.budget:
+        if self.keeper.spent() + self.state.epoch * cost + cost <= self.budget:
             return False
         warnings.warn(
             f"{self.name}: the budget of {self.budget:.4g} training FLOPs is spent: the "
