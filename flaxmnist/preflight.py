@@ -77,6 +77,17 @@ def check_settings(
         )
 
 
+def check_strategies(plan: Plan) -> None:
+    """Each study's strategy checks its plan (a learned search whose every proposal would be
+    made before anything is told is refused).
+
+    Raises:
+      SpecError: naming the study's spec and what to change.
+    """
+    for planned in plan.studies:
+        strategy_class(planned.study.strategy).check_plan(planned.study, planned.round_size)
+
+
 def check_memory(plan: Plan, budget: int, source: str) -> None:
     """Refuse, before anything runs, a configuration whose one lane exceeds ``budget``."""
     for planned in plan.studies:

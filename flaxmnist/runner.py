@@ -29,11 +29,12 @@ from flaxmnist.preflight import (
     check_batch_sizes,
     check_memory,
     check_settings,
+    check_strategies,
     resolve_studies,
 )
 from flaxmnist.run.attempt import Follower, run_directory
 from flaxmnist.run.loop import SweepLoop
-from flaxmnist.run.plan import DEFAULT_MAX_LANES, Plan, PlanSettings, make_plan
+from flaxmnist.run.plan import DEFAULT_MAX_LANES, Plan, PlanSettings, StudyPlan, make_plan
 from flaxmnist.run.progress import Progress, RunStats, TqdmProgress
 from flaxmnist.search.optuna_db import LiveExport
 from flaxmnist.search.registry import strategy_class
@@ -182,7 +183,7 @@ def run_sweep(
         budget=s.budget,
     )
     manifest_settings = {
-        "studies": [_study_settings(p.study) for p in plan.studies],
+        "studies": [_study_settings(p) for p in plan.studies],
         "seeds": s.seeds,
         "first_seed": s.first_seed,
         "budget": s.budget,
@@ -218,6 +219,7 @@ def _plan(studies: Sequence[Study], s: SweepSettings, train_size: int) -> Plan:
     strategies = [strategy_class(one.strategy) for one in studies]
     check_batch_sizes(studies, train_size)
     plan = make_plan(studies, strategies, seeds, settings, train_size, s.budget)
+    check_strategies(plan)
     if memory is not None:  # unknown memory: no refusal; a call that runs out is halved
         check_memory(plan, memory, source)
     return plan
@@ -272,8 +274,11 @@ def _matmul_precision(precision: str):
     return jax.default_matmul_precision(precision)
 
 
-def _study_settings(study: Study) -> dict[str, Any]:
+def _study_settings(planned: StudyPlan) -> dict[str, Any]:
+    study, strategy = planned.study, strategy_class(planned.study.strategy)
     settings = {"name": study.name, "configs": [c.to_dict() for c in study.configs]}
-    if strategy_class(study.strategy).searches:
+    if strategy.searches:
         settings["search"] = study.search.settings
+    if facts := strategy.planned(study, planned.round_size):
+        settings["planned"] = facts
     return settings

@@ -126,11 +126,20 @@ def check_two_process_run(results, out):
     assert attempt["devices"]["count"] == 2 and attempt["status"] == "finished"
 
 
-def test_a_search_on_two_processes_gives_the_records_of_one_process(tmp_path):
-    spec = tmp_path / "halving.toml"
-    spec.write_text(HALVING)
-    one_process(str(spec), tmp_path / "one")
-    check_two_process_run(two_processes(str(spec), tmp_path / "two"), tmp_path / "two")
+#: BOHB in rounds of 2 configurations (4 lanes of 2 seeds): lanes refilled as rungs stop
+#: configurations, proposals made by process 0 and shared.
+BOHB = HALVING.replace('"halving"', '"bohb"').replace("samples = 4", "samples = 7")
+SEARCHES = {"halving": (HALVING, ()), "bohb": (BOHB, ("--max-lanes", "4"))}
+
+
+@pytest.mark.parametrize("strategy", ["halving", pytest.param("bohb", marks=pytest.mark.heavy)])
+def test_a_search_on_two_processes_gives_the_records_of_one_process(strategy, tmp_path):
+    spec = tmp_path / f"{strategy}.toml"
+    text, extra = SEARCHES[strategy]
+    spec.write_text(text)
+    one_process(str(spec), tmp_path / "one", *extra)
+    results = two_processes(str(spec), tmp_path / "two", *extra)
+    check_two_process_run(results, tmp_path / "two")
     # Bit for bit: each device holds the same lanes in both layouts.
     one, two = (tmp_path / d / "results.jsonl" for d in ("one", "two"))
     assert two.read_bytes() == one.read_bytes()

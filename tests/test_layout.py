@@ -74,6 +74,7 @@ RANK = {
     "search.listed": 6,
     "search.pbt": 7,
     "search.learned": 7,
+    "search.hyperband": 7.5,
     "search.registry": 8,
     "studies": 9,
     "report": 10,

@@ -104,6 +104,13 @@ def test_the_budget_cuts_the_round_that_would_pass_it_and_ends_the_search(tmp_pa
     assert sum(r["compute"] for r in records) == 4 * 2 * lane <= budget
 
 
+def test_a_budget_that_holds_only_the_first_round_says_the_search_learned_nothing(tmp_path):
+    lane = 2 * flops_by_hand([8], TRAIN)
+    with pytest.warns(match=r"stops after 2 of its 7 configurations, all in its first round"):
+        records = run(learned(), budget=2 * 2 * lane, out=tmp_path)
+    assert len(records) == 2 * 2
+
+
 def test_halving_inside_rounds_prunes_and_tells_the_pruned_their_last_value(tmp_path, told):
     study = learned(samples=6, halving={"eta": 3, "min_epochs": 1}, base={"hidden": [8],
                     "epochs": 3})  # fmt: skip
@@ -251,3 +258,78 @@ def test_a_torn_round_under_a_budget_trains_again_what_the_budget_held(tmp_path)
     with pytest.warns(match=r"line 8 is cut short"), pytest.warns(match=r"stops after 4 of its 7"):
         again = run(learned(), budget=budget, out=tmp_path)
     assert again == whole and results.read_bytes() == written
+
+
+def test_a_search_whose_every_proposal_is_in_its_first_round_is_refused_in_one_line(tmp_path):
+    """samples = 8 with one call of 24 lanes (one seed): the whole search would be the
+    sampler's random start-up, so it is refused before anything runs."""
+    spec = tmp_path / "tpe8.toml"
+    spec.write_text(SPEC.replace("samples = 9", "samples = 8").replace("n_startup_trials = 3", ""))
+    command = [
+        sys.executable, "-m", "flaxmnist.sweep", str(spec), "--seeds", "1", "--limit-train",
+        str(TRAIN), "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    (error,) = done.stderr.strip().splitlines()
+    assert "strategy = 'tpe' would learn nothing: all its 8 samples" in error
+    assert "one round holds 24" in error and "--max-lanes" in error
+    assert not (tmp_path / "out").exists()
+
+
+class Recording:
+    """A ``Progress`` that keeps what it is told."""
+
+    def __init__(self):
+        self.said, self.labels, self.hows = [], [], []
+
+    def study_started(self, label, text):
+        self.said.append(f"{label}: {text}")
+
+    def call_started(self, label, epochs):
+        self.labels.append(label)
+
+    def compiled(self, seconds, how):
+        self.hows.append(how)
+
+    def epoch(self, *args):
+        pass
+
+    def call_done(self):
+        pass
+
+    def skipped(self, label):
+        pass
+
+    def finished(self, summary):
+        pass
+
+
+def test_the_start_up_is_the_first_round_said_before_it_trains_and_kept(tmp_path):
+    from flaxmnist.search.learned import TPE
+    from flaxmnist.search.sampler import make_sampler
+
+    document = {  # no [sampler]: Optuna's default start-up (10) would be the whole search
+        "strategy": "tpe",
+        "samples": 7,
+        "base": {"hidden": [11], "epochs": 2},  # a width of its own: programs made for it
+        "search": {"learning_rate": {"log_uniform": [1e-3, 3e-2]}},
+    }
+    study = parse_study(document, "s", "s.toml")
+    progress = Recording()
+    run(study, out=tmp_path, progress=progress)
+    assert progress.said == [
+        "s [tpe]: 7 samples in 3 rounds of up to 3: the first 3 are proposed before any "
+        "result is told (the sampler's random start-up), the other 4 from what has trained"
+    ]
+    assert [label.split(", 0->")[0] for label in progress.labels] == [
+        f"s [tpe, round {k} of 3" for k in (1, 2, 3)
+    ]
+    assert progress.hows[0] != "reused"  # it said so while its grid was already compiled
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["settings"]["studies"][0]["planned"] == {
+        "round_size": 3,
+        "rounds": 3,
+        "startup": 3,
+    }
+    assert make_sampler(TPE, study.search, 3)._n_startup_trials == 3

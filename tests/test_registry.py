@@ -59,11 +59,13 @@ def test_every_strategy_is_a_class_of_its_own_registered_by_its_name():
         "random",
         "quasi-random",
         "halving",
+        "hyperband",
         "pbt",
         "tpe",
         "gp",
         "cmaes",
         "nsga2",
+        "bohb",
     ]
     for name, cls in STRATEGIES.items():
         assert issubclass(cls, Strategy) and cls.name == name

@@ -167,10 +167,11 @@ def replace_probability(search, probability):
     return replace(search, resample_probability=probability)
 
 
-def cli(spec_path, out, cache):
+def cli(spec_path, out, cache, *extra):
     return [
         sys.executable, "-m", "flaxmnist.sweep", str(spec_path), "--seeds", "2",
         "--limit-train", str(TRAIN), "--quiet", "--out", str(out), "--compile-cache", str(cache),
+        *extra,
     ]  # fmt: skip
 
 
@@ -188,29 +189,57 @@ SPECS = {
     "halving": f'strategy = "halving"\n{AUGMENTED}[halving]\neta = 2\n',
     "pbt": f'strategy = "pbt"\n{SPACE}dropout = {{ uniform = [0.0, 0.3] }}\n'
     "[pbt]\ninterval = 1\nfraction = 0.5\n",
+    # Rounds of 3 configurations (--max-lanes 6, 2 seeds): lanes are refilled as rungs stop
+    # configurations, and BOHB's model is built again from the records on resume.
+    "bohb": f'strategy = "bohb"\n{SPACE.replace("samples = 4", "samples = 9")}'
+    "dropout = { uniform = [0.0, 0.3] }\n[halving]\neta = 2\n",
+    "hyperband": f'strategy = "hyperband"\n{SPACE.replace("samples = 4", "samples = 9")}'
+    "[halving]\neta = 2\n",
 }
+#: Where the killed run is killed: once its checkpoint is at this epoch or later.
+KILL_AT = {"halving": 0, "pbt": 0, "bohb": 2, "hyperband": 0}
+EXTRA = {"bohb": ("--max-lanes", "6"), "hyperband": ("--max-lanes", "6")}
 
 
-@pytest.mark.parametrize("strategy", ["halving", pytest.param("pbt", marks=pytest.mark.heavy)])
+def checkpoint_epoch(state):
+    try:
+        return json.loads(state.read_text())["epoch"]
+    except (OSError, ValueError):
+        return -1
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        "halving",
+        "bohb",
+        pytest.param("pbt", marks=pytest.mark.heavy),
+        pytest.param("hyperband", marks=pytest.mark.heavy),
+    ],
+)
 def test_a_search_killed_after_a_checkpoint_resumes_to_the_same_results(strategy, tmp_path):
     spec = tmp_path / f"{strategy}.toml"
     spec.write_text(SPECS[strategy])
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    cache = tmp_path / "cache"
-    whole = subprocess.run(cli(spec, tmp_path / "whole", cache), env=env, timeout=600)
+    cache, extra = tmp_path / "cache", EXTRA.get(strategy, ())
+    whole = subprocess.run(cli(spec, tmp_path / "whole", cache, *extra), env=env, timeout=600)
     assert whole.returncode == 0
     out = tmp_path / "killed"
     state = out / "search" / strategy / "state.json"
-    process = subprocess.Popen(cli(spec, out, cache), env=env)
+    process = subprocess.Popen(cli(spec, out, cache, *extra), env=env)
     deadline = time.monotonic() + 300
-    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process.poll() is None, "the run ended before its first checkpoint"
+    while (
+        checkpoint_epoch(state) < KILL_AT[strategy]
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before its checkpoint"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     epoch = json.loads(state.read_text())["epoch"]
-    assert epoch < 4
-    again = subprocess.run(cli(spec, out, cache), env=env, timeout=600)
+    assert epoch >= KILL_AT[strategy]  # and it was still running: killed mid-search
+    again = subprocess.run(cli(spec, out, cache, *extra), env=env, timeout=600)
     assert again.returncode == 0
     assert (out / "results.jsonl").read_text() == (tmp_path / "whole" / "results.jsonl").read_text()
     assert (out / "models" / strategy / "params.msgpack").read_bytes() == (

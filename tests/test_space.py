@@ -184,7 +184,10 @@ def test_a_learned_strategy_draws_nothing_and_keeps_its_objectives_and_options()
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"strategy": "bohb"}, r"strategy = 'bohb': expected one of .*tpe, gp, cmaes"),
+        (
+            {"strategy": "bohb-v2"},
+            r"strategy = 'bohb-v2': expected one of .*tpe, gp, cmaes, nsga2, bohb",
+        ),
         ({"sampler": {"n_startup": 3}}, r"unknown sampler option sampler.n_startup for tpe"),
         ({"sampler": {"seed": 3}}, r"unknown sampler option sampler.seed"),
         ({"strategy": "nsga2", "sampler": {"population_size": "x"}}, r"NSGAIISampler refused"),

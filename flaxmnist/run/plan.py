@@ -359,7 +359,7 @@ def make_plan(
             configs, specs = configs[:count], specs[:count]
             study = replace(study, configs=configs)
         size = 0
-        if strategy.proposes:
+        if strategy.proposes or strategy.refills:
             widest = max(specs, key=lane_bytes)
             size = max(1, settings.lanes(widest) // len(seeds))
         planned.append(StudyPlan(study, configs, specs, strategy.proposes, size))

@@ -15,6 +15,10 @@ from typing import TextIO
 class Progress:
     """The hooks ``run_sweep`` calls, silent here: subclass to show or log them."""
 
+    def study_started(self, label: str, text: str) -> None:
+        """A study whose strategy decides as it trains starts; ``text`` says how it will
+        search (a learned search: its rounds and the sampler's start-up)."""
+
     def call_started(self, label: str, epochs: int) -> None:
         """A call of ``epochs`` epochs starts (before its programs are compiled)."""
 
@@ -47,6 +51,9 @@ class TqdmProgress(Progress):
     def _say(self, text: str) -> None:
         if not self.disable:
             print(text, file=self.file, flush=True)
+
+    def study_started(self, label: str, text: str) -> None:
+        self._say(f"{label}: {text}")
 
     def call_started(self, label: str, epochs: int) -> None:
         self.label, self.epochs = label, epochs

@@ -129,9 +129,12 @@ def save_state(out: Path, study: str, state: SearchState, grids: list) -> None:
     state.grids = []
     for number, grid in enumerate(grids):
         name = f"grid-{state.epoch}-{number}.msgpack"
-        host = grid.host_state()
-        if cluster.is_main():
-            save_tree(folder / name, host)
+        if grid.state is None:  # added, not trained yet: initialised again on resume
+            name = None
+        else:
+            host = grid.host_state()
+            if cluster.is_main():
+                save_tree(folder / name, host)
         state.grids.append(
             {"spec": asdict(grid.spec), "configs": grid.config_indices, "file": name}
         )
@@ -148,7 +151,7 @@ def save_state(out: Path, study: str, state: SearchState, grids: list) -> None:
             "grids": state.grids,
         },
     )
-    kept = {g["file"] for g in state.grids}
+    kept = {g["file"] for g in state.grids if g["file"] is not None}
     for path in folder.glob("grid-*.msgpack"):
         if path.name not in kept:
             path.unlink(missing_ok=True)
@@ -161,13 +164,19 @@ def spec_of(saved: dict[str, Any]) -> TrainSpec:
 
 def restore_grids(state: SearchState, make_grid: Callable) -> list:
     """The grids of a checkpoint, their state loaded: ``make_grid(spec, configs)`` builds
-    each (a ``LaneGrid`` of those ``config_indices``, with ``state``'s configurations)."""
+    each (a ``LaneGrid`` of those ``config_indices``, with ``state``'s configurations), at
+    the epochs its configurations trained (a grid added and not trained yet: uninitialised,
+    as it was)."""
     grids = []
     for saved in state.grids:
         grid = make_grid(spec_of(saved["spec"]), list(saved["configs"]))
+        grids.append(grid)
+        if saved["file"] is None:
+            continue
         grid.init()  # the state's structure, to read the file into
         target, main = grid.host_state(), cluster.is_main()
         loaded = load_tree(state.folder / saved["file"], target) if main else target
-        grid.load_state(broadcast_from_main(loaded, main), state.epoch)
-        grids.append(grid)
+        history = state.histories.get(grid.config_indices[0], {}).get("val_accuracy")
+        epoch = state.epoch if history is None else len(history)
+        grid.load_state(broadcast_from_main(loaded, main), epoch)
     return grids

@@ -82,10 +82,12 @@ class SteppedStudy:
         self.state = SearchState(epoch=0, configs={})
         self.grids: list[LaneGrid] = []
         self.fields: dict[int, dict[str, Any]] = {}
-        self.until, self.label, self.horizon = 0, "", 0
+        self.until, self.label = 0, ""
 
     def run(self) -> None:
         """Ask, train, record, until the strategy has nothing left to train."""
+        if line := self.strategy.announce(self.plan.study, self.plan.round_size):
+            self.progress.study_started(f"{self.name} [{self.strategy.name}]", line)
         saved = self._checkpoint_to_resume()
         if saved is not None:
             self._resume(saved)
@@ -99,14 +101,13 @@ class SteppedStudy:
             self._apply(step)
         while self.grids:
             if not self._train_until(self.until):
-                self._finish()
+                self._finish(self.grids)
                 break  # the budget is spent
-            if self.state.epoch >= self.horizon:
-                self._finish()
+            self._finish([g for g in self.grids if g.epoch >= g.spec.epochs])
             step = self._decide(self.strategy.next)
             self._apply(step)
             if self.grids and self.until <= self.state.epoch:
-                self._finish()  # the strategy trains them no further: as they are
+                self._finish(self.grids)  # the strategy trains them no further: as they are
                 break
             if step.checkpoint and self.grids:
                 self._checkpoint()
@@ -118,7 +119,9 @@ class SteppedStudy:
         saved = SearchState.read(out, self.name) if out is not None else None
         if saved is None:
             return None
-        if cluster.share(lambda: self.strategy.recorded_all(self._standing())):
+        recorded = {r["config_index"] for r in self.keeper.of_study(self.index)}
+        going = {c for grid in saved.grids for c in grid["configs"]}
+        if cluster.share(lambda: going <= recorded):  # the lanes it would go on with
             SearchState.remove(out, self.name)
             return None
         return saved
@@ -178,26 +181,25 @@ class SteppedStudy:
             grid.set_hyperparams(targets, [hyperparams_of(grid.spec, c.config) for c in mine])
 
     def _add(self, configs: Mapping[int, Config]) -> None:
-        """Grids of new configurations (one program per group, split to fit), initialised."""
-        if self.grids:
-            raise NotImplementedError(
-                f"{self.name}: the strategy adds configurations while others train (lane "
-                "refill), which this loop does not do yet"
-            )
+        """Grids of new configurations (one program per group, split to fit), initialised
+        when they first train. Without grids going they start a new round (the study's
+        epochs count from 0 again), unless the strategy refills lanes: then they train
+        beside the grids going, from their own epoch 0, the study's clock running on."""
         indices = list(configs)
-        self.state = SearchState(epoch=0, configs=dict(configs))
-        self.horizon = max(c.epochs for c in configs.values())
+        if self.grids or self.strategy.refills:
+            self.state.configs.update(configs)
+        else:
+            self.state = SearchState(epoch=0, configs=dict(configs))
+        horizon = max(c.epochs for c in configs.values())
         specs = [self._spec(configs[i]) for i in indices]
         groups = group_specs(specs, not self.strategy.shares_programs, self.settings.pad_widths)
         forced = dict.fromkeys(self.strategy.compiled_in(), True)
         for group in groups:
-            spec = replace(group.spec, epochs=self.horizon, **forced)
+            spec = replace(group.spec, epochs=horizon, **forced)
             members = tuple(indices[i] for i in group.config_indices)
             whole = Call(self.index, spec, members, self.keeper.seeds)
             for call in split_call(whole, self.settings.lanes(spec, capped=False)):
-                grid = self._grid(spec, list(call.config_indices))
-                grid.init()
-                self.grids.append(grid)
+                self.grids.append(self._grid(spec, list(call.config_indices)))
 
     def _spec(self, config: Config) -> TrainSpec:
         """The ``TrainSpec`` of ``config``: from the plan, or derived once."""
@@ -222,7 +224,6 @@ class SteppedStudy:
         """The grids of the checkpoint, the strategy's state, and the step it was in."""
         self.state = saved
         self.grids = restore_grids(saved, self._grid)
-        self.horizon = self.grids[0].spec.epochs
         self.strategy.restore(saved.strategy)
         decided = cluster.share(
             lambda: {
@@ -240,8 +241,11 @@ class SteppedStudy:
         self.progress.call_started(label, (stop - state.epoch) * len(grids))
         try:
             start = time.perf_counter()
-            hows = {grid.compile() for grid in grids}
+            hows = {grid.compile() for grid in grids}  # new grids are initialised after
             how = next(h for h in ("compiled", "loaded", "reused") if h in hows)
+            for grid in grids:
+                if grid.state is None:
+                    grid.init()
             self.progress.compiled(time.perf_counter() - start, how)
             while state.epoch < stop:
                 if self._over_budget():
@@ -259,9 +263,12 @@ class SteppedStudy:
         """Whether the next epoch of every grid would pass the budget (then it warns)."""
         if self.budget is None:
             return False
-        going = [self.state.configs[c] for grid in self.grids for c in grid.config_indices]
-        cost = self._epoch_cost(going)
-        if self.keeper.spent() + self.state.epoch * cost + cost <= self.budget:
+        costs = [
+            (grid.epoch, self._epoch_cost([self.state.configs[c] for c in grid.config_indices]))
+            for grid in self.grids
+        ]
+        going = sum(epoch * cost for epoch, cost in costs)  # trained, not yet recorded
+        if self.keeper.spent() + going + sum(cost for _, cost in costs) <= self.budget:
             return False
         warnings.warn(
             f"{self.name}: the budget of {self.budget:.4g} training FLOPs is spent: the "
@@ -292,12 +299,16 @@ class SteppedStudy:
             self.state.strategy = self.strategy.state()
             save_state(self.keeper.out, self.name, self.state, self.grids)
 
-    def _finish(self) -> None:
-        for grid in self.grids:
+    def _finish(self, grids: list[LaneGrid]) -> None:
+        """Record ``grids`` as they are, keep their best model, and drop them; the
+        checkpoint goes with the last grid."""
+        if not grids:
+            return
+        for grid in grids:
             self._record(grid, list(grid.config_indices))
-        for grid in self.grids:
+        for grid in grids:
             self.keeper.keep_best(self.index, grid, grid.config_indices, self.state.configs)
         self.keeper.save_progress()
-        if self.keeper.out is not None:
+        self.grids = [g for g in self.grids if all(g is not done for done in grids)]
+        if self.keeper.out is not None and not self.grids:
             SearchState.remove(self.keeper.out, self.name)
-        self.grids = []

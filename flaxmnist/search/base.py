@@ -44,6 +44,8 @@ class Strategy:
       lockstep: its configurations train side by side, epoch by epoch (the report draws
         its progress per epoch, not per configuration).
       figure: the name of the report's figure of its own (``""``: none).
+      refills: it adds configurations while others train (lane refill): they train beside
+        them from their own epoch 0, and the study's epochs (``Standing.epoch``) run on.
     """
 
     name: ClassVar[str]
@@ -58,6 +60,7 @@ class Strategy:
     shares_programs: ClassVar[bool] = False
     lockstep: ClassVar[bool] = False
     figure: ClassVar[str] = ""
+    refills: ClassVar[bool] = False
 
     def __init__(self, study: Study):
         self.study = study
@@ -66,6 +69,22 @@ class Strategy:
     @classmethod
     def check(cls, study: Study) -> None:
         """Refuse, before anything runs, what would fail later (``SpecError``)."""
+
+    @classmethod
+    def check_plan(cls, study: Study, round_size: int) -> None:
+        """Refuse, once the run is planned (``round_size``: configurations a round holds,
+        for a strategy that proposes), what the plan makes pointless (``SpecError``)."""
+
+    @classmethod
+    def planned(cls, study: Study, round_size: int) -> dict[str, Any]:
+        """What the plan decided of the search that a reader of ``manifest.json`` needs (a
+        learned search's rounds and start-up); ``{}``: nothing."""
+        return {}
+
+    @classmethod
+    def announce(cls, study: Study, round_size: int) -> str:
+        """The line said before the study trains (``""``: none)."""
+        return ""
 
     @classmethod
     def with_epochs(cls, study: Study, epochs: int) -> Study:

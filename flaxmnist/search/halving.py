@@ -9,6 +9,8 @@ records hold the epochs they trained.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flaxmnist.run.steps import Standing, Step
 from flaxmnist.search.base import Strategy, rank
 
@@ -43,12 +45,24 @@ class Halving(Strategy):
     figure = "halving"
 
     def stop_after(self, epoch: int) -> int:
-        return next_stop(rung_epochs(self.search.min_epochs, self.search.eta, self.epochs), epoch)
+        return next_stop(self.rungs, epoch)
+
+    @property
+    def rungs(self) -> list[int]:
+        return rung_epochs(self.search.min_epochs, self.search.eta, self.epochs)
+
+    def first(self, standing: Standing) -> Step:
+        step = super().first(standing)
+        return replace(step, label=self._label(step.until)) if step.add else step
 
     def next(self, standing: Standing) -> Step:
         if standing.epoch >= self.epochs:
             return Step()
-        return halve(standing, self.search.eta, self.stop_after(standing.epoch))
+        step = halve(standing, self.search.eta, self.stop_after(standing.epoch))
+        return replace(step, label=self._label(step.until))
+
+    def _label(self, until: int) -> str:
+        return f"rung {self.rungs.index(until) + 1} of {len(self.rungs)}"
 
 
 def halve(standing: Standing, eta: int, until: int) -> Step:

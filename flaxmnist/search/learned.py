@@ -50,6 +50,8 @@ class Learned(Strategy):
       needs: what it imports beyond Optuna: (module, its name, the flaxmnist extra).
       single_objective: it optimises one objective only.
       generation: its option that a round's size sets (a generation is a round).
+      startup_option: its option of random start-up trials, which flaxmnist sets to the
+        first round's size unless ``[sampler]`` does (``""``: it has none).
     """
 
     needs_space = True
@@ -62,6 +64,7 @@ class Learned(Strategy):
     needs: ClassVar[tuple[str, ...]] = ()
     single_objective: ClassVar[bool] = False
     generation: ClassVar[str] = ""
+    startup_option: ClassVar[str] = ""
 
     def __init__(self, study: Study):
         super().__init__(study)
@@ -83,6 +86,51 @@ class Learned(Strategy):
                 f"objectives = {list(study.search.objectives)}, use {', '.join(others)}"
             )
         sampler.check(cls, study.search, study.source)
+
+    @classmethod
+    def uninformed(cls, study: Study, round_size: int) -> int:
+        """The proposals made before the sampler is told anything: the first round (its
+        trials are asked together), or more where ``[sampler]`` asks more start-up trials."""
+        first = min(round_size, study.search.samples)
+        return max(first, int(study.search.sampler.get(cls.startup_option, 0)))
+
+    @classmethod
+    def check_plan(cls, study: Study, round_size: int) -> None:
+        """Refuse a search whose every proposal would be made before anything is told: it
+        would be a random search that says it learns."""
+        samples, uninformed = study.search.samples, cls.uninformed(study, round_size)
+        if samples > uninformed:
+            return
+        if uninformed > round_size:
+            why = f"its [sampler] asks {uninformed} random start-up trials"
+        else:
+            why = f"one round holds {round_size} configurations, asked before any is told"
+        raise SpecError(
+            f"{study.source}: strategy = {cls.name!r} would learn nothing: all its {samples} "
+            f"samples are proposed before the sampler is told a result ({why}); raise samples "
+            f"above {uninformed}, or make rounds smaller with --max-lanes (lanes per call)"
+        )
+
+    @classmethod
+    def planned(cls, study: Study, round_size: int) -> dict[str, Any]:
+        """Rounds and start-up of the search as planned (kept in ``manifest.json``)."""
+        samples = study.search.samples
+        return {
+            "round_size": round_size,
+            "rounds": -(-samples // round_size),
+            "startup": cls.uninformed(study, round_size),
+        }
+
+    @classmethod
+    def announce(cls, study: Study, round_size: int) -> str:
+        planned = cls.planned(study, round_size)
+        samples, startup = study.search.samples, planned["startup"]
+        return (
+            f"{samples} samples in {planned['rounds']} rounds of up to {round_size}: the first "
+            f"{startup} are "
+            f"proposed before any result is told (the sampler's random start-up), the other "
+            f"{samples - startup} from what has trained"
+        )
 
     @classmethod
     def with_epochs(cls, study: Study, epochs: int) -> Study:
@@ -135,7 +183,7 @@ class Learned(Strategy):
         """Halve at a rung inside the round; at its end, tell the sampler and propose."""
         if standing.going and standing.epoch < self.epochs:
             step = halve(standing, self.search.eta, self.stop_after(standing.epoch))
-            return replace(step, label=self._label(), checkpoint=False)
+            return replace(step, label=self._label(standing), checkpoint=False)
         start = time.perf_counter()
         groups = by_config([r for r in standing.records if r["config_index"] in self.numbers])
         objectives = self.search.objectives
@@ -160,12 +208,14 @@ class Learned(Strategy):
             add=dict(zip(self.numbers, configs, strict=True)),
             until=self.stop_after(0),
             fields={n: self.fields(n) for n in self.numbers},
-            label=self._label(),
+            label=self._label(standing),
             checkpoint=False,  # a round is written whole when it ends
         )
 
-    def _label(self) -> str:
-        return f"round {self.round + 1}"
+    def _label(self, standing: Standing) -> str:
+        """``round k of K``; under a budget, which may end the search sooner, ``of at most K``."""
+        rounds = -(-self.search.samples // standing.lanes)
+        return f"round {self.round + 1} of {'at most ' if standing.budget else ''}{rounds}"
 
     def _within_budget(self, configs: list[Config], standing: Standing) -> list[Config]:
         """The longest first part of ``configs`` whose round fits what is left of the
@@ -176,10 +226,16 @@ class Learned(Strategy):
         while count and self._round_cost(configs[:count], standing) > standing.budget_left:
             count -= 1
         if count < len(configs):
+            uninformed = (
+                ", all in its first round, proposed before anything was told: it learned "
+                "nothing (smaller rounds, --max-lanes, let it learn within the budget)"
+                if self.round == 0
+                else ""
+            )
             warnings.warn(
                 f"{self.study.name}: the budget of {standing.budget:.4g} training FLOPs is "
                 f"spent: the search stops after {self.asked + count} of its "
-                f"{self.search.samples} configurations",
+                f"{self.search.samples} configurations{uninformed}",
                 FlaxmnistWarning,
                 stacklevel=2,
             )
@@ -203,6 +259,7 @@ class TPE(Learned):
 
     name = "tpe"
     sampler_class = "TPESampler"
+    startup_option = "n_startup_trials"
     sampler_defaults = {"constant_liar": True}
 
 
@@ -211,6 +268,7 @@ class GP(Learned):
 
     name = "gp"
     sampler_class = "GPSampler"
+    startup_option = "n_startup_trials"
     sampler_defaults = {"warn_independent_sampling": False}  # flaxmnist says it, once
     needs = ("torch", "PyTorch", "gp")
 

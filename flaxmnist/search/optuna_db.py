@@ -37,7 +37,15 @@ import numpy as np
 
 from flaxmnist.errors import FlaxmnistWarning
 from flaxmnist.run.rundir import with_defaults
-from flaxmnist.search.trials import COMPLETE, FAILED, by_config, outcome, param_value, seed_mean
+from flaxmnist.search.trials import (
+    COMPLETE,
+    FAILED,
+    by_config,
+    named_param,
+    outcome,
+    param_value,
+    seed_mean,
+)
 from flaxmnist.specs.config import CONFIG_KEYS
 from flaxmnist.specs.space import parse_priors
 
@@ -75,11 +83,11 @@ def distributions(study: dict[str, Any]) -> dict[str, Any]:
     priors of a search, or the values a grid's configurations take (keys that vary)."""
     from optuna.distributions import CategoricalDistribution
 
-    from flaxmnist.search.sampler import distribution
+    from flaxmnist.search.sampler import flat_distributions
 
     space = study.get("search", {}).get("search")
     if space:
-        return {p.key: distribution(p) for p in parse_priors(space, study["name"])}
+        return flat_distributions(parse_priors(space, study["name"]))
     configs = study.get("configs", [])
     result = {}
     for key in CONFIG_KEYS:
@@ -150,7 +158,8 @@ def _trial(group: list[dict[str, Any]], space: dict, objectives: list[str], optu
     """One configuration's records (every seed) as a finished Optuna trial."""
     result = outcome(group, objectives)
     first = group[0]
-    params = {key: param_value(key, first["config"][key]) for key in space}
+    named = ((key, named_param(key, first["config"])) for key in space)
+    params = {key: value for key, value in named if value is not None}
     whole = result.state == COMPLETE or len(objectives) == 1  # pruned: one value, its last
     values = list(result.values) if result.values is not None and whole else None
     state = {
@@ -173,7 +182,7 @@ def _trial(group: list[dict[str, Any]], space: dict, objectives: list[str], optu
         state=state,
         values=values,
         params=params,
-        distributions=space,
+        distributions={key: space[key] for key in params},
         user_attrs=json.loads(json.dumps(user_attrs)),  # plain JSON values only
         intermediate_values=result.intermediate if len(objectives) == 1 else None,
     )

@@ -12,12 +12,14 @@ from __future__ import annotations
 from flaxmnist.errors import SpecError
 from flaxmnist.search.base import Strategy
 from flaxmnist.search.halving import Halving
+from flaxmnist.search.hyperband import BOHB, Hyperband
 from flaxmnist.search.learned import GP, NSGA2, TPE, CmaEs
 from flaxmnist.search.listed import Grid, QuasiRandom, Random
 from flaxmnist.search.pbt import PBT
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (Grid, Random, QuasiRandom, Halving, PBT, TPE, GP, CmaEs, NSGA2)
+    cls.name: cls
+    for cls in (Grid, Random, QuasiRandom, Halving, Hyperband, PBT, TPE, GP, CmaEs, NSGA2, BOHB)
 }
 
 

@@ -19,6 +19,9 @@ strategy   Optuna sampler        notes
 =========  ====================  ==========================================================
 
 A ``[sampler]`` table passes keyword arguments to the sampler (``n_startup_trials = 8``).
+Unless it sets them, TPE's and GP's random start-up trials are the first round: its trials
+are asked together, before any is told, so none of them can learn; a search whose every
+proposal is in the first round is refused (``Learned.check_plan``).
 
 ``Proposer.ask(count)`` asks ``count`` trials of the study (Optuna's ask-and-tell
 interface) and turns their parameters into spec settings; ``Proposer.tell`` tells each its
@@ -43,6 +46,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import (
     BaseDistribution,
@@ -54,7 +58,7 @@ from optuna.trial import TrialState
 
 from flaxmnist.errors import SpecError
 from flaxmnist.search.trials import COMPLETE, FAILED, PRUNED, Outcome, param_value
-from flaxmnist.specs.space import INTEGER_KEYS, Prior, Search
+from flaxmnist.specs.space import INTEGER_KEYS, Prior, Search, settings_at
 
 #: Options the spec sets elsewhere, or that take Python objects a TOML file cannot hold.
 NOT_OPTIONS = (
@@ -93,6 +97,82 @@ def distribution(prior: Prior) -> BaseDistribution:
     return FloatDistribution(low, high, log=log)
 
 
+def flat_distributions(priors: Sequence[Prior]) -> dict[str, BaseDistribution]:
+    """Optuna parameter name → distribution, every prior's: one each, or for a ``layers``
+    prior ``hidden.depth`` and ``hidden.width_1`` … (a trial asks them all; a configuration
+    uses the widths of its depth)."""
+    result = {}
+    for prior in priors:
+        if prior.kind == "layers":
+            low, high, _, width_low, width_high = prior.values
+            result["hidden.depth"] = IntDistribution(low, high)
+            log = prior.values[2] == "log_uniform"
+            for layer in range(1, high + 1):
+                result[f"hidden.width_{layer}"] = IntDistribution(width_low, width_high, log=log)
+        else:
+            result[prior.key] = distribution(prior)
+    return result
+
+
+def settings_of(priors: Sequence[Prior], params: dict[str, Any]) -> dict[str, Any]:
+    """The spec settings of a trial's parameters (``flat_distributions``' names)."""
+    settings = {}
+    for prior in priors:
+        if prior.kind == "layers":
+            depth = params["hidden.depth"]
+            widths = [params[f"hidden.width_{i}"] for i in range(1, depth + 1)]
+            settings["hidden"] = [prior.width_prior.clip(w) for w in widths]
+        else:
+            settings[prior.key] = setting(prior, params[prior.key])
+    return settings
+
+
+def params_of(priors: Sequence[Prior], config: dict[str, Any]) -> dict[str, Any]:
+    """A configuration's values (``Config.to_dict()``) as the parameters of a trial: the
+    names of ``flat_distributions`` it has (a ``layers`` prior: the widths of its depth)."""
+    params: dict[str, Any] = {}
+    for prior in priors:
+        if prior.kind == "layers":
+            params["hidden.depth"] = len(config["hidden"])
+            for layer, width in enumerate(config["hidden"], 1):
+                params[f"hidden.width_{layer}"] = width
+        else:
+            params[prior.key] = param_value(prior.key, config[prior.key])
+    return params
+
+
+def random_settings(priors: Sequence[Prior], rng: np.random.Generator) -> dict[str, Any]:
+    """Settings drawn uniformly from the unit cube of the priors with ``rng``."""
+    return settings_at(tuple(priors), rng.random(sum(p.dims for p in priors)))
+
+
+def tell_observed(
+    study: optuna.Study, priors: Sequence[Prior], observed: Sequence[tuple[Any, float]]
+) -> None:
+    """Add ``observed`` (configuration, value) to ``study`` as complete trials."""
+    distributions = flat_distributions(priors)
+    for config, value in observed:
+        params = params_of(priors, config.to_dict())
+        trial = optuna.trial.create_trial(
+            params=params,
+            distributions={name: distributions[name] for name in params},
+            value=value,
+        )
+        study.add_trial(trial)
+
+
+def ask_settings(study: optuna.Study, priors: Sequence[Prior], count: int) -> list[dict]:
+    """``count`` proposals of ``study``'s sampler, as spec settings (each left running, so
+    a ``constant_liar`` sampler spreads them out)."""
+    distributions, proposals = flat_distributions(priors), []
+    for _ in range(count):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            trial = study.ask(distributions)
+        proposals.append(settings_of(priors, trial.params))
+    return proposals
+
+
 def setting(prior: Prior, parameter: Any) -> Any:
     """The spec value of a proposed Optuna parameter (rounded as drawn values are)."""
     if prior.kind == "choice":
@@ -107,15 +187,21 @@ def directions(objectives: Sequence[str]) -> list[str]:
     return ["maximize", *["minimize"] * (len(objectives) - 1)]
 
 
-def make_sampler(strategy: Any, search: Search, round_size: int | None = None):
+def make_sampler(
+    strategy: Any, search: Search, round_size: int | None = None, seed: int | None = None
+):
     """The Optuna sampler of ``strategy`` (a learned strategy's class), seeded with
     ``search.seed``, with its defaults and the spec's ``[sampler]`` options; a generation of
-    CMA-ES or NSGA-II is a round (``round_size``)."""
+    CMA-ES or NSGA-II is a round (``round_size``), and TPE's and GP's random start-up trials
+    are the first round (Optuna's default, 10, is unrelated to how a run proposes)."""
     check_installed(strategy, "<spec>")
     options = {**strategy.sampler_defaults, **search.sampler}
     if strategy.generation and round_size is not None:
         options.setdefault(strategy.generation, max(2, round_size))
-    return getattr(optuna.samplers, strategy.sampler_class)(seed=search.seed, **options)
+    if strategy.startup_option and round_size is not None:
+        options.setdefault(strategy.startup_option, min(round_size, search.samples))
+    seed = search.seed if seed is None else seed
+    return getattr(optuna.samplers, strategy.sampler_class)(seed=seed, **options)
 
 
 def check(strategy: Any, search: Search, source: str) -> None:
@@ -129,7 +215,7 @@ def check(strategy: Any, search: Search, source: str) -> None:
     check_installed(strategy, source)
     for prior in search.priors:
         try:
-            distribution(prior)
+            flat_distributions([prior])
         except ValueError as err:
             raise SpecError(
                 f"{source}: search.{prior.key}: Optuna cannot represent this prior ({err})"
@@ -173,7 +259,7 @@ class Proposer:
     def __init__(self, strategy: Any, search: Search, round_size: int):
         quiet_optuna()
         self.priors = search.priors
-        self.distributions = {p.key: distribution(p) for p in search.priors}
+        self.distributions = flat_distributions(search.priors)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.study = optuna.create_study(
@@ -191,7 +277,7 @@ class Proposer:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 trial = self.study.ask(self.distributions)
             self._asked[trial.number] = trial
-            proposals.append({p.key: setting(p, trial.params[p.key]) for p in self.priors})
+            proposals.append(settings_of(self.priors, trial.params))
         return proposals
 
     def tell(self, outcomes: dict[int, Outcome]) -> None:

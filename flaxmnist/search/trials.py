@@ -88,6 +88,19 @@ def param_value(key: str, value: Any) -> bool | int | float | str:
     return value
 
 
+def named_param(name: str, config: dict[str, Any]) -> Any:
+    """The Optuna parameter ``name`` of a configuration (``config``: ``Config.to_dict()``):
+    a key's ``param_value``, or of a ``layers`` prior ``hidden.depth`` and
+    ``hidden.width_<layer>`` (``None`` past its depth)."""
+    hidden = config.get("hidden", [])
+    if name == "hidden.depth":
+        return len(hidden)
+    if name.startswith("hidden.width_"):
+        layer = int(name.rsplit("_", 1)[1])
+        return hidden[layer - 1] if layer <= len(hidden) else None
+    return param_value(name, config[name])
+
+
 def by_config(records: Sequence[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
     """A study's records grouped by ``config_index`` (in index order), seeds in order."""
     groups: dict[int, list[dict[str, Any]]] = {}

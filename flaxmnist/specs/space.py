@@ -24,12 +24,14 @@ A spec searches a space when it names a ``strategy`` other than ``"grid"``::
 
 Priors: ``uniform = [low, high]``, ``log_uniform = [low, high]`` (low > 0), ``choice =
 [values...]`` (any key, ``hidden`` included; an integer key such as ``batch_size`` draws
-integers). ``random`` draws ``samples`` points from NumPy's generator seeded with ``seed``;
-``quasi-random`` takes them from a scrambled Halton sequence (``scipy.stats.qmc``), which
-covers the space more evenly. Each coordinate in [0, 1) maps through its prior; drawn numbers
-are rounded to 4 significant digits, so a table shows what was trained. ``halving`` and
-``pbt`` train the configurations drawn (quasi-randomly) or, without ``[search]``, those of
-``[grid]`` / ``[[configs]]``. Every drawn value is checked as a spec value would be.
+integers); and for ``hidden`` alone, ``{ depth = [1, 3], log_uniform = [32, 2048] }``: a
+depth, then each layer's width (an integer; ``uniform`` too). ``random`` draws ``samples``
+points from NumPy's generator seeded with ``seed``; ``quasi-random`` takes them from a
+scrambled Halton sequence (``scipy.stats.qmc``), which covers the space more evenly. Each
+coordinate in [0, 1) maps through its prior; drawn numbers are rounded to 4 significant
+digits, so a table shows what was trained. ``halving`` and ``pbt`` train the configurations
+drawn (quasi-randomly) or, without ``[search]``, those of ``[grid]`` / ``[[configs]]``.
+Every drawn value is checked as a spec value would be.
 
 The learned strategies (``tpe``, ``gp``, ``cmaes``, ``nsga2``) are Optuna's samplers,
 proposing round by round (``flaxmnist.search.learned``), so nothing is drawn here;
@@ -74,8 +76,22 @@ class Prior:
     kind: str
     values: tuple
 
-    def value(self, u: float) -> Any:
-        """The value at quantile ``u`` in [0, 1)."""
+    @property
+    def dims(self) -> int:
+        """Coordinates one draw takes: one, or for ``layers`` the depth and each width."""
+        return 1 + self.values[1] if self.kind == "layers" else 1
+
+    @property
+    def width_prior(self) -> Prior:
+        """A ``layers`` prior's prior of one layer's width."""
+        return Prior("width", self.values[2], self.values[3:])
+
+    def value(self, u: Any) -> Any:
+        """The value at quantile ``u`` in [0, 1) (``layers``: ``dims`` of them)."""
+        if self.kind == "layers":
+            low, high = self.values[:2]
+            depth = min(low + int(u[0] * (high - low + 1)), high)
+            return [self.width_prior.value(x) for x in u[1 : 1 + depth]]
         if self.kind == "choice":
             chosen = self.values[min(int(u * len(self.values)), len(self.values) - 1)]
             return list(chosen) if isinstance(chosen, tuple) else chosen
@@ -90,7 +106,7 @@ class Prior:
         """``x`` within the prior's bounds (a continuous prior), as 4 significant digits (an
         integer for ``INTEGER_KEYS``); a bound stays exact."""
         low, high = self.values
-        if self.key in INTEGER_KEYS:
+        if self.key in INTEGER_KEYS or self.key == "width":
             return int(min(max(round(x), low), high))
         return min(max(float(f"{min(max(x, low), high):.4g}"), low), high)
 
@@ -174,11 +190,23 @@ def parse_priors(space: dict[str, Any], source: str) -> tuple[Prior, ...]:
 
 def draw(priors: tuple[Prior, ...], samples: int, seed: int, quasi: bool) -> list[dict]:
     """``samples`` settings, one value per prior: quasi-random (scrambled Halton) or random."""
+    dims = sum(p.dims for p in priors)
     if quasi:
-        points = qmc.Halton(d=len(priors), scramble=True, seed=seed).random(samples)
+        points = qmc.Halton(d=dims, scramble=True, seed=seed).random(samples)
     else:
-        points = np.random.default_rng(seed).random((samples, len(priors)))
-    return [{p.key: p.value(u) for p, u in zip(priors, row, strict=True)} for row in points]
+        points = np.random.default_rng(seed).random((samples, dims))
+    return [settings_at(priors, row) for row in points]
+
+
+def settings_at(priors: tuple[Prior, ...], point: Any) -> dict[str, Any]:
+    """The settings at ``point`` in the unit cube of the priors (``Prior.dims`` coordinates
+    each, in order)."""
+    settings, start = {}, 0
+    for prior in priors:
+        u = point[start : start + prior.dims]
+        settings[prior.key] = prior.value(u if prior.kind == "layers" else u[0])
+        start += prior.dims
+    return settings
 
 
 def _table(source: str, name: str, value: Any) -> dict[str, Any]:
@@ -193,6 +221,8 @@ def _prior(source: str, key: str, value: Any) -> Prior:
         raise SpecError(f"{source}: unknown key search.{key} (known: {', '.join(DEFAULTS)})")
     if CONFIG[key].unsearchable:
         raise SpecError(f"{where}: {CONFIG[key].unsearchable}")
+    if key == "hidden" and isinstance(value, dict) and "depth" in value:
+        return _layers_prior(where, value)
     if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in PRIOR_KINDS:
         raise SpecError(f"{where}: expected one of {{ {' | '.join(PRIOR_KINDS)} = [...] }}")
     ((kind, arguments),) = value.items()
@@ -219,6 +249,26 @@ def _prior(source: str, key: str, value: Any) -> Prior:
     if key in INTEGER_KEYS:
         return Prior(key, kind, (low, high))
     return Prior(key, kind, (float(low), float(high)))
+
+
+def _layers_prior(where: str, value: dict[str, Any]) -> Prior:
+    """``hidden = { depth = [1, 3], log_uniform = [32, 2048] }``: a depth drawn uniformly
+    from ``[low, high]``, then each layer's width from the width prior (integers)."""
+    expected = (
+        f"{where}: expected {{ depth = [low, high], log_uniform = [low, high] }} (or uniform)"
+    )
+    kinds = [k for k in value if k != "depth"]
+    if len(kinds) != 1 or kinds[0] not in ("uniform", "log_uniform"):
+        raise SpecError(expected)
+    depth, widths = value["depth"], value[kinds[0]]
+    for pair in (depth, widths):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair)):
+            raise SpecError(f"{expected}, each two integers")
+    if not 1 <= depth[0] <= depth[1]:
+        raise SpecError(f"{where}: depth: expected 1 <= low <= high")
+    if not 1 <= widths[0] < widths[1]:
+        raise SpecError(f"{where}: {kinds[0]}: expected 1 <= low < high")
+    return Prior("hidden", "layers", (*depth, kinds[0], *widths))
 
 
 def _settings(source: str, document: dict, table: str) -> dict[str, Any]:
@@ -306,7 +356,11 @@ def candidate_settings(search: Search) -> list[dict[str, Any]]:
             for p in choices
             for i in range(len(p.values))
         ]
-    return [
+    settings = [
         {p.key: p.value((i + 0.5) / len(p.values)) for p, i in zip(choices, row, strict=True)}
         for row in rows
     ]
+    for layers in (p for p in search.priors if p.kind == "layers"):  # every depth, widest
+        low, high, _, _, widest = layers.values
+        settings = [{**s, "hidden": [widest] * d} for s in settings for d in range(low, high + 1)]
+    return settings

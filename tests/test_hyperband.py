@@ -1,0 +1,243 @@
+"""Hyperband and BOHB: brackets in Hyperband's order and sizes, lanes refilled as rungs
+stop configurations, the budget never cut half-way through a bracket, a model that learns
+(BOHB), all checked by driving the strategy by hand; then end to end on tiny data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from flaxmnist import run_sweep
+from flaxmnist.run.steps import Standing
+from flaxmnist.search.hyperband import BOHB, Hyperband, bracket_sizes
+from flaxmnist.search.learned import resolve
+from flaxmnist.studies import parse_study
+
+TRAIN = 600
+
+
+def study_of(strategy="hyperband", samples=30, epochs=9, eta=3, space=None, **extra):
+    document = {
+        "strategy": strategy,
+        "samples": samples,
+        "seed": 0,
+        "base": {"hidden": [8], "epochs": epochs},
+        "search": space
+        or {
+            "learning_rate": {"log_uniform": [1e-4, 1e-1]},
+            "dropout": {"uniform": [0.0, 0.5]},
+        },
+        "halving": {"eta": eta},
+        **extra,
+    }
+    return parse_study(document, "s", "s.toml")
+
+
+def truth(config, epoch):
+    """A made-up holdout accuracy: best at learning rate 1e-2, rising with the epochs."""
+    return 0.9 - 0.1 * abs(np.log10(config.learning_rate) + 2) - 0.2 / epoch
+
+
+class Driver:
+    """Plays the loop for a strategy without training: curves from ``truth``, one seed."""
+
+    def __init__(self, strategy, lanes, budget=None, cost=lambda config: 1):
+        self.strategy, self.lanes, self.budget, self.cost = strategy, lanes, budget, cost
+        self.clock, self.going, self.configs, self.records = 0, {}, {}, []
+        self.widths, self.spent, self.started_at = [], 0, {}
+
+    def standing(self):
+        curves = {
+            c: [{"history": {"val_accuracy": h}, "val_accuracy": h[-1]}]
+            for c, h in self.going.items()
+            if h
+        }
+        left = None if self.budget is None else self.budget - self.spent
+        return Standing(
+            epoch=self.clock,
+            grids=(tuple(self.going),),
+            configs=dict(self.configs),
+            curves=curves,
+            records=list(self.records),
+            seeds=(0,),
+            lanes=self.lanes,
+            budget=self.budget,
+            budget_left=left,
+            cost=self.cost,
+        )
+
+    def record(self, config_index):
+        history = self.going.pop(config_index)
+        config = self.configs[config_index]
+        self.records.append(
+            {
+                "config_index": config_index,
+                "seed": 0,
+                "config": config.to_dict(),
+                "history": {"val_accuracy": history},
+                "val_accuracy": history[-1],
+                "diverged": False,
+                "compute": len(history) * self.cost(config),
+            }
+        )
+
+    def run(self):
+        step = self.strategy.first(self.standing())
+        while True:
+            for c in step.stop:
+                self.record(c)
+            for c, config in step.add.items():
+                self.configs[c], self.going[c], self.started_at[c] = config, [], self.clock
+            if not self.going:
+                return
+            assert step.until > self.clock
+            while self.clock < step.until:
+                self.widths.append(len(self.going))
+                for c, history in self.going.items():
+                    history.append(truth(self.configs[c], len(history) + 1))
+                    self.spent += self.cost(self.configs[c])
+                self.clock += 1
+            for c in [c for c, h in self.going.items() if len(h) >= self.configs[c].epochs]:
+                self.record(c)
+            step = self.strategy.next(self.standing())
+
+
+def trained(driver):
+    """Epochs each configuration trained, by configuration."""
+    return {r["config_index"]: len(r["history"]["val_accuracy"]) for r in driver.records}
+
+
+def test_bracket_sizes_follow_hyperband():
+    # Li et al. 2018, Table 1 (R = 81, eta = 3): n_s = 81, 34, 15, 8, 5.
+    assert bracket_sizes(5, 3) == [81, 34, 15, 8, 5]
+    assert bracket_sizes(3, 2) == [4, 3, 3]
+
+
+def test_brackets_start_in_order_and_halve_from_their_own_rung():
+    """With lanes for every bracket at once, each bracket is successive halving from its own
+    first rung: 9 configurations to 1 epoch, 3 on to 3, 1 to 9; 5 to 3, 1 to 9; 3 to 9."""
+    driver = Driver(Hyperband(study_of(samples=17)), lanes=17)
+    driver.run()
+    epochs = trained(driver)
+    assert len(epochs) == 17
+    brackets = [list(range(0, 9)), list(range(9, 14)), list(range(14, 17))]
+    assert sorted(epochs[c] for c in brackets[0]) == [1] * 6 + [3] * 2 + [9]
+    assert sorted(epochs[c] for c in brackets[1]) == [3] * 4 + [9]
+    assert sorted(epochs[c] for c in brackets[2]) == [9] * 3
+    # The best at each rung go on: bracket 0's survivor has the best holdout at epoch 1.
+    best = max(brackets[0], key=lambda c: truth(driver.configs[c], 1))
+    assert epochs[best] == 9
+
+
+def test_freed_lanes_take_the_next_bracket_so_calls_do_not_narrow():
+    driver = Driver(Hyperband(study_of(samples=60)), lanes=12)
+    driver.run()
+    assert len(trained(driver)) == 60
+    last_start = max(driver.started_at.values())
+    # Until the last configuration starts, every epoch trains the full 12 lanes.
+    assert driver.widths[:last_start] == [12] * last_start
+    # Without refill the first bracket alone would hold the lanes: 9 of 12, then 3, then 1.
+    assert min(driver.widths[:last_start]) == 12
+
+
+def test_a_bracket_starts_only_with_what_the_budget_holds_to_its_end():
+    """Budget: 100 lane-epochs. Every bracket started runs to its end (no configuration
+    stops but at a rung), and the spend stays within the budget."""
+    driver = Driver(Hyperband(study_of(samples=60)), lanes=12, budget=100)
+    driver.run()
+    assert driver.spent <= 100
+    rungs = {1, 3, 9}
+    for epochs in trained(driver).values():
+        assert epochs in rungs
+    assert driver.strategy.closed and len(trained(driver)) < 60
+
+
+def test_the_state_restores_the_same_decisions():
+    """A strategy rebuilt from ``state()`` at any decision decides as the original does."""
+    original = Hyperband(study_of(samples=40))
+    driver = Driver(original, lanes=10)
+    step = original.first(driver.standing())
+    decisions = 0
+    while step.until:
+        copy = Hyperband(study_of(samples=40))
+        copy.restore(json.loads(json.dumps(original.state())))
+        for c in step.stop:
+            driver.record(c)
+        for c, config in step.add.items():
+            driver.configs[c], driver.going[c] = config, []
+        while driver.clock < step.until:
+            for c, history in driver.going.items():
+                history.append(truth(driver.configs[c], len(history) + 1))
+            driver.clock += 1
+        for c in [c for c, h in driver.going.items() if len(h) >= 9]:
+            driver.record(c)
+        standing = driver.standing()
+        step, again = original.next(standing), copy.next(standing)
+        assert again == step
+        decisions += 1
+    assert decisions > 5
+
+
+def test_bohb_proposes_from_the_model_once_a_rung_has_enough_results():
+    """Told that learning rates near 1e-2 do best, BOHB's proposals move there; before any
+    result, all are random."""
+    study = study_of("bohb", samples=200)
+    bohb = BOHB(study)
+    driver = Driver(bohb, lanes=20)
+    blind = bohb._draw(40, driver.standing(), {})
+    rng = np.random.default_rng(1)
+    for index in range(60):  # 60 finished at 9 epochs, across the prior
+        settings = {"learning_rate": 10 ** rng.uniform(-4, -1), "dropout": rng.uniform(0, 0.5)}
+        config = resolve(study, {k: float(v) for k, v in settings.items()})
+        driver.configs[index] = config
+        driver.going[index] = [truth(config, e) for e in range(1, 10)]
+        driver.record(index)
+    informed = bohb._draw(40, driver.standing(), {})
+
+    def near(configs):  # within 0.3 decades of the best learning rate: 20 % of the prior
+        return np.mean([abs(np.log10(c.learning_rate) + 2) < 0.3 for c in configs])
+
+    assert near(blind) < 0.3
+    assert near(informed) > 2 * near(blind)
+    # A third (about) stays random: BOHB's rho.
+    assert sum(abs(np.log10(c.learning_rate) + 2) > 1 for c in informed) >= 3
+
+
+def test_bohb_is_deterministic_and_refuses_what_optuna_would():
+    study = study_of("bohb", samples=30)
+    first, second = (Driver(BOHB(study), lanes=10) for _ in range(2))
+    first.run()
+    second.run()
+    assert first.records == second.records
+    from flaxmnist.errors import SpecError
+
+    with pytest.raises(SpecError, match="sampler.nope"):
+        BOHB.check(study_of("bohb", sampler={"nope": 1}))
+
+
+def test_a_layers_prior_draws_depth_and_widths_and_bohb_learns_over_it():
+    space = {
+        "hidden": {"depth": [1, 3], "log_uniform": [32, 2048]},
+        "learning_rate": {"log_uniform": [1e-4, 1e-1]},
+    }
+    drawn = study_of(samples=40, space=space).configs
+    assert {len(c.hidden) for c in drawn} == {1, 2, 3}
+    assert all(32 <= w <= 2048 and isinstance(w, int) for c in drawn for w in c.hidden)
+    driver = Driver(BOHB(study_of("bohb", samples=40, space=space)), lanes=10)
+    driver.run()
+    assert len(trained(driver)) == 40
+
+
+@pytest.mark.parametrize("strategy", ["hyperband", "bohb"])
+def test_end_to_end_lanes_refill_and_records_hold_their_bracket(strategy, tmp_path):
+    study = study_of(strategy, samples=10, epochs=4, eta=2)
+    records = run_sweep(study, seeds=2, limit_train=TRAIN, max_lanes=10, out=tmp_path, quiet=True)
+    assert len(records) == 20
+    epochs = {r["config_index"]: len(r["history"]["val_accuracy"]) for r in records}
+    assert set(epochs.values()) <= {1, 2, 4} and 4 in epochs.values()
+    brackets = {r["config_index"]: r["search"]["bracket"] for r in records}
+    assert len(set(brackets.values())) >= 3  # freed lanes took later brackets
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["settings"]["studies"][0]["planned"]["round_size"] == 5
+    again = run_sweep(study, seeds=2, limit_train=TRAIN, max_lanes=10, quiet=True)
+    assert again == records
