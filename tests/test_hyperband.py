@@ -52,7 +52,9 @@ class Driver:
             for c, h in self.going.items()
             if h
         }
-        left = None if self.budget is None else self.budget - self.spent
+        # As the loop says it: the records' compute (lanes still training not counted).
+        recorded = sum(r["compute"] for r in self.records)
+        left = None if self.budget is None else self.budget - recorded
         return Standing(
             epoch=self.clock,
             grids=(tuple(self.going),),
@@ -241,3 +243,19 @@ def test_end_to_end_lanes_refill_and_records_hold_their_bracket(strategy, tmp_pa
     assert manifest["settings"]["studies"][0]["planned"]["round_size"] == 5
     again = run_sweep(study, seeds=2, limit_train=TRAIN, max_lanes=10, quiet=True)
     assert again == records
+
+
+def test_end_to_end_a_budget_ends_brackets_at_their_rungs_never_mid_way(tmp_path):
+    import warnings
+
+    from flaxmnist.run.plan import train_flops, train_spec_of
+
+    study = study_of("hyperband", samples=30, epochs=4, eta=2)
+    lane_epoch = 2 * train_flops(train_spec_of(study.configs[0]), TRAIN)  # 2 seeds
+    budget = 40 * lane_epoch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the loop's hard stop would warn
+        records = run_sweep(study, seeds=2, limit_train=TRAIN, max_lanes=10, budget=budget)
+    assert sum(r["compute"] for r in records) <= budget
+    epochs = [len(r["history"]["val_accuracy"]) for r in records]
+    assert set(epochs) <= {1, 2, 4} and len(records) < 60

@@ -197,9 +197,13 @@ class Hyperband(Strategy):
         budget left after the brackets going (all of ``configs`` without a budget)."""
         if standing.budget_left is None:
             return configs
-        left = standing.budget_left - sum(
-            self._cost(b, standing, adding) for b in self.brackets if b.members
+        # Lanes going (stopping now included) trained epochs not yet in the records.
+        trained = sum(
+            len(seeds[0]["history"]["val_accuracy"]) * standing.cost(standing.configs[c])
+            for c, seeds in standing.curves.items()
         )
+        going = sum(self._cost(b, standing, adding) for b in self.brackets if b.members)
+        left = standing.budget_left - trained - going
         count = len(configs)
         while count and self._bracket_cost(configs[:count], rung, 0, standing) > left:
             count -= 1
