@@ -107,6 +107,16 @@ def test_a_budget_stops_a_search_before_the_epoch_that_would_pass_it(tmp_path):
     assert json.loads((tmp_path / "manifest.json").read_text())["settings"]["budget"] == budget
 
 
+def test_a_budget_below_one_epoch_of_a_search_trains_nothing_and_says_so(tmp_path):
+    """The first epoch of every lane would pass it: no record (it crashed on the empty
+    history before this was mended)."""
+    lane = 2 * flops_by_hand([8], TRAIN)
+    study = search_study("halving", samples=4, halving={"eta": 2})
+    with pytest.warns(match=r"the search stops after epoch 0"):
+        records = run_sweep(study, seeds=2, limit_train=TRAIN, quiet=True, budget=3 * lane)
+    assert records == []
+
+
 def test_a_budget_keeps_the_grid_configurations_that_fit():
     configs = tuple(Config(hidden=(8,), epochs=2, learning_rate=lr) for lr in (0.1, 0.01, 0.001))
     grid = parse_spec({"configs": [c.to_dict() for c in configs]}, name="g", source="g")

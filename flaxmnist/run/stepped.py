@@ -304,9 +304,10 @@ class SteppedStudy:
         checkpoint goes with the last grid."""
         if not grids:
             return
-        for grid in grids:
+        trained = [grid for grid in grids if grid.epoch > 0]  # the budget may stop one first
+        for grid in trained:
             self._record(grid, list(grid.config_indices))
-        for grid in grids:
+        for grid in trained:
             self.keeper.keep_best(self.index, grid, grid.config_indices, self.state.configs)
         self.keeper.save_progress()
         self.grids = [g for g in self.grids if all(g is not done for done in grids)]
