@@ -85,7 +85,8 @@ def check_strategies(plan: Plan) -> None:
       SpecError: naming the study's spec and what to change.
     """
     for planned in plan.studies:
-        strategy_class(planned.study.strategy).check_plan(planned.study, planned.round_size)
+        strategy = strategy_class(planned.study.strategy)
+        strategy.check_plan(planned.study, planned.round_size, planned.warm)
 
 
 def check_memory(plan: Plan, budget: int, source: str) -> None:

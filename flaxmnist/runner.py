@@ -36,8 +36,9 @@ from flaxmnist.run.attempt import Follower, run_directory
 from flaxmnist.run.loop import SweepLoop
 from flaxmnist.run.plan import DEFAULT_MAX_LANES, Plan, PlanSettings, StudyPlan, make_plan
 from flaxmnist.run.progress import Progress, RunStats, TqdmProgress
+from flaxmnist.run.warm import warm_records
 from flaxmnist.search.optuna_db import LiveExport
-from flaxmnist.search.registry import strategy_class
+from flaxmnist.search.registry import STRATEGIES, strategy_class
 from flaxmnist.specs.config import DEFAULT_PRECISION, Study
 
 
@@ -87,6 +88,8 @@ class SweepSettings:
         equal up to float rounding and dropout draws. Default: on a GPU or TPU, not on a CPU.
       quiet: no progress (when ``progress`` is not given; progress goes to stderr, or to
         a notebook's widget). Processes other than process 0 of a cluster show none.
+      warm_start: an earlier run directory of the same space: its finished configurations
+        are told to each learned sampler before it proposes (``run.warm``).
 
     Example::
 
@@ -111,6 +114,7 @@ class SweepSettings:
     dtype: str = "float32"
     precision: str = DEFAULT_PRECISION
     pad_widths: bool | None = None
+    warm_start: str | Path | None = None
 
 
 def run_sweep(
@@ -163,17 +167,23 @@ def run_sweep(
     splits = make_splits(
         load_dataset(s.dataset, s.data_dir), s.validate_on, limit_train=s.limit_train
     )
-    plan = _plan(studies, s, len(splits.train_labels))
     data_settings = {
         "dataset": s.dataset if s.data_dir is None else str(s.data_dir),
         "validate_on": s.validate_on,
         "train_size": len(splits.train_labels),
         "dtype": s.dtype,
     }
+    warm = _warm_start(s.warm_start, studies, data_settings)
+    told = {name: len({r["config_index"] for r in records}) for name, (_, records) in warm.items()}
+    plan = _plan(studies, s, len(splits.train_labels), told)
+    strategies = [strategy_class(one.strategy)(one) for one in (p.study for p in plan.studies)]
+    for strategy in strategies:
+        if strategy.study.name in warm:
+            strategy.warm(warm[strategy.study.name][1])
     mesh = lane_mesh()
     sweep = SweepLoop(
         plan,
-        [strategy_class(one.strategy)(one) for one in (p.study for p in plan.studies)],
+        strategies,
         data_settings,
         replicate(splits, mesh),
         chance_accuracy(splits.val_labels),
@@ -189,13 +199,53 @@ def run_sweep(
         "budget": s.budget,
         "precision": s.precision,
         **data_settings,
+        "warm_start": _warm_settings(s.warm_start, warm),
     }
     with _matmul_precision(s.precision), interrupts.stopping_on_ctrl_c():
         attempt_info = {"devices": list(mesh.devices.flat), "pad_widths": plan.settings.pad_widths}
         return _run(sweep, s.out, manifest_settings, attempt_info)
 
 
-def _plan(studies: Sequence[Study], s: SweepSettings, train_size: int) -> Plan:
+def _warm_start(
+    directory: str | Path | None, studies: Sequence[Study], data: dict[str, Any]
+) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    """Per study whose strategy can be told earlier results, its study in ``directory`` and
+    the records it is told (``run.warm``); ``{}`` without a directory.
+
+    Raises:
+      SettingsError: no study of this run can be told earlier results, or ``warm_records``
+        refuses the directory.
+    """
+    if directory is None:
+        return {}
+    told = [s for s in studies if strategy_class(s.strategy).warm_starts]
+    if not told:
+        able = [name for name, cls in STRATEGIES.items() if cls.warm_starts]
+        raise SettingsError(
+            f"no study of this run can be told earlier results (strategies that can: "
+            f"{', '.join(able)})",
+            parameter="warm_start",
+            value=str(directory),
+        )
+    return {
+        s.name: warm_records(directory, s, strategy_class(s.strategy)(s).epochs, data) for s in told
+    }
+
+
+def _warm_settings(directory, warm) -> dict[str, Any] | None:
+    """What ``manifest.json`` keeps of the warm start (a resume must be told the same)."""
+    if directory is None:
+        return None
+    studies = {
+        name: {"from": source, "configurations": len({r["config_index"] for r in records})}
+        for name, (source, records) in warm.items()
+    }
+    return {"dir": str(directory), "studies": studies}
+
+
+def _plan(
+    studies: Sequence[Study], s: SweepSettings, train_size: int, warm: dict[str, int]
+) -> Plan:
     """The run's plan, checked: every batch fits the training set (before the budget cuts
     any configuration), every lane the memory budget (where the device's memory is
     known). On a CPU calls hold at most ``DEFAULT_MAX_LANES`` lanes and programs compile
@@ -218,7 +268,7 @@ def _plan(studies: Sequence[Study], s: SweepSettings, train_size: int) -> Plan:
     seeds = tuple(range(s.first_seed, s.first_seed + s.seeds))
     strategies = [strategy_class(one.strategy) for one in studies]
     check_batch_sizes(studies, train_size)
-    plan = make_plan(studies, strategies, seeds, settings, train_size, s.budget)
+    plan = make_plan(studies, strategies, seeds, settings, train_size, s.budget, warm)
     check_strategies(plan)
     if memory is not None:  # unknown memory: no refusal; a call that runs out is halved
         check_memory(plan, memory, source)
@@ -279,6 +329,6 @@ def _study_settings(planned: StudyPlan) -> dict[str, Any]:
     settings = {"name": study.name, "configs": [c.to_dict() for c in study.configs]}
     if strategy.searches:
         settings["search"] = study.search.settings
-    if facts := strategy.planned(study, planned.round_size):
+    if facts := strategy.planned(study, planned.round_size, planned.warm):
         settings["planned"] = facts
     return settings

@@ -91,7 +91,16 @@ def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
         help="training FLOPs the run may spend, e.g. 2.2e13 or 22T (6 per weight per "
         "training image, every lane counted; docs/searching.md): a grid, random or quasi-random "
         "study keeps the configurations that fit, a halving or PBT search stops before the "
-        "epoch that would pass it, a learned search (tpe, gp, cmaes, nsga2) before the round",
+        "epoch that would pass it, a learned search (tpe, gp, cmaes, nsga2) before the round, "
+        "Hyperband and BOHB start only the brackets that fit to their last rung",
+    )
+    parser.add_argument(
+        "--warm-start",
+        type=Path,
+        metavar="DIR",
+        help="an earlier run directory of the same [search] space: its finished "
+        "configurations are told to a learned sampler (tpe, gp, bohb) before it proposes, "
+        "so the search starts informed (docs/searching.md)",
     )
     parser.add_argument(
         "--out",

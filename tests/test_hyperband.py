@@ -259,3 +259,24 @@ def test_end_to_end_a_budget_ends_brackets_at_their_rungs_never_mid_way(tmp_path
     assert sum(r["compute"] for r in records) <= budget
     epochs = [len(r["history"]["val_accuracy"]) for r in records]
     assert set(epochs) <= {1, 2, 4} and len(records) < 60
+
+
+def test_a_warm_started_bohb_models_its_first_bracket():
+    """Told an earlier run's finished configurations, BOHB proposes from its model at once."""
+    study = study_of("bohb", samples=100)
+    earlier = Driver(BOHB(study), lanes=20)
+    rng = np.random.default_rng(2)
+    for index in range(40):
+        settings = {"learning_rate": 10 ** rng.uniform(-4, -1), "dropout": rng.uniform(0, 0.5)}
+        config = resolve(study, {k: float(v) for k, v in settings.items()})
+        earlier.configs[index] = config
+        earlier.going[index] = [truth(config, e) for e in range(1, 10)]
+        earlier.record(index)
+    cold, warm = BOHB(study), BOHB(study)
+    warm.warm(earlier.records)
+    standing = Driver(cold, lanes=20).standing()
+    assert cold._observations(standing) is None
+    assert len(warm._observations(standing)) == 40
+    assert [c.learning_rate for c in warm._draw(9, standing, {})] != [
+        c.learning_rate for c in cold._draw(9, standing, {})
+    ]

@@ -64,6 +64,7 @@ RANK = {
     "run.steps": 2,
     "run.keeper": 6,
     "run.search_state": 6,
+    "run.warm": 6,
     "run.stepped": 7,
     "run.loop": 8,
     "search.trials": 2,

@@ -333,3 +333,68 @@ def test_the_start_up_is_the_first_round_said_before_it_trains_and_kept(tmp_path
         "startup": 3,
     }
     assert make_sampler(TPE, study.search, 3)._n_startup_trials == 3
+
+
+def test_a_warm_start_tells_the_sampler_an_earlier_runs_finished_configurations_first(
+    tmp_path, monkeypatch
+):
+    """The second search's sampler holds the first run's six configurations, with their
+    seed-mean holdout accuracy, before it proposes; its first round is no start-up."""
+    first = run(learned(samples=6), out=tmp_path / "first")
+    seen = {}
+    ask = Proposer.ask
+
+    def spy(self, count):
+        seen.setdefault("before", [t.values for t in self.study.trials])
+        return ask(self, count)
+
+    monkeypatch.setattr(Proposer, "ask", spy)
+    study = learned(samples=6, sampler={})
+    progress = Recording()
+    second = run(study, out=tmp_path / "second", warm_start=tmp_path / "first", progress=progress)
+    assert seen["before"] == [[seed_mean(first, i)] for i in range(6)]
+    assert "told 6 finished configurations of an earlier run" in progress.said[0]
+    manifest = json.loads((tmp_path / "second" / "manifest.json").read_text())["settings"]
+    assert manifest["warm_start"]["studies"] == {"s": {"from": "s", "configurations": 6}}
+    assert manifest["studies"][0]["planned"]["startup"] == 0
+    cold = run(study, out=tmp_path / "cold")
+    assert [r["config"] for r in second] != [r["config"] for r in cold]
+    # The same command again resumes (nothing to train): the warm start is part of the run.
+    again = run(study, out=tmp_path / "second", warm_start=tmp_path / "first")
+    assert again == second
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"validate_on": "test"}, r"selected on the test set"),
+        ({"search": {"learning_rate": {"log_uniform": [1e-3, 1e-2]}}}, r"no study of this"),
+        ({"strategy": "nsga2"}, r"no study of this run can be told earlier results"),
+        ({"limit_train": 500}, r"its train_size is 600, this run's 500"),
+    ],
+)
+def test_a_warm_start_of_another_kind_is_refused_in_one_line(change, message, tmp_path):
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "manifest.json").write_text(
+        json.dumps(
+            {
+                "settings": {
+                    "validate_on": change.get("validate_on", "holdout"),
+                    "dataset": "mnist",
+                    "train_size": TRAIN,
+                    "studies": [
+                        {"name": "s", "search": {"search": learned().search.settings["search"]}}
+                    ],
+                }
+            }
+        )
+    )
+    (first / "results.jsonl").write_text("")
+    tables = {k: v for k, v in change.items() if k in ("search", "strategy")}
+    settings = {k: v for k, v in learned().search.settings.items() if k != "sampler"}
+    document = {**settings, **tables, "base": {"hidden": [8], "epochs": 2}}
+    study = parse_study(document, "s", "s.toml")
+    limit = change.get("limit_train", TRAIN)
+    with pytest.raises(SettingsError, match=message):
+        run_sweep(study, seeds=2, limit_train=limit, quiet=True, max_lanes=6, warm_start=first)

@@ -9,7 +9,7 @@ into calls by a lane cap and a memory estimate. Nothing here touches a device.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -304,6 +304,8 @@ class StudyPlan:
       proposed: ``configs`` stand for configurations proposed later.
       round_size: a proposing strategy's configurations per round (every seed of each in
         one call of the largest shape).
+      warm: finished configurations of an earlier run its strategy is told first
+        (``--warm-start``).
     """
 
     study: Study
@@ -311,6 +313,7 @@ class StudyPlan:
     specs: tuple[TrainSpec, ...]
     proposed: bool = False
     round_size: int = 0
+    warm: int = 0
 
     @property
     def lane_bytes(self) -> tuple[int, ...]:
@@ -341,6 +344,7 @@ def make_plan(
     settings: PlanSettings,
     train_size: int,
     budget: float | None = None,
+    warm: Mapping[str, int] | None = None,
 ) -> Plan:
     """Plan ``studies``, each searched by its strategy's class (``search.base.Strategy``:
     ``planned_configs``, ``up_front``, ``proposes``). An up-front study keeps the
@@ -362,7 +366,8 @@ def make_plan(
         if strategy.proposes or strategy.refills:
             widest = max(specs, key=lane_bytes)
             size = max(1, settings.lanes(widest) // len(seeds))
-        planned.append(StudyPlan(study, configs, specs, strategy.proposes, size))
+        told = (warm or {}).get(study.name, 0)
+        planned.append(StudyPlan(study, configs, specs, strategy.proposes, size, told))
         if strategy.up_front:
             calls += calls_of(index, specs, seeds, settings)
     return Plan(tuple(planned), tuple(calls), seeds, settings)

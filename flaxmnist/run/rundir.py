@@ -214,7 +214,13 @@ def fingerprint(settings: dict[str, Any]) -> str:
 
 
 #: Run settings added since the first run directories, with the value older runs had.
-ADDED_SETTINGS = {"dtype": "float32", "first_seed": 0, "budget": None, "precision": "float32"}
+ADDED_SETTINGS = {
+    "dtype": "float32",
+    "first_seed": 0,
+    "budget": None,
+    "precision": "float32",
+    "warm_start": None,
+}
 
 
 def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:

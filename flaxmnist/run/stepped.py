@@ -86,7 +86,7 @@ class SteppedStudy:
 
     def run(self) -> None:
         """Ask, train, record, until the strategy has nothing left to train."""
-        if line := self.strategy.announce(self.plan.study, self.plan.round_size):
+        if line := self.strategy.announce(self.plan.study, self.plan.round_size, self.plan.warm):
             self.progress.study_started(f"{self.name} [{self.strategy.name}]", line)
         saved = self._checkpoint_to_resume()
         if saved is not None:

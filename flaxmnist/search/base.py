@@ -46,6 +46,8 @@ class Strategy:
       figure: the name of the report's figure of its own (``""``: none).
       refills: it adds configurations while others train (lane refill): they train beside
         them from their own epoch 0, and the study's epochs (``Standing.epoch``) run on.
+      warm_starts: it can be told an earlier run's results before it proposes
+        (``--warm-start``, ``warm``).
     """
 
     name: ClassVar[str]
@@ -61,28 +63,36 @@ class Strategy:
     lockstep: ClassVar[bool] = False
     figure: ClassVar[str] = ""
     refills: ClassVar[bool] = False
+    warm_starts: ClassVar[bool] = False
 
     def __init__(self, study: Study):
         self.study = study
         self.search = study.search
+        self.warm_records: list[dict[str, Any]] = []
+
+    def warm(self, records: list[dict[str, Any]]) -> None:
+        """Take an earlier run's records of finished configurations of this space, to tell
+        the sampler before it proposes (``run.warm``)."""
+        self.warm_records = list(records)
 
     @classmethod
     def check(cls, study: Study) -> None:
         """Refuse, before anything runs, what would fail later (``SpecError``)."""
 
     @classmethod
-    def check_plan(cls, study: Study, round_size: int) -> None:
+    def check_plan(cls, study: Study, round_size: int, warm: int = 0) -> None:
         """Refuse, once the run is planned (``round_size``: configurations a round holds,
-        for a strategy that proposes), what the plan makes pointless (``SpecError``)."""
+        for a strategy that proposes; ``warm``: earlier results it is told first), what the
+        plan makes pointless (``SpecError``)."""
 
     @classmethod
-    def planned(cls, study: Study, round_size: int) -> dict[str, Any]:
+    def planned(cls, study: Study, round_size: int, warm: int = 0) -> dict[str, Any]:
         """What the plan decided of the search that a reader of ``manifest.json`` needs (a
         learned search's rounds and start-up); ``{}``: nothing."""
         return {}
 
     @classmethod
-    def announce(cls, study: Study, round_size: int) -> str:
+    def announce(cls, study: Study, round_size: int, warm: int = 0) -> str:
         """The line said before the study trains (``""``: none)."""
         return ""
 

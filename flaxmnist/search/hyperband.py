@@ -102,7 +102,7 @@ class Hyperband(Strategy):
         return rung_epochs(self.search.min_epochs, self.search.eta, self.epochs)
 
     @classmethod
-    def announce(cls, study: Study, round_size: int) -> str:
+    def announce(cls, study: Study, round_size: int, warm: int = 0) -> str:
         strategy = cls(study)
         sizes = bracket_sizes(len(strategy.rungs), study.search.eta)
         return (
@@ -110,12 +110,13 @@ class Hyperband(Strategy):
             f"configurations (then again), rungs at {strategy.rungs} epochs; up to "
             f"{round_size} train at once, a rung's freed lanes refilled at once"
             f"{cls.model_note}"
+            + (f"; its model told {warm} finished configurations of an earlier run" * bool(warm))
         )
 
     model_note: ClassVar[str] = ""
 
     @classmethod
-    def planned(cls, study: Study, round_size: int) -> dict[str, Any]:
+    def planned(cls, study: Study, round_size: int, warm: int = 0) -> dict[str, Any]:
         strategy = cls(study)
         sizes = bracket_sizes(len(strategy.rungs), study.search.eta)
         return {"round_size": round_size, "brackets": sizes, "rungs": strategy.rungs}
@@ -247,6 +248,7 @@ class BOHB(Hyperband):
 
     name = "bohb"
     tables = ("halving", "sampler")
+    warm_starts = True
     needs_space = True
     draw = ""
     proposes = True
@@ -304,6 +306,8 @@ class BOHB(Hyperband):
         """The configurations' holdout accuracy at the largest rung that enough of them
         reached (``None``: none has enough yet)."""
         curves: dict[int, tuple[Config, dict[int, float]]] = {}
+        for index, group in by_config(self.warm_records).items():  # negative: apart
+            curves[-1 - index] = (config_from_dict(group[0]["config"]), intermediate_values(group))
         for index, group in by_config(standing.records).items():
             config = standing.configs.get(index) or config_from_dict(group[0]["config"])
             curves[index] = (config, intermediate_values(group))
@@ -326,5 +330,5 @@ class BOHB(Hyperband):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             model = sampler.make_sampler(type(self), search, None, seed=seed)
             study = optuna.create_study(sampler=model, direction="maximize")
-        sampler.tell_observed(study, search.priors, observed)
+        sampler.tell_observed(study, search.priors, [(c, [v]) for c, v in observed])
         return sampler.ask_settings(study, search.priors, count)

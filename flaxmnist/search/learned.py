@@ -88,17 +88,19 @@ class Learned(Strategy):
         sampler.check(cls, study.search, study.source)
 
     @classmethod
-    def uninformed(cls, study: Study, round_size: int) -> int:
+    def uninformed(cls, study: Study, round_size: int, warm: int = 0) -> int:
         """The proposals made before the sampler is told anything: the first round (its
-        trials are asked together), or more where ``[sampler]`` asks more start-up trials."""
+        trials are asked together), or more where ``[sampler]`` asks more start-up trials;
+        none where ``warm`` earlier results, told first, cover the start-up."""
         first = min(round_size, study.search.samples)
-        return max(first, int(study.search.sampler.get(cls.startup_option, 0)))
+        startup = max(first, int(study.search.sampler.get(cls.startup_option, 0)))
+        return 0 if warm >= startup else max(first, startup - warm)
 
     @classmethod
-    def check_plan(cls, study: Study, round_size: int) -> None:
+    def check_plan(cls, study: Study, round_size: int, warm: int = 0) -> None:
         """Refuse a search whose every proposal would be made before anything is told: it
         would be a random search that says it learns."""
-        samples, uninformed = study.search.samples, cls.uninformed(study, round_size)
+        samples, uninformed = study.search.samples, cls.uninformed(study, round_size, warm)
         if samples > uninformed:
             return
         if uninformed > round_size:
@@ -112,24 +114,24 @@ class Learned(Strategy):
         )
 
     @classmethod
-    def planned(cls, study: Study, round_size: int) -> dict[str, Any]:
+    def planned(cls, study: Study, round_size: int, warm: int = 0) -> dict[str, Any]:
         """Rounds and start-up of the search as planned (kept in ``manifest.json``)."""
         samples = study.search.samples
         return {
             "round_size": round_size,
             "rounds": -(-samples // round_size),
-            "startup": cls.uninformed(study, round_size),
+            "startup": cls.uninformed(study, round_size, warm),
         }
 
     @classmethod
-    def announce(cls, study: Study, round_size: int) -> str:
-        planned = cls.planned(study, round_size)
+    def announce(cls, study: Study, round_size: int, warm: int = 0) -> str:
+        planned = cls.planned(study, round_size, warm)
         samples, startup = study.search.samples, planned["startup"]
+        told = f"; told {warm} finished configurations of an earlier run first" if warm else ""
         return (
-            f"{samples} samples in {planned['rounds']} rounds of up to {round_size}: the first "
-            f"{startup} are "
-            f"proposed before any result is told (the sampler's random start-up), the other "
-            f"{samples - startup} from what has trained"
+            f"{samples} samples in {planned['rounds']} rounds of up to {round_size}{told}: "
+            f"the first {startup} are proposed before any result is told (the sampler's "
+            f"random start-up), the other {samples - startup} from what has trained"
         )
 
     @classmethod
@@ -167,6 +169,12 @@ class Learned(Strategy):
         if self.asked >= self.search.samples:
             return Step(forget=forget)
         self.proposer = sampler.Proposer(type(self), self.search, standing.lanes)
+        self.proposer.warm(
+            [
+                (config_from_dict(group[0]["config"]), outcome(group, self.search.objectives))
+                for group in by_config(self.warm_records).values()
+            ]
+        )
         try:
             self.proposer.replay(rounds, lambda settings: resolve(self.study, settings))
         except ValueError as err:
@@ -260,6 +268,7 @@ class TPE(Learned):
     name = "tpe"
     sampler_class = "TPESampler"
     startup_option = "n_startup_trials"
+    warm_starts = True
     sampler_defaults = {"constant_liar": True}
 
 
@@ -269,6 +278,7 @@ class GP(Learned):
     name = "gp"
     sampler_class = "GPSampler"
     startup_option = "n_startup_trials"
+    warm_starts = True
     sampler_defaults = {"warn_independent_sampling": False}  # flaxmnist says it, once
     needs = ("torch", "PyTorch", "gp")
 

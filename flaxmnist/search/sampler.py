@@ -147,16 +147,16 @@ def random_settings(priors: Sequence[Prior], rng: np.random.Generator) -> dict[s
 
 
 def tell_observed(
-    study: optuna.Study, priors: Sequence[Prior], observed: Sequence[tuple[Any, float]]
+    study: optuna.Study, priors: Sequence[Prior], observed: Sequence[tuple[Any, Sequence[float]]]
 ) -> None:
-    """Add ``observed`` (configuration, value) to ``study`` as complete trials."""
+    """Add ``observed`` (a configuration and its values) to ``study`` as complete trials."""
     distributions = flat_distributions(priors)
-    for config, value in observed:
+    for config, values in observed:
         params = params_of(priors, config.to_dict())
         trial = optuna.trial.create_trial(
             params=params,
             distributions={name: distributions[name] for name in params},
-            value=value,
+            values=list(values),
         )
         study.add_trial(trial)
 
@@ -267,6 +267,12 @@ class Proposer:
                 directions=directions(search.objectives),
             )
         self._asked: dict[int, optuna.Trial] = {}
+        self._next = 0  # the number of the next trial asked (warm trials not counted)
+
+    def warm(self, trials: Sequence[tuple[Any, Outcome]]) -> None:
+        """Add an earlier run's finished configurations as complete trials, before any is
+        asked (each a configuration and its ``trials.Outcome``)."""
+        tell_observed(self.study, self.priors, [(c, result.values) for c, result in trials])
 
     def ask(self, count: int) -> list[dict[str, Any]]:
         """``count`` proposals, as the spec settings of the searched keys (trial numbers
@@ -276,7 +282,8 @@ class Proposer:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 trial = self.study.ask(self.distributions)
-            self._asked[trial.number] = trial
+            self._asked[self._next] = trial
+            self._next += 1
             proposals.append(settings_of(self.priors, trial.params))
         return proposals
 
@@ -306,7 +313,7 @@ class Proposer:
             (another version of Optuna, or another spec); the message names the first.
         """
         for number, trials in enumerate(rounds):
-            start = len(self.study.trials)
+            start = self._next
             proposed = [resolve(settings) for settings in self.ask(len(trials))]
             for offset, (mine, (recorded, _)) in enumerate(zip(proposed, trials, strict=True)):
                 if mine != recorded:
