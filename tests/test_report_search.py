@@ -96,6 +96,18 @@ def test_trace_in_lockstep_counts_the_epochs_each_lane_trained():
         assert best.tolist() == pytest.approx([0.85, 0.91, 0.92])
 
 
+def test_trace_places_a_refilled_lane_at_the_epoch_it_started():
+    """Hyperband: #1 and #2 start at epoch 0 (#1 stops after 1), #3 takes #1's lane at 1."""
+    curves = {0: (0, [0.80]), 1: (0, [0.85, 0.86, 0.87]), 2: (1, [0.70, 0.95])}
+    records = [
+        rec(c, 0, val, compute=10 * len(val), search={"strategy": "hyperband", "start": start})
+        for c, (start, val) in curves.items()
+    ]
+    spent, best = search_trace(records)
+    assert spent.tolist() == pytest.approx([20, 40, 60])  # two lanes every epoch
+    assert best.tolist() == pytest.approx([0.85, 0.86, 0.95])
+
+
 def test_trace_refuses_several_studies_and_records_without_compute():
     with pytest.raises(ValueError, match="one study"):
         search_trace(one_by_one() + one_by_one(study="t"))

@@ -60,9 +60,11 @@ def search_trace(records: Records) -> tuple[np.ndarray, np.ndarray]:
 
     Grid, random and quasi-random studies train their configurations one after another:
     a point per configuration in index order, the best the highest mean over seeds of a
-    configuration's last-epoch accuracy (``records.selection_key``). Halving and PBT train
-    in lockstep: a point per epoch ``e``, a lane having spent ``compute / epochs_trained *
-    min(e, epochs_trained)``, the best the highest mean over seeds at any epoch up to ``e``.
+    configuration's last-epoch accuracy (``records.selection_key``). Halving, PBT and
+    Hyperband train in lockstep: a point per epoch ``e`` of the study, a lane that started at
+    the study's epoch ``s`` (``search.start``: Hyperband's refilled lanes; else 0) having
+    spent ``compute / epochs_trained * clip(e - s, 0, epochs_trained)``, the best the highest
+    mean over seeds at any of its epochs up to ``e - s``.
 
     Raises:
       ValueError: no records, several studies, or a record without ``compute``.
@@ -75,13 +77,17 @@ def search_trace(records: Records) -> tuple[np.ndarray, np.ndarray]:
         means = np.array([selection_key(c, group)[1] for c, group in groups.items()])
         return spent, np.fmax.accumulate(np.where(means < 0, np.nan, means))
     trained = [len(r["history"]["val_accuracy"]) for r in records]
-    steps = np.arange(1, max(trained) + 1)
+    starts = [r.get("search", {}).get("start", 0) for r in records]
+    steps = np.arange(1, max(s + n for s, n in zip(starts, trained, strict=True)) + 1)
     spent = sum(
-        _compute(r) / n * np.minimum(steps, n) for r, n in zip(records, trained, strict=True)
+        _compute(r) / n * np.clip(steps - s, 0, n)
+        for r, n, s in zip(records, trained, starts, strict=True)
     )
     best = np.full(len(steps), np.nan)
-    for mean in map(_mean_val, groups.values()):
-        curve = np.pad(mean, (0, len(steps) - len(mean)), constant_values=np.nan)
+    for group in groups.values():
+        start, mean = group[0].get("search", {}).get("start", 0), _mean_val(group)
+        curve = np.full(len(steps), np.nan)
+        curve[start : start + len(mean)] = mean
         best = np.fmax(best, np.fmax.accumulate(curve))
     return spent, best
 

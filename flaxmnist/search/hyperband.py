@@ -126,7 +126,10 @@ class Hyperband(Strategy):
         return min((b.start + self.rungs[b.rung] for b in going), default=epoch)
 
     def fields(self, index: int) -> dict[str, Any]:
-        return {"strategy": self.name, "bracket": self.bracket_of.get(index, 0)}
+        """Its bracket, and the study's epoch when it started (a report places its curve)."""
+        number = self.bracket_of.get(index, 0)
+        start = self.brackets[number].start if number < len(self.brackets) else 0
+        return {"strategy": self.name, "bracket": number, "start": start}
 
     def first(self, standing: Standing) -> Step:
         """The first brackets; nothing where the study has records: with no checkpoint
