@@ -24,6 +24,8 @@ DOCTESTED = [
     "flaxmnist.run.checkpoint",
     "flaxmnist.search.trials",
     "flaxmnist.search.halving",
+    "flaxmnist.search.hyperband",
+    "flaxmnist.report.stats",
     "flaxmnist.core.augment",
     "flaxmnist.run.ensemble",
 ]

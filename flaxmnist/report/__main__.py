@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from flaxmnist.errors import RunDirError, one_line_warnings
 from flaxmnist.report import (
     format_table,
@@ -23,22 +21,23 @@ from flaxmnist.report import (
     split_by_study,
     write_report,
 )
+from flaxmnist.report.compare import Run, comparison, read_model
 from flaxmnist.report.tensorboard import write_tensorboard
 from flaxmnist.run.ensemble import chosen_ensembles
-from flaxmnist.run.records import best_config
 from flaxmnist.run.rundir import MANIFEST, read_manifest
 from flaxmnist.search.optuna_db import DB, export, problem, storage_url
 
 USAGE = """%(prog)s DIR
        %(prog)s DIR [--optuna] [--tensorboard LOGDIR]
        %(prog)s --compare OUT.png [--study NAME] LABEL=DIR [LABEL=DIR ...]"""
-ACCURACIES = ("val_accuracy", "test_accuracy")
 DESCRIPTION = """\
 Re-render the table, summary.csv and the plots of a run directory from its results.jsonl
 alone (nothing is trained); with --optuna or --tensorboard, write the run for Optuna's or
 TensorBoard's tools instead; or, with --compare, plot the best holdout accuracy against the
-compute spent of several runs, grouped by label, and print per label the test accuracy of
-the configuration the holdout selects (mean ± std over runs) and the mean compute."""
+compute spent of several runs, grouped by label (the first label is the reference), and
+print per label the holdout-selected configuration's accuracies (mean ± std over runs, the
+test accuracy's bootstrap interval), the compute, the compute to reach the reference's
+median holdout, and McNemar's paired test against the reference, run by run."""
 EXAMPLE = """\
 example: three sampler seeds of random search against two of successive halving:
   %(prog)s --compare strategies.png \\
@@ -59,14 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="DIR",
         help="a directory written by flaxmnist.sweep; with --compare, LABEL=DIR once per run "
-        "(the runs of one label are drawn in one colour, their mean thick)",
+        "(the runs of one label are drawn in one colour: their median, their range shaded)",
     )
     parser.add_argument(
         "--compare",
         metavar="OUT.png",
         type=Path,
         help="write the runs' progress plot here and print per label: runs, the holdout-"
-        "selected configuration's test accuracy (mean ± std over runs), compute spent",
+        "selected configuration's accuracies (mean ± std over runs, bootstrap interval), "
+        "compute spent and to reach the first label's median holdout, McNemar's paired test "
+        "against the first label",
     )
     parser.add_argument(
         "--study", metavar="NAME", help="with --compare: the study to read in each directory"
@@ -206,7 +207,7 @@ def _one_study(prog: str, item: str, study: str | None) -> list[dict[str, Any]] 
 
 
 def _compare(prog: str, out: Path, items: Sequence[str], study: str | None) -> int:
-    runs: dict[str, list[list[dict[str, Any]]]] = {}
+    runs: dict[str, list[Run]] = {}
     for item in items:
         name, _, directory = item.partition("=")
         if not name or not directory:
@@ -214,14 +215,15 @@ def _compare(prog: str, out: Path, items: Sequence[str], study: str | None) -> i
         records = _one_study(prog, item, study)
         if records is None:
             return 2
-        runs.setdefault(name, []).append(records)
+        model = read_model(Path(directory), records[0]["study"])
+        runs.setdefault(name, []).append(Run(records, model))
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     try:
-        figure = plot_search_progress(runs)
+        figure = plot_search_progress({k: [r.records for r in v] for k, v in runs.items()})
     except ValueError as err:
         return _error(prog, str(err))
     try:
@@ -230,43 +232,9 @@ def _compare(prog: str, out: Path, items: Sequence[str], study: str | None) -> i
         return _error(prog, f"cannot write {out}: {err.strerror or err}", 3)
     finally:
         plt.close(figure)
-    print(_comparison(runs))
+    print(comparison(runs))
     print(f"wrote {out}")
     return 0
-
-
-def _selected(records: Sequence[dict[str, Any]]) -> tuple[float, float]:
-    """Holdout and test accuracy (means over seeds) of the configuration that
-    ``records.best_config`` selects among those with every seed."""
-    by_config: dict[int, list[dict[str, Any]]] = {}
-    for record in records:
-        by_config.setdefault(record["config_index"], []).append(record)
-    chosen = by_config[best_config(records, max(map(len, by_config.values())))]
-    val, test = ([np.nan if r[k] is None else r[k] for r in chosen] for k in ACCURACIES)
-    return float(np.mean(val)), float(np.mean(test))
-
-
-def _spread(values: Sequence[float]) -> str:
-    """Mean ± sample std over runs, in %; the mean alone for one run."""
-    text = f"{100 * np.mean(values):.2f}"
-    return text + (f" ± {100 * np.std(values, ddof=1):.2f}" if len(values) > 1 else "")
-
-
-def _comparison(runs: dict[str, list[list[dict[str, Any]]]]) -> str:
-    """The table of ``--compare``: a row per label."""
-    width = max(5, *map(len, runs))
-    lines = [f"{'label':<{width}}  runs  holdout % (selected)  test % (selected)  compute (FLOP)"]
-    for name, group in runs.items():
-        selected = [_selected(records) for records in group]
-        spent = np.mean([sum(r["compute"] for r in records) for records in group])
-        val, test = _spread([v for v, _ in selected]), _spread([t for _, t in selected])
-        lines.append(f"{name:<{width}}  {len(group):>4}  {val:<20}  {test:<17}  {spent:.4g}")
-    lines.append(
-        "selected: in each run, the configuration with the best mean holdout accuracy over "
-        "seeds (flaxmnist.run.records.best_config),\nits accuracies the means over seeds; ± the "
-        "sample std over runs; compute: training FLOPs, all seeds, mean over runs"
-    )
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

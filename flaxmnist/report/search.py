@@ -92,12 +92,13 @@ def search_trace(records: Records) -> tuple[np.ndarray, np.ndarray]:
     return spent, best
 
 
-def _mean_step(lines: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """The mean of step functions on the union of their points, where all are defined."""
+def _median_band(lines: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    """The lowest, median and highest of step functions on the union of their points, where
+    all are defined: ``(x, low, median, high)``."""
     start, end = max(x[0] for x, _ in lines), min(x[-1] for x, _ in lines)
     grid = np.unique(np.concatenate([x[(x >= start) & (x <= end)] for x, _ in lines]))
-    values = [y[np.searchsorted(x, grid, side="right") - 1] for x, y in lines]
-    return grid, np.mean(values, axis=0)
+    values = np.array([y[np.searchsorted(x, grid, side="right") - 1] for x, y in lines])
+    return grid, *np.quantile(values, [0.0, 0.5, 1.0], axis=0)  # undefined where a run is
 
 
 def _split(records: Records) -> str:
@@ -141,8 +142,8 @@ def plot_search_progress(
     """Best holdout accuracy so far (%) against the training compute spent, per run.
 
     ``traces`` maps a label (a strategy) to its runs, each the records of one study
-    (``search_trace``). One colour per label; a label with several runs draws each thin and
-    their mean thick (step functions averaged where all runs are defined). The x axis is
+    (``search_trace``). One colour per label; a label with several runs draws their median
+    and, shaded, their range (step functions, where all runs are defined). The x axis is
     logarithmic when it spans more than a decade. Saved to ``path`` when given (PNG); returns
     the Figure (close it with ``plt.close``).
     """
@@ -155,14 +156,15 @@ def plot_search_progress(
     for number, (name, runs) in enumerate(traces.items()):
         colour = f"C{number % 10}"
         lines = [search_trace(run) for run in runs]
-        for x, y in lines:
-            look = {"lw": 0.9, "alpha": 0.5} if len(lines) > 1 else {"lw": 2.6 if many else 2}
-            look |= {} if many else {"marker": "o", "ms": 3.5}
-            ax.plot(x, 100 * y, drawstyle="steps-post", color=colour, **look)
         drawn += lines
         if len(lines) > 1:
-            x, y = _mean_step(lines)
-            ax.plot(x, 100 * y, drawstyle="steps-post", color=colour, linewidth=2.6)
+            x, low, median, high = _median_band(lines)
+            ax.fill_between(x, 100 * low, 100 * high, step="post", color=colour, alpha=0.18)
+            ax.plot(x, 100 * median, drawstyle="steps-post", color=colour, linewidth=2.6)
+        else:
+            look = {"lw": 2.6 if many else 2} | ({} if many else {"marker": "o", "ms": 3.5})
+            x, y = lines[0]
+            ax.plot(x, 100 * y, drawstyle="steps-post", color=colour, **look)
         count = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
         handles.append(Line2D([], [], color=colour, linewidth=2.6, label=f"{name} ({count})"))
     x, y = np.concatenate([x for x, _ in drawn]), 100 * np.concatenate([y for _, y in drawn])
@@ -174,7 +176,7 @@ def plot_search_progress(
     ax.set_xlabel("training compute spent (FLOP, all seeds)")
     ax.set_ylabel(f"best {split} accuracy so far (%)")
     ax.grid(alpha=0.3, which="both")
-    legend_title = "thin: a run; thick: mean of a label's runs" if many else None
+    legend_title = "line: median of a label's runs; band: their range" if many else None
     ax.legend(handles=handles, title=legend_title, loc="lower right", fontsize=9, title_fontsize=8)
     studies = {run[0]["study"] for runs in traces.values() for run in runs}
     heading = f"{studies.pop()}: " if len(studies) == 1 else "search strategies: "

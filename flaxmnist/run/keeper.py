@@ -22,7 +22,12 @@ from flaxmnist.core.train import TrainSpec
 from flaxmnist.devices import cluster
 from flaxmnist.run.attempt import Attempt, Follower
 from flaxmnist.run.checkpoint import save_model
-from flaxmnist.run.ensemble import choose_ensemble, save_predictions, seed_ensemble
+from flaxmnist.run.ensemble import (
+    choose_ensemble,
+    predictions_path,
+    save_predictions,
+    seed_ensemble,
+)
 from flaxmnist.run.grid import LaneGrid
 from flaxmnist.run.plan import train_flops
 from flaxmnist.run.progress import RunStats
@@ -189,6 +194,8 @@ class Keeper:
         }
         if "ensemble" in mine[0]:
             info["ensemble"] = mine[0]["ensemble"]
+        if (errors := self._test_errors(study.name, index)) is not None:
+            info["test_errors"], info["test_images"] = errors, len(self.labels()[1])
         stacked = jax.tree.map(
             lambda *xs: np.stack([np.asarray(x) for x in xs]),
             *[params_by_seed[seed] for seed in self.seeds],
@@ -196,6 +203,17 @@ class Keeper:
         if cluster.is_main():
             save_model(self.out, study.name, stacked, info)
         self.saved[study_index] = index
+
+    def _test_errors(self, study: str, index: int) -> list[int] | None:
+        """The test images the configuration's seed ensemble gets wrong (by position), where
+        its predictions were kept (a search, or several seeds): what a paired test of two
+        models (McNemar's, ``report --compare``) needs, in a few hundred numbers."""
+        path = predictions_path(self.out, study, index)
+        if not cluster.is_main() or not path.exists():
+            return None
+        with np.load(path) as kept:
+            predicted = np.argmax(kept["test"].astype(np.float32), axis=-1)
+        return np.flatnonzero(predicted != self.labels()[1]).tolist()
 
     def choose_ensemble(self, study_index: int) -> dict[str, Any] | None:
         """After a search, the greedy ensemble of its configurations (``None`` for a grid,
