@@ -111,6 +111,29 @@ def test_a_generation_of_cma_es_or_nsga_ii_is_a_round_unless_the_spec_says_other
     assert make_sampler(STRATEGIES["nsga2"], given, round_size=24)._population_size == 10
 
 
+def test_tpe_and_gp_start_up_with_the_first_round_unless_the_spec_says_otherwise():
+    for name in ("tpe", "gp"):
+        assert make_sampler(STRATEGIES[name], search(name), round_size=5)._n_startup_trials == 5
+        # samples = 12: a first round of 24 holds them all, so it is 12 (then refused)
+        assert make_sampler(STRATEGIES[name], search(name), round_size=24)._n_startup_trials == 12
+        given = search(name, sampler={"n_startup_trials": 2})
+        assert make_sampler(STRATEGIES[name], given, round_size=5)._n_startup_trials == 2
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "gp", "cmaes", "nsga2", "bohb"])
+def test_no_sampler_is_made_with_an_option_optuna_deprecates(strategy):
+    """Optuna 5 deprecates constraints_func and TPE's gamma, weights and
+    warn_independent_sampling: flaxmnist passes none of them (a FutureWarning would fail)."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        make_sampler(STRATEGIES[strategy], search(strategy), round_size=4)
+
+
 @pytest.mark.parametrize("strategy", ["gp", "cmaes", "nsga2"])
 def test_every_sampler_proposes_whole_rounds_the_same_from_the_same_seed(strategy):
     if strategy == "gp":
