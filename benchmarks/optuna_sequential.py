@@ -188,27 +188,48 @@ def summarize(folder: Path, seconds: float) -> None:
     rows = {"optuna-sequential": [], "flaxmnist tpe": []}
     for path in sorted(folder.glob("optuna-*/summary.json")):
         done = json.loads(path.read_text())
+        trials = [
+            json.loads(line) for line in (path.parent / "trials.jsonl").read_text().splitlines()
+        ]
+        spent = sum(training_flops(t["params"]) for t in trials if t["finished_at"] <= seconds)
         rows["optuna-sequential"].append(
             (done["seed"], done["trials_finished"], done["best_val_accuracy"],
-             done["test_accuracy_of_pick"])
+             done["test_accuracy_of_pick"], spent)
         )  # fmt: skip
     for path in sorted(folder.glob("flaxmnist-*/results.jsonl")):
         records = read_jsonl(path)
         val, test = selected(records) if records else (float("nan"),) * 2
-        repeat = int(path.parent.name.split("-")[1])
-        rows["flaxmnist tpe"].append((repeat, len({r["config_index"] for r in records}), val, test))
+        repeat, spent = int(path.parent.name.split("-")[1]), sum(r["compute"] for r in records)
+        count = len({r["config_index"] for r in records})
+        rows["flaxmnist tpe"].append((repeat, count, val, test, spent))
     print(f"limit: {seconds:.0f} s of wall-clock time per run, from the process's start")
-    print(f"{'tool':<18}  repeat  trials finished  best holdout %  test % of the pick")
+    print(
+        f"{'tool':<18}  repeat  trials finished  best holdout %  test % of the pick  "
+        "training FLOPs of the trials finished"
+    )
     for tool, runs in rows.items():
-        for repeat, count, val, test in runs:
-            print(f"{tool:<18}  {repeat:>6}  {count:>15}  {100 * val:>14.2f}  {100 * test:>18.2f}")
+        for repeat, count, val, test, spent in runs:
+            print(
+                f"{tool:<18}  {repeat:>6}  {count:>15}  {100 * val:>14.2f}  {100 * test:>18.2f}"
+                f"  {spent:.3e}"
+            )
         if len(runs) > 1:
-            counts, vals, tests = (np.array([r[i] for r in runs], float) for i in (1, 2, 3))
+            counts, vals, tests, spent = (
+                np.array([r[i] for r in runs], float) for i in (1, 2, 3, 4)
+            )
             print(
                 f"{tool + ' mean':<18}  {'':>6}  {counts.mean():>9.1f} ± {counts.std(ddof=1):<4.1f}"
                 f"  {100 * vals.mean():>7.2f} ± {100 * vals.std(ddof=1):.2f}"
                 f"  {100 * tests.mean():>11.2f} ± {100 * tests.std(ddof=1):.2f}"
+                f"  {spent.mean():.3e}"
             )
+
+
+def training_flops(params: dict) -> float:
+    """flaxmnist's count (``plan.train_flops``): 6 per weight per training image, 50,000
+    images, ``EPOCHS`` epochs."""
+    sizes = [784, *(params[f"hidden.width_{i}"] for i in range(1, params["hidden.depth"] + 1)), 10]
+    return 6 * 50_000 * EPOCHS * sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
 
 
 def main(argv=None) -> int:
