@@ -36,9 +36,9 @@ from flaxmnist.run.attempt import Follower, run_directory
 from flaxmnist.run.loop import SweepLoop
 from flaxmnist.run.plan import DEFAULT_MAX_LANES, Plan, PlanSettings, StudyPlan, make_plan
 from flaxmnist.run.progress import Progress, RunStats, TqdmProgress
-from flaxmnist.run.warm import warm_records
 from flaxmnist.search.optuna_db import LiveExport
 from flaxmnist.search.registry import STRATEGIES, strategy_class
+from flaxmnist.search.warm import warm_records
 from flaxmnist.specs.config import DEFAULT_PRECISION, Study
 
 
@@ -89,7 +89,7 @@ class SweepSettings:
       quiet: no progress (when ``progress`` is not given; progress goes to stderr, or to
         a notebook's widget). Processes other than process 0 of a cluster show none.
       warm_start: an earlier run directory of the same space: its finished configurations
-        are told to each learned sampler before it proposes (``run.warm``).
+        are told to each learned sampler before it proposes (``search.warm``).
 
     Example::
 
@@ -210,7 +210,7 @@ def _warm_start(
     directory: str | Path | None, studies: Sequence[Study], data: dict[str, Any]
 ) -> dict[str, tuple[str, list[dict[str, Any]]]]:
     """Per study whose strategy can be told earlier results, its study in ``directory`` and
-    the records it is told (``run.warm``); ``{}`` without a directory.
+    the records it is told (``search.warm``); ``{}`` without a directory.
 
     Raises:
       SettingsError: no study of this run can be told earlier results, or ``warm_records``
@@ -227,9 +227,12 @@ def _warm_start(
             parameter="warm_start",
             value=str(directory),
         )
-    return {
-        s.name: warm_records(directory, s, strategy_class(s.strategy)(s).epochs, data) for s in told
-    }
+    return cluster.share(  # process 0 reads the directory; the others get what it read
+        lambda: {
+            s.name: warm_records(directory, s, strategy_class(s.strategy)(s).epochs, data)
+            for s in told
+        }
+    )
 
 
 def _warm_settings(directory, warm) -> dict[str, Any] | None:
@@ -240,7 +243,7 @@ def _warm_settings(directory, warm) -> dict[str, Any] | None:
         name: {"from": source, "configurations": len({r["config_index"] for r in records})}
         for name, (source, records) in warm.items()
     }
-    return {"dir": str(directory), "studies": studies}
+    return {"dir": str(Path(directory).resolve()), "studies": studies}
 
 
 def _plan(

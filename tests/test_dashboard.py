@@ -48,7 +48,8 @@ def test_optuna_dashboard_serves_a_learned_runs_study_trials_and_values(tmp_path
         "search": {"learning_rate": {"log_uniform": [1e-3, 3e-2]}},
     }
     study = parse_study(document, "tpe-search", "tpe.toml")
-    records = run_sweep(study, seeds=2, limit_train=600, quiet=True, out=tmp_path)
+    # Rounds of 2 (4 lanes, 2 seeds): a round of 12 would hold every proposal, refused.
+    records = run_sweep(study, seeds=2, limit_train=600, quiet=True, out=tmp_path, max_lanes=4)
     port = free_port()
     server = subprocess.Popen(
         [*command, f"sqlite:///{tmp_path / 'optuna.db'}", "--host", "127.0.0.1",

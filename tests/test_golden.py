@@ -57,7 +57,13 @@ ADDED_CONFIG_KEYS = {
 #: its seeds' ensemble (tests/test_ensemble.py; compared here as metrics where both have it).
 ADDED_RECORD_KEYS = ("compute", "ensemble")
 #: Run settings added since, with the value the golden runs had.
-ADDED_SETTINGS = {"dtype": "float32", "first_seed": 0, "budget": None, "precision": "float32"}
+ADDED_SETTINGS = {
+    "dtype": "float32",
+    "first_seed": 0,
+    "budget": None,
+    "precision": "float32",
+    "warm_start": None,
+}
 
 
 @dataclass(frozen=True)

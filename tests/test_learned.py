@@ -319,8 +319,9 @@ def test_the_start_up_is_the_first_round_said_before_it_trains_and_kept(tmp_path
     progress = Recording()
     run(study, out=tmp_path, progress=progress)
     assert progress.said == [
-        "s [tpe]: 7 samples in 3 rounds of up to 3: the first 3 are proposed before any "
-        "result is told (the sampler's random start-up), the other 4 from what has trained"
+        "s [tpe]: 7 samples in 3 rounds of up to 3: the first 3 are uninformed (proposed "
+        "before any result is told, or in the sampler's random start-up), the other 4 learn "
+        "from what has trained"
     ]
     assert [label.split(", 0->")[0] for label in progress.labels] == [
         f"s [tpe, round {k} of 3" for k in (1, 2, 3)

@@ -25,6 +25,7 @@ SETTINGS = {
     "first_seed": 0,
     "budget": None,
     "precision": "float32",
+    "warm_start": None,
 }
 
 
@@ -79,7 +80,9 @@ def test_an_older_manifest_and_its_records_read_as_today(tmp_path):
     """Written before ``loss``, ``dtype`` and ``precision`` existed: all count at their
     defaults."""
     old_config = {k: v for k, v in Config(hidden=(8,)).to_dict().items() if k != "loss"}
-    old_settings = {k: v for k, v in SETTINGS.items() if k not in ("dtype", "precision")}
+    old_settings = {
+        k: v for k, v in SETTINGS.items() if k not in ("dtype", "precision", "warm_start")
+    }
     old_settings["studies"] = [{"name": "t", "configs": [old_config]}]
     assert with_defaults(old_settings) == SETTINGS
     out = tmp_path / "run"

@@ -222,7 +222,7 @@ def checkpoint_epoch(state):
     "strategy",
     [
         "halving",
-        "bohb",
+        pytest.param("bohb", marks=pytest.mark.heavy),  # refill and a model rebuilt: 40 s
         pytest.param("pbt", marks=pytest.mark.heavy),
         pytest.param("hyperband", marks=pytest.mark.heavy),
     ],

@@ -209,7 +209,13 @@ def default_out_dir(study_name: str) -> Path:
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
-    """The SHA-256 of ``settings`` as canonical JSON."""
+    """The SHA-256 of ``settings`` as canonical JSON, without what the plan decided of each
+    study (``planned``: rounds, start-up; a record of it, not a setting, and absent from
+    older manifests)."""
+    studies = [
+        {k: v for k, v in study.items() if k != "planned"} for study in settings.get("studies", [])
+    ]
+    settings = {**settings, "studies": studies} if "studies" in settings else settings
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 

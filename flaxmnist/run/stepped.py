@@ -99,6 +99,8 @@ class SteppedStudy:
                     self.progress.skipped(f"{self.name} [{self.strategy.name}]")
                 return
             self._apply(step)
+            if step.checkpoint:
+                self._checkpoint()
         while self.grids:
             if not self._train_until(self.until):
                 self._finish(self.grids)
@@ -111,17 +113,21 @@ class SteppedStudy:
                 break
             if step.checkpoint and self.grids:
                 self._checkpoint()
+        if self.keeper.out is not None:  # done: nothing left to resume
+            SearchState.remove(self.keeper.out, self.name)
 
     def _checkpoint_to_resume(self) -> SearchState | None:
-        """The study's checkpoint, unless its records are all in (a run killed after the
-        last records and before the checkpoint went): that one is removed."""
+        """The study's checkpoint, unless the study is done: every lane it would go on with
+        recorded and its strategy, as saved, with nothing to add (a run killed after its
+        last records and before the checkpoint went); that one is removed."""
         out = self.keeper.out
         saved = SearchState.read(out, self.name) if out is not None else None
         if saved is None:
             return None
+        self.strategy.restore(saved.strategy)
         recorded = {r["config_index"] for r in self.keeper.of_study(self.index)}
         going = {c for grid in saved.grids for c in grid["configs"]}
-        if cluster.share(lambda: going <= recorded):  # the lanes it would go on with
+        if cluster.share(lambda: going <= recorded and self.strategy.exhausted()):
             SearchState.remove(out, self.name)
             return None
         return saved
@@ -221,7 +227,15 @@ class SteppedStudy:
         )
 
     def _resume(self, saved: SearchState) -> None:
-        """The grids of the checkpoint, the strategy's state, and the step it was in."""
+        """The grids of the checkpoint, the strategy's state, and the step it was in. Lanes
+        of the checkpoint recorded since (a kill between the records and the next
+        checkpoint) lose their records: they train again from the checkpoint, to the same
+        records, and are not counted twice against the budget meanwhile."""
+        recorded = {r["config_index"] for r in self.keeper.of_study(self.index)}
+        again = cluster.share(
+            lambda: sorted(c for grid in saved.grids for c in grid["configs"] if c in recorded)
+        )
+        self.keeper.forget(self.index, again)
         self.state = saved
         self.grids = restore_grids(saved, self._grid)
         self.strategy.restore(saved.strategy)
@@ -300,8 +314,8 @@ class SteppedStudy:
             save_state(self.keeper.out, self.name, self.state, self.grids)
 
     def _finish(self, grids: list[LaneGrid]) -> None:
-        """Record ``grids`` as they are, keep their best model, and drop them; the
-        checkpoint goes with the last grid."""
+        """Record ``grids`` as they are, keep their best model, and drop them (the
+        checkpoint stays until the strategy has nothing left to train: it may add more)."""
         if not grids:
             return
         trained = [grid for grid in grids if grid.epoch > 0]  # the budget may stop one first
@@ -311,5 +325,3 @@ class SteppedStudy:
             self.keeper.keep_best(self.index, grid, grid.config_indices, self.state.configs)
         self.keeper.save_progress()
         self.grids = [g for g in self.grids if all(g is not done for done in grids)]
-        if self.keeper.out is not None and not self.grids:
-            SearchState.remove(self.keeper.out, self.name)

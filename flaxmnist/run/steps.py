@@ -93,7 +93,9 @@ class Standing:
     """What a strategy is told before each decision.
 
     Attributes:
-      epoch: the epochs the configurations still going have trained.
+      epoch: the study's epochs so far: what its configurations trained in lockstep, or,
+        where a strategy refills lanes (``Strategy.refills``), its clock (a configuration
+        added at epoch ``s`` has trained ``epoch - s``).
       grids: the configurations still going, by grid (PBT copies lanes within one).
       configs: every configuration of the study so far, as it trains now.
       curves: per configuration going or stopped in this search, per seed, what

@@ -72,7 +72,7 @@ class Strategy:
 
     def warm(self, records: list[dict[str, Any]]) -> None:
         """Take an earlier run's records of finished configurations of this space, to tell
-        the sampler before it proposes (``run.warm``)."""
+        the sampler before it proposes (``search.warm``)."""
         self.warm_records = list(records)
 
     @classmethod
@@ -127,6 +127,12 @@ class Strategy:
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Take back what ``state`` saved."""
+
+    def exhausted(self) -> bool:
+        """Whether, in the state it has (``restore``), it would add no configuration once
+        its lanes going are done: a checkpoint whose lanes are all recorded is then a
+        finished study's."""
+        return True
 
     def compiled_in(self) -> set[str]:
         """``TrainSpec`` flags its programs keep on whatever the configurations (PBT: the

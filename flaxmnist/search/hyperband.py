@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 import optuna
 
+from flaxmnist.errors import FlaxmnistWarning
 from flaxmnist.run.steps import Standing, Step
 from flaxmnist.search import sampler
 from flaxmnist.search.base import Strategy, rank
@@ -89,7 +90,7 @@ class Hyperband(Strategy):
         super().__init__(study)
         self.brackets: list[Bracket] = []
         self.started = 0  # configurations started, in all
-        self.closed = False  # the budget holds no further bracket
+        self.warned = False  # it said that the budget cuts brackets
         self.bracket_of: dict[int, int] = {}
 
     @property
@@ -172,16 +173,17 @@ class Hyperband(Strategy):
         add: dict[int, Config] = {}
         sizes = bracket_sizes(len(self.rungs), self.search.eta)
         free = standing.lanes - sum(len(b.members) for b in self.brackets)
-        while free > 0 and self.started < self.samples and not self.closed:
+        while free > 0 and self.started < self.samples:
             number = len(self.brackets)
             size = len(sizes) - 1 - number % len(sizes)  # s = K, …, 0, then again
             count = min(sizes[-1 - size], free, self.samples - self.started)
             rung = len(self.rungs) - 1 - size
             configs = self._draw(count, standing, add)
             configs = self._within_budget(configs, rung, standing, add)
+            if len(configs) < count:
+                self._warn_budget(standing, number, len(configs), count)
             if not configs:
-                self.closed = True
-                break
+                break  # tried again when lanes free: brackets going may leave more
             indices = range(self.started, self.started + len(configs))
             self.brackets.append(Bracket(number, size, standing.epoch, rung, list(indices)))
             add.update(zip(indices, configs, strict=True))
@@ -189,6 +191,20 @@ class Hyperband(Strategy):
             self.started += len(configs)
             free -= len(configs)
         return add
+
+    def _warn_budget(self, standing: Standing, number: int, fits: int, count: int) -> None:
+        """Say, once, that the budget now cuts brackets (a search that stops early says why)."""
+        if self.warned:
+            return
+        self.warned = True
+        warnings.warn(
+            f"{self.study.name}: the budget of {standing.budget:.4g} training FLOPs holds "
+            f"{fits} of bracket {number + 1}'s {count} configurations to its last rung: "
+            f"brackets start as the budget allows from here ({self.started} of "
+            f"{self.samples} configurations started)",
+            FlaxmnistWarning,
+            stacklevel=2,
+        )
 
     def _draw(self, count: int, standing: Standing, adding: dict[int, Config]) -> list[Config]:
         """The next ``count`` configurations: the study's drawn ones, in order."""
@@ -232,17 +248,20 @@ class Hyperband(Strategy):
         lanes = sum(len(b.members) for b in going)
         return f"brackets {going[0].number + 1}-{going[-1].number + 1}, {lanes} lanes"
 
+    def exhausted(self) -> bool:
+        return self.started >= self.samples
+
     def state(self) -> dict[str, Any]:
         return {
             "brackets": [asdict(b) for b in self.brackets],
             "started": self.started,
-            "closed": self.closed,
+            "warned": self.warned,
             "bracket_of": [[c, b] for c, b in self.bracket_of.items()],
         }
 
     def restore(self, saved: dict[str, Any]) -> None:
         self.brackets = [Bracket(**b) for b in saved["brackets"]]
-        self.started, self.closed = saved["started"], saved["closed"]
+        self.started, self.warned = saved["started"], saved["warned"]
         self.bracket_of = {c: b for c, b in saved["bracket_of"]}
 
 

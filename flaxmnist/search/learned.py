@@ -89,12 +89,22 @@ class Learned(Strategy):
 
     @classmethod
     def uninformed(cls, study: Study, round_size: int, warm: int = 0) -> int:
-        """The proposals made before the sampler is told anything: the first round (its
-        trials are asked together), or more where ``[sampler]`` asks more start-up trials;
-        none where ``warm`` earlier results, told first, cover the start-up."""
-        first = min(round_size, study.search.samples)
-        startup = max(first, int(study.search.sampler.get(cls.startup_option, 0)))
-        return 0 if warm >= startup else max(first, startup - warm)
+        """The proposals made before the sampler has been told anything, or while it is in
+        its random start-up: round by round, ``warm`` results told first, each round's
+        results told when it ends. The start-up is ``[sampler]``'s (``n_startup_trials``)
+        or the first round; a sampler that counts the trials running (TPE's
+        ``constant_liar``) leaves it within a round. Always the first ones proposed."""
+        search = study.search
+        options = {**cls.sampler_defaults, **search.sampler}
+        first = min(round_size, search.samples)
+        startup = int(options.get(cls.startup_option, first)) if cls.startup_option else first
+        running = bool(options.get("constant_liar", False))
+        told, count = warm, 0
+        for start in range(0, search.samples, round_size):
+            size = min(round_size, search.samples - start)
+            count += sum(told == 0 or told + k * running < startup for k in range(size))
+            told += size
+        return count
 
     @classmethod
     def check_plan(cls, study: Study, round_size: int, warm: int = 0) -> None:
@@ -103,8 +113,9 @@ class Learned(Strategy):
         samples, uninformed = study.search.samples, cls.uninformed(study, round_size, warm)
         if samples > uninformed:
             return
-        if uninformed > round_size:
-            why = f"its [sampler] asks {uninformed} random start-up trials"
+        if samples > round_size:
+            asked = study.search.sampler.get(cls.startup_option)
+            why = f"its [sampler] asks {asked} random start-up trials, in rounds of {round_size}"
         else:
             why = f"one round holds {round_size} configurations, asked before any is told"
         raise SpecError(
@@ -130,8 +141,9 @@ class Learned(Strategy):
         told = f"; told {warm} finished configurations of an earlier run first" if warm else ""
         return (
             f"{samples} samples in {planned['rounds']} rounds of up to {round_size}{told}: "
-            f"the first {startup} are proposed before any result is told (the sampler's "
-            f"random start-up), the other {samples - startup} from what has trained"
+            f"the first {startup} are uninformed (proposed before any result is told, or in "
+            f"the sampler's random start-up), the other {samples - startup} learn from what "
+            "has trained"
         )
 
     @classmethod
@@ -180,8 +192,10 @@ class Learned(Strategy):
         except ValueError as err:
             raise RunDirError(
                 f"{self.study.name}: cannot resume the search: {err}. The sampler must be the "
-                "one that started it (the Optuna version in manifest.json); or start again in "
-                "another directory"
+                "one that started it: the Optuna version in manifest.json, rounds of the same "
+                "size (its planned round_size), and flaxmnist's defaults then (since issue 31 "
+                "TPE's and GP's start-up is the first round, unless [sampler] sets "
+                "n_startup_trials); or start again in another directory"
             ) from None
         step = self._propose(standing)
         seconds = time.perf_counter() - start

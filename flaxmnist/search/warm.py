@@ -57,7 +57,9 @@ def warm_records(
     finished = [
         record
         for group in by_config(mine).values()
-        if outcome(group).state == COMPLETE and group[0]["config"]["epochs"] == epochs
+        if len(group) == settings.get("seeds")  # every seed in
+        and outcome(group).state == COMPLETE
+        and group[0]["config"]["epochs"] == epochs
         for record in group
     ]
     if not finished:
