@@ -6,7 +6,9 @@
 #   - the notebook's compute (2.183e14): quasi-random and BOHB, 3 repeats.
 # Every run resumes: run this script again to finish what a kill or a session's end
 # interrupted (a run whose log is complete is skipped; a log's last line is its wall time,
-# this script's clock, compile included, on whatever else the machine was doing).
+# this script's clock, compile included, on whatever else the machine was doing). Commit
+# only finished runs (a log with its "results:" line): a search's checkpoint is not
+# committed (.gitignore), and a run directory without it would resume as if finished.
 # Usage: run.sh [tenth|notebook|report]   (default: tenth, then notebook, then report)
 set -euo pipefail
 cd "$(dirname "$0")"
