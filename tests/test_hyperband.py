@@ -290,7 +290,7 @@ class Killed(Exception):
     """Stands for a SIGKILL at one moment of the run."""
 
 
-@pytest.mark.parametrize("records", [1, 3])
+@pytest.mark.parametrize("records", [1, pytest.param(3, marks=pytest.mark.heavy)])
 def test_a_run_killed_between_its_records_and_its_checkpoint_resumes_to_the_same(
     records, tmp_path, monkeypatch
 ):
