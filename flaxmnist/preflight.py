@@ -103,14 +103,26 @@ def check_memory(plan: Plan, budget: int, source: str) -> None:
                 )
 
 
-def check_batch_sizes(studies: Sequence[Study], train_size: int) -> None:
+def check_batch_sizes(
+    studies: Sequence[Study], train_size: int, limit_train: int | None = None
+) -> None:
     """Refuse, before anything runs, a batch larger than the training set: in every
     configuration a study lists, or, where its strategy proposes them later, every shape
-    its space allows (before a budget cuts any)."""
+    its space allows (before a budget cuts any). Where ``--limit-train`` (``limit_train``)
+    made the training set that small, the message names the flag, not the spec."""
     for study in studies:
         for config in strategy_class(study.strategy).planned_configs(study):
-            if config.batch_size > train_size:
+            if config.batch_size <= train_size:
+                continue
+            if limit_train is not None and limit_train == train_size:
                 raise SettingsError(
-                    f"{study.source}: batch_size = {config.batch_size}: larger than the "
-                    f"training set ({train_size} images)"
+                    f"{train_size} training images, fewer than one batch of study "
+                    f"{study.name} (batch_size = {config.batch_size}): give "
+                    f"{config.batch_size} or more",
+                    parameter="limit_train",
+                    value=limit_train,
                 )
+            raise SettingsError(
+                f"{study.source}: batch_size = {config.batch_size}: larger than the "
+                f"training set ({train_size} images)"
+            )

@@ -270,7 +270,7 @@ def _plan(
     )
     seeds = tuple(range(s.first_seed, s.first_seed + s.seeds))
     strategies = [strategy_class(one.strategy) for one in studies]
-    check_batch_sizes(studies, train_size)
+    check_batch_sizes(studies, train_size, s.limit_train)
     plan = make_plan(studies, strategies, seeds, settings, train_size, s.budget, warm)
     check_strategies(plan)
     if memory is not None:  # unknown memory: no refusal; a call that runs out is halved

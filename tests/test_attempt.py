@@ -21,7 +21,38 @@ def test_a_second_run_on_a_locked_directory_is_refused_at_once(tmp_path):
     with run_directory(out, SETTINGS, ENVIRONMENT), locked, run_directory(out, SETTINGS, {}):
         pass
     with run_directory(out, SETTINGS, ENVIRONMENT):  # released on leaving
-        pass
+        assert (out / ".lock").exists()
+    assert not (out / ".lock").exists()  # and its file removed: the run directory is clean
+    with pytest.raises(ValueError), run_directory(out, SETTINGS, ENVIRONMENT):
+        raise ValueError("a run that fails leaves no lock file either")
+    assert not (out / ".lock").exists()
+
+
+def test_a_lock_taken_on_a_file_removed_meanwhile_is_taken_again_on_the_new_one(tmp_path):
+    """The race the removal opens: a second run opens the lock file, the first removes it
+    and ends, the second locks the removed file; it must notice, and lock the file there."""
+    from flaxmnist.run import attempt as attempt_module
+
+    out = tmp_path / "run"
+    out.mkdir()
+    real_lock_file, opened = attempt_module._lock_file, []
+
+    def lock_then_lose_the_file(directory):
+        fd = real_lock_file(directory)
+        if not opened:  # the first time: the file is removed under us, as by an ending run
+            os.unlink(directory / ".lock")
+        opened.append(fd)
+        return fd
+
+    attempt_module._lock_file = lock_then_lose_the_file
+    try:
+        fd = attempt_module.lock_run_dir(out)
+    finally:
+        attempt_module._lock_file = real_lock_file
+    assert len(opened) == 2 and fd == opened[1]
+    assert os.path.samestat(os.fstat(fd), os.stat(out / ".lock"))
+    attempt_module.unlock_run_dir(fd, out)
+    assert not (out / ".lock").exists()
 
 
 def test_the_lock_of_another_process_refuses_and_ends_with_it(tmp_path):
@@ -44,8 +75,10 @@ def test_the_lock_of_another_process_refuses_and_ends_with_it(tmp_path):
     finally:
         process.kill()  # as a kill -9 would: the lock ends with the process
         process.wait()
+    assert (out / ".lock").exists()  # a killed run leaves its file, not its lock
     with run_directory(out, SETTINGS, ENVIRONMENT):
         pass
+    assert not (out / ".lock").exists()
 
 
 def test_attempts_record_how_each_run_ended(tmp_path):

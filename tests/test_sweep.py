@@ -66,7 +66,11 @@ def test_python_api_returns_the_cli_records(cli_run):
         (["nosuchstudy"], "unknown study 'nosuchstudy'"),
         (["lr", "--limit-train", "50001"], "--limit-train 50001: must be between 1 and 50000"),
         (["lr", "--data-dir", "/nonexistent"], "not a directory"),
-        (["lr", "--limit-train", "100"], "batch_size = 200: larger than the training set (100"),
+        (
+            ["lr", "--limit-train", "100"],
+            "--limit-train 100: 100 training images, fewer than one batch of study lr "
+            "(batch_size = 200): give 200 or more",
+        ),
         (["lr", "--max-lanes", "0"], "expected a positive integer"),
         (["lr", "--memory-budget", "lots"], "expected a size such as 12G"),
         (["lr", "--dataset", "emnist"], "--dataset emnist: unknown dataset"),
@@ -329,3 +333,18 @@ def test_warnings_are_one_line_and_only_while_the_cli_runs(capsys):
     assert lines[1].startswith("prog: warning: DeprecationWarning: from elsewhere (")
     assert len(lines) == 2
     assert warnings.showwarning.__module__ == "warnings"  # restored
+
+
+def test_a_search_says_its_greedy_ensemble_once_and_counts_one_seed_as_one(tmp_path, capsys):
+    spec = tmp_path / "few.toml"
+    spec.write_text(
+        'strategy = "random"\nsamples = 2\nseed = 0\n[base]\nhidden = [16]\nbatch_size = 100\n'
+        "[search]\nlearning_rate = { log_uniform = [1e-3, 3e-2] }\n"
+    )
+    argv = [str(spec), "--epochs", "1", "--limit-train", "300", "--seeds", "1"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    terminal = (captured.out + captured.err).splitlines()
+    assert sum("greedy ensemble of configurations" in line for line in terminal) == 1
+    summary = next(line for line in terminal if "training FLOPs" in line)
+    assert "2 configs x 1 seed;" in summary and "seeds" not in summary

@@ -32,8 +32,9 @@ from flaxmnist.run.rundir import (
 def lock_run_dir(out: str | Path) -> int:
     """Take ``out``'s lock (creating ``out``); a file descriptor to pass to ``unlock_run_dir``.
 
-    The lock is the operating system's (``flock``): it ends with the process, however that
-    ends, so a killed run never leaves a stale lock behind.
+    The lock is the operating system's (``flock``) on the file ``LOCK``: it ends with the
+    process, however that ends, so a killed run never leaves a stale lock behind (its file
+    stays until the next run takes the lock and ends; one that ends removes it).
 
     Raises:
       RunDirError: another process holds it (its pid, host and start are named).
@@ -41,9 +42,29 @@ def lock_run_dir(out: str | Path) -> int:
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        reason = f"cannot create it ({err.strerror or err})"
+        raise RunDirError(reason, parameter="out", value=out) from err
+    while True:
+        fd = _lock_file(out)
+        # A run that ended may have removed the file between our open and our lock: a lock
+        # on a removed file guards nothing, so take the one on the file that is there now.
+        if _still_there(fd, out / LOCK):
+            break
+        os.close(fd)
+    with contextlib.suppress(OSError):  # who holds it: for the message of a second run only
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}".encode(), 0)
+    return fd
+
+
+def _lock_file(out: Path) -> int:
+    """Open (creating it) and lock ``out/LOCK``; its file descriptor."""
+    try:
         fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
-        reason = f"cannot create it or its lock file ({err.strerror or err})"
+        reason = f"cannot create its lock file ({err.strerror or err})"
         raise RunDirError(reason, parameter="out", value=out) from err
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -60,15 +81,24 @@ def lock_run_dir(out: str | Path) -> int:
         os.close(fd)
         reason = f"cannot lock it ({err.strerror or err}); use a directory on a local disk"
         raise RunDirError(reason, parameter="out", value=out) from err
-    with contextlib.suppress(OSError):  # who holds it: for the message of a second run only
-        started = time.strftime("%Y-%m-%d %H:%M:%S")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}".encode(), 0)
     return fd
 
 
-def unlock_run_dir(fd: int) -> None:
-    """Release a lock ``lock_run_dir`` took (the file stays: removing it would race)."""
+def _still_there(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is the file at ``path`` (not one removed since it was opened)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def unlock_run_dir(fd: int, out: str | Path) -> None:
+    """Remove ``out``'s lock file and release the lock ``lock_run_dir`` took (``fd``).
+
+    Removed while still held: a run that opened the file meanwhile finds, once it holds the
+    lock, that the file is gone, and takes the lock again on a new one."""
+    with contextlib.suppress(OSError):
+        os.unlink(Path(out) / LOCK)
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
 
@@ -137,7 +167,7 @@ def run_directory(
         try:
             opened["attempt"] = Attempt(out, environment, open_run_dir(out, settings))
         except BaseException:
-            unlock_run_dir(opened["fd"])
+            unlock_run_dir(opened["fd"], out)
             raise
         return opened["attempt"].earlier
 
@@ -154,4 +184,4 @@ def run_directory(
             raise
         attempt.update({}, "finished")
     finally:
-        unlock_run_dir(fd)
+        unlock_run_dir(fd, out)

@@ -20,11 +20,10 @@ from jax.sharding import Mesh
 from flaxmnist.core.data import DataSplits
 from flaxmnist.errors import FlaxmnistWarning, OutOfMemoryError
 from flaxmnist.run.attempt import Attempt, Follower
-from flaxmnist.run.ensemble import describe_ensemble
 from flaxmnist.run.grid import LaneGrid
 from flaxmnist.run.keeper import Keeper
 from flaxmnist.run.plan import Call, Plan, hyperparams_of, split_call, widths
-from flaxmnist.run.progress import Progress, RunStats
+from flaxmnist.run.progress import Progress, RunStats, counted
 from flaxmnist.run.stepped import SteppedStudy
 
 
@@ -88,9 +87,11 @@ class SweepLoop:
                     self.budget,
                 )
                 stepped.run()
-        chosen = [keeper.choose_ensemble(i) for i in range(len(self.studies))]
-        lines = [describe_ensemble(c) for c in chosen if c]
-        self.progress.finished("\n".join([self._summary(time.perf_counter() - start), *lines]))
+        # The chosen ensembles go to ensemble-<study>.json; the command prints them after
+        # the table (a line here too would show twice in a terminal).
+        for index in range(len(self.studies)):
+            keeper.choose_ensemble(index)
+        self.progress.finished(self._summary(time.perf_counter() - start))
         return keeper.records()
 
     def _calls(self, calls: Sequence[Call]) -> None:
@@ -168,8 +169,9 @@ class SweepLoop:
         sampler = self.stats.sampler_seconds
         sampling = f"{sampler:.1f}s in the sampler, " if sampler else ""
         return (
-            f"{', '.join(s.name for s in self.studies)}: {configs} configs x "
-            f"{len(self.plan.seeds)} seeds; compute {compute:.4g} training FLOPs{budget}; "
+            f"{', '.join(s.name for s in self.studies)}: {counted(configs, 'config')} x "
+            f"{counted(len(self.plan.seeds), 'seed')}; "
+            f"compute {compute:.4g} training FLOPs{budget}; "
             f"{seconds:.1f}s ({self.stats.compile_seconds:.1f}s compiling, "
             f"{self.stats.train_seconds:.1f}s training, {sampling}"
             f"{self.mesh.devices.size} device(s))"

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from typing import TextIO
 
 
+def counted(count: int, unit: str) -> str:
+    """``1 seed``, ``2 seeds``: ``count`` and ``unit``, plural but for one."""
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
 class Progress:
     """The hooks ``run_sweep`` calls, silent here: subclass to show or log them."""
 
