@@ -39,7 +39,7 @@ from flaxmnist.run.progress import Progress, RunStats, TqdmProgress
 from flaxmnist.search.optuna_db import LiveExport
 from flaxmnist.search.registry import STRATEGIES, strategy_class
 from flaxmnist.search.warm import warm_records
-from flaxmnist.specs.config import DEFAULT_PRECISION, Study
+from flaxmnist.specs.config import DEFAULT_PRECISION, DEFAULTS, Study
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,8 @@ def run_sweep(
     }
     with _matmul_precision(s.precision), interrupts.stopping_on_ctrl_c():
         attempt_info = {"devices": list(mesh.devices.flat), "pad_widths": plan.settings.pad_widths}
-        return _run(sweep, s.out, manifest_settings, attempt_info)
+        specs = {study.name: _study_spec(study) for study in studies}
+        return _run(sweep, s.out, manifest_settings, attempt_info | {"specs": specs})
 
 
 def _warm_start(
@@ -306,7 +307,8 @@ def _run(sweep: SweepLoop, out, settings, info) -> list[dict[str, Any]]:
         "hosts": len(set(hosts)) if len(hosts) == jax.process_count() else None,
     }
     live = LiveExport(out, settings)
-    with run_directory(out, settings, environment, share=cluster.share) as attempt:
+    opened = run_directory(out, settings, environment, share=cluster.share, specs=info["specs"])
+    with opened as attempt:
         sweep.keeper.exports.append(live)
         try:
             return sweep.run(attempt)
@@ -327,11 +329,24 @@ def _matmul_precision(precision: str):
     return jax.default_matmul_precision(precision)
 
 
+def _study_spec(study: Study) -> dict[str, Any]:
+    """What ``manifest.json`` keeps of a study's spec (not a setting: a resume may change
+    its description): the description, where it came from, and the spec resolved: the
+    configurations of a grid, or the search's settings with ``[base]`` filled in with the
+    defaults."""
+    spec: dict[str, Any] = {"description": study.description, "source": str(study.source)}
+    if strategy_class(study.strategy).searches:
+        base = {**DEFAULTS, **study.search.base}
+        return spec | {"resolved": {**study.search.settings, "base": base}}
+    return spec | {"resolved": {"configs": [c.to_dict() for c in study.configs]}}
+
+
 def _study_settings(planned: StudyPlan) -> dict[str, Any]:
     study, strategy = planned.study, strategy_class(planned.study.strategy)
     settings = {"name": study.name, "configs": [c.to_dict() for c in study.configs]}
     if strategy.searches:
-        settings["search"] = study.search.settings
+        # [base] too: what every proposal trains with (a resume with another is refused)
+        settings["search"] = {**study.search.settings, "base": study.search.base}
     if facts := strategy.planned(study, planned.round_size, planned.warm):
         settings["planned"] = facts
     return settings

@@ -151,3 +151,38 @@ def test_bytes_that_are_not_text_and_records_that_are_not_results_are_named(tmp_
     (out / "results.jsonl").write_text('{"study": "t", "seed": 0}\n')
     with pytest.raises(RunDirError, match=r"record 1: not a flaxmnist result \(no config, "):
         open_run_dir(out, SETTINGS)
+
+
+def searching(base):
+    """``SETTINGS`` of a TPE search whose ``[base]`` is ``base`` (None: a manifest written
+    before the base was kept)."""
+    search = {"strategy": "tpe", "samples": 8, "search": {"dropout": {"uniform": [0.0, 0.5]}}}
+    if base is not None:
+        search["base"] = base
+    return {**SETTINGS, "studies": [{"name": "t", "configs": [], "search": search}]}
+
+
+def test_a_search_resumed_with_another_base_is_refused(tmp_path):
+    open_run_dir(tmp_path, searching({"epochs": 3}))
+    open_run_dir(tmp_path, searching({"epochs": 3}))
+    with pytest.raises(SettingsError, match=r"holds a run with other settings \(changed: studies"):
+        open_run_dir(tmp_path, searching({"epochs": 2}))
+
+
+def test_a_search_from_before_its_base_was_kept_resumes_as_before(tmp_path):
+    open_run_dir(tmp_path, searching(None))
+    assert open_run_dir(tmp_path, searching({"epochs": 2})) == []
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert "base" not in manifest["settings"]["studies"][0]["search"]  # left as it was
+
+
+def test_specs_are_kept_beside_the_settings_and_follow_a_new_description(tmp_path):
+    first = {"t": {"description": "first words", "source": "t.toml", "resolved": {}}}
+    open_run_dir(tmp_path, SETTINGS, first)
+    assert rundir.read_descriptions(tmp_path) == {"t": "first words"}
+    fingerprint_before = json.loads((tmp_path / "manifest.json").read_text())["fingerprint"]
+    second = {"t": {**first["t"], "description": "better words"}}
+    open_run_dir(tmp_path, SETTINGS, second)  # not a setting: the run resumes
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["specs"] == second and manifest["fingerprint"] == fingerprint_before
+    assert rundir.read_descriptions(tmp_path / "nowhere") == {}

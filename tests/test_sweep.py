@@ -1,5 +1,7 @@
+import contextlib
 import errno
 import fcntl
+import io
 import json
 import shutil
 import subprocess
@@ -8,6 +10,7 @@ import sys
 import pytest
 
 import flaxmnist
+from flaxmnist.report.__main__ import main as report_main
 from flaxmnist.run import rundir
 from flaxmnist.sweep import main
 
@@ -335,16 +338,43 @@ def test_warnings_are_one_line_and_only_while_the_cli_runs(capsys):
     assert warnings.showwarning.__module__ == "warnings"  # restored
 
 
-def test_a_search_says_its_greedy_ensemble_once_and_counts_one_seed_as_one(tmp_path, capsys):
-    spec = tmp_path / "few.toml"
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory):
+    """A small random search run by the command, its spec with a description; the run
+    directory and what the command printed (stdout and stderr, in one string each)."""
+    folder = tmp_path_factory.mktemp("search")
+    spec = folder / "few.toml"
     spec.write_text(
-        'strategy = "random"\nsamples = 2\nseed = 0\n[base]\nhidden = [16]\nbatch_size = 100\n'
+        'description = "two learning rates, drawn"\nstrategy = "random"\nsamples = 2\n'
+        "seed = 0\n[base]\nhidden = [16]\nbatch_size = 100\n"
         "[search]\nlearning_rate = { log_uniform = [1e-3, 3e-2] }\n"
     )
     argv = [str(spec), "--epochs", "1", "--limit-train", "300", "--seeds", "1"]
-    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
-    captured = capsys.readouterr()
-    terminal = (captured.out + captured.err).splitlines()
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main([*argv, "--out", str(folder / "out")]) == 0
+    return folder / "out", out.getvalue(), err.getvalue()
+
+
+def test_a_search_says_its_greedy_ensemble_once_and_counts_one_seed_as_one(search_run):
+    _, out, err = search_run
+    terminal = (out + err).splitlines()
     assert sum("greedy ensemble of configurations" in line for line in terminal) == 1
     summary = next(line for line in terminal if "training FLOPs" in line)
     assert "2 configs x 1 seed;" in summary and "seeds" not in summary
+
+
+def test_the_manifest_keeps_the_spec_and_the_report_shows_the_sweeps_titles(search_run, capsys):
+    out, printed, _ = search_run
+    spec = json.loads((out / "manifest.json").read_text())["specs"]["few"]
+    assert spec["description"] == "two learning rates, drawn"
+    assert spec["source"].endswith("few.toml")
+    resolved = spec["resolved"]
+    assert resolved["strategy"] == "random" and resolved["samples"] == 2
+    assert resolved["base"]["hidden"] == [16] and resolved["base"]["batch_size"] == 100
+    assert resolved["base"]["epochs"] == 1  # --epochs, as it ran
+    assert resolved["base"]["learning_rate"] == flaxmnist.Config().learning_rate  # a default
+    title = next(line for line in printed.splitlines() if line.startswith("study few"))
+    assert '"two learning rates, drawn"' in title
+    assert report_main([str(out)]) == 0
+    assert title in capsys.readouterr().out.splitlines()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flaxmnist import run_sweep
-from flaxmnist.report.tensorboard import lane_run, write_tensorboard
+from flaxmnist.report.tensorboard import METRICS, lane_hparams, lane_run, write_tensorboard
 from flaxmnist.specs.config import HISTORY_KEYS, parse_spec
 
 pytest.importorskip("tensorboard", reason="the tensorboard extra (in dev) is not installed")
@@ -63,7 +63,7 @@ def test_each_lane_has_an_hparams_session_grouped_by_configuration(run, tmp_path
                    for k, v in session.hparams.items()}  # fmt: skip
         assert hparams == {
             "study": "g",
-            "seed": record["seed"],
+            "seeds": "0, 1",  # the group's seeds: its row in the tab stands for both
             "learning_rate": record["config"]["learning_rate"],
             "hidden": str(record["config"]["hidden"]),
         }
@@ -82,3 +82,34 @@ def test_writing_again_replaces_the_earlier_files_and_a_missing_package_is_one_l
     monkeypatch.setitem(sys.modules, "tensorboard.summary.writer.event_file_writer", None)
     with pytest.raises(ImportError, match=r"pip install 'flaxmnist\[tensorboard\]'"):
         write_tensorboard(records, tmp_path)
+
+
+def experiment(logdir):
+    """The HParams experiment in ``logdir``: its columns and its metrics, in order."""
+    reader = read(logdir)
+    content = reader.SummaryMetadata(metadata.EXPERIMENT_TAG).plugin_data.content
+    parsed = metadata.parse_experiment_plugin_data(content)
+    return [h.name for h in parsed.hparam_infos], [m.name.tag for m in parsed.metric_infos]
+
+
+def test_the_experiment_puts_what_selects_first_and_keeps_earlier_columns(run, tmp_path):
+    _, records = run
+    write_tensorboard(records, tmp_path)
+    columns, metrics = experiment(tmp_path)
+    assert columns == ["study", "seeds", "hidden", "learning_rate"]
+    assert metrics == list(METRICS) and metrics[0] == "val_accuracy"
+    assert metrics[-2:] == ["test_accuracy", "test_loss"]
+    other = [{**r, "study": "d", "config": {**r["config"], "dropout": [0.5]}} for r in records[:1]]
+    other.append(
+        {**other[0], "config_index": 1, "config": {**other[0]["config"], "dropout": [0.1]}}
+    )
+    write_tensorboard(other, tmp_path)  # another run into the same LOGDIR
+    assert experiment(tmp_path)[0] == ["study", "seeds", "hidden", "learning_rate", "dropout"]
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+
+
+def test_integers_are_shown_as_written():
+    record = {"study": "g", "config": {"batch_size": 200, "augment_shift": 2, "dropout": [0.5]}}
+    shown = lane_hparams(record, ["batch_size", "augment_shift", "dropout"], "0")
+    assert shown == {"study": "g", "seeds": "0", "batch_size": "200", "augment_shift": "2",
+                     "dropout": 0.5}  # fmt: skip

@@ -24,7 +24,7 @@ from flaxmnist.report import (
 from flaxmnist.report.compare import Run, comparison, read_model
 from flaxmnist.report.tensorboard import write_tensorboard
 from flaxmnist.run.ensemble import chosen_ensembles
-from flaxmnist.run.rundir import MANIFEST, read_manifest
+from flaxmnist.run.rundir import MANIFEST, read_descriptions, read_manifest
 from flaxmnist.search.optuna_db import DB, export, problem, storage_url
 
 USAGE = """%(prog)s DIR
@@ -138,9 +138,10 @@ def _report(prog: str, run_dir: Path) -> int:
     records = _read(prog, run_dir / "results.jsonl")
     if records is None:
         return 2
-    print("\n".join([format_table(records), *chosen_ensembles(run_dir)]))
+    descriptions = read_descriptions(run_dir)  # the titles the sweep showed
+    print("\n".join([format_table(records, descriptions), *chosen_ensembles(run_dir)]))
     try:
-        paths = write_report(records, run_dir)
+        paths = write_report(records, run_dir, descriptions)
     except OSError as err:
         return _error(prog, f"cannot write the report into {run_dir}: {err.strerror or err}", 3)
     for path in paths:

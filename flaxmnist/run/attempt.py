@@ -150,11 +150,13 @@ def run_directory(
     settings: dict[str, Any],
     environment: dict[str, Any],
     share: Callable[[Callable[[], list]], list] = lambda read: read(),
+    specs: dict[str, Any] | None = None,
 ) -> Iterator[Attempt]:
-    """Lock ``out``, open it for ``settings`` (``open_run_dir``) and record an ``Attempt``;
-    its ``earlier`` holds the records of earlier attempts. On leaving, the attempt's status
-    says how it ended and the lock is released. ``share`` is told the opening (the earlier
-    records, or the error): ``cluster.share`` passes it on to the other processes.
+    """Lock ``out``, open it for ``settings`` and ``specs`` (``open_run_dir``) and record an
+    ``Attempt``; its ``earlier`` holds the records of earlier attempts. On leaving, the
+    attempt's status says how it ended and the lock is released. ``share`` is told the
+    opening (the earlier records, or the error): ``cluster.share`` passes it on to the
+    other processes.
 
     Raises:
       SettingsError, RunDirError: as ``open_run_dir`` and ``lock_run_dir``.
@@ -165,7 +167,7 @@ def run_directory(
         check_usable(out)  # before the lock file is made: a stranger's folder stays untouched
         opened["fd"] = lock_run_dir(out)
         try:
-            opened["attempt"] = Attempt(out, environment, open_run_dir(out, settings))
+            opened["attempt"] = Attempt(out, environment, open_run_dir(out, settings, specs))
         except BaseException:
             unlock_run_dir(opened["fd"], out)
             raise

@@ -246,13 +246,16 @@ def _with_record_defaults(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "config": config}
 
 
-def open_run_dir(out: str | Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+def open_run_dir(
+    out: str | Path, settings: dict[str, Any], specs: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Prepare ``out`` for a run with ``settings``; return the records of an earlier attempt.
 
-    A new directory gets ``manifest.json`` (the settings and their hash). An existing one
-    must hold the same settings (older manifests read with ``with_defaults``), else the run
-    is refused rather than mixing results of different experiments. Records an older
-    flaxmnist wrote come back with the fields added since.
+    A new directory gets ``manifest.json`` (the settings and their hash, and ``specs``: per
+    study, its description, source and resolved spec). An existing one must hold the same
+    settings (older manifests read with ``with_defaults``), else the run is refused rather
+    than mixing results of different experiments; its ``specs`` become these (a description
+    may change). Records an older flaxmnist wrote come back with the fields added since.
 
     Raises:
       SettingsError: ``out`` is a file, holds another run, or is a non-empty folder that
@@ -264,8 +267,9 @@ def open_run_dir(out: str | Path, settings: dict[str, Any]) -> list[dict[str, An
     check_usable(out)
     manifest_path = out / MANIFEST
     if manifest_path.exists():
-        old = with_defaults(read_manifest(manifest_path)["settings"])
-        settings = with_defaults(settings)
+        manifest = read_manifest(manifest_path)
+        old = with_defaults(manifest["settings"])
+        settings = _as_old(with_defaults(settings), old)
         if fingerprint(old) != fingerprint(settings):
             changed = sorted(k for k in {*old, *settings} if old.get(k) != settings.get(k))
             raise SettingsError(
@@ -276,9 +280,35 @@ def open_run_dir(out: str | Path, settings: dict[str, Any]) -> list[dict[str, An
             )
         records = read_jsonl(out / RESULTS)
         check_records(records, out / RESULTS)
+        if specs is not None and manifest.get("specs") != specs:  # e.g. a new description
+            write_json_atomic(manifest_path, {**manifest, "specs": specs})
         return [_with_record_defaults(r) for r in records]
-    write_json_atomic(manifest_path, {"fingerprint": fingerprint(settings), "settings": settings})
+    manifest = {"fingerprint": fingerprint(settings), "settings": settings}
+    write_json_atomic(manifest_path, manifest | ({"specs": specs} if specs is not None else {}))
     return []
+
+
+def _as_old(settings: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` without the search's ``base`` of a study whose ``old`` settings lack it
+    (a manifest written before it was kept): such a run resumes unchecked on it, as before."""
+    old_studies = {study["name"]: study for study in old.get("studies", [])}
+    studies = []
+    for study in settings.get("studies", []):
+        earlier = old_studies.get(study["name"], {}).get("search", {})
+        if "search" in study and "base" not in earlier:
+            study = {**study, "search": {k: v for k, v in study["search"].items() if k != "base"}}
+        studies.append(study)
+    return {**settings, "studies": studies} if "studies" in settings else settings
+
+
+def read_descriptions(out: str | Path) -> dict[str, str]:
+    """Each study's description as its spec gave it (``manifest.json``'s ``specs``; ``{}``
+    where there is no manifest or it predates them)."""
+    try:
+        specs = read_manifest(Path(out) / MANIFEST).get("specs", {})
+    except (OSError, RunDirError):
+        return {}
+    return {name: spec["description"] for name, spec in specs.items() if "description" in spec}
 
 
 def check_usable(out: Path) -> None:

@@ -98,8 +98,13 @@ class Strategy:
 
     @classmethod
     def with_epochs(cls, study: Study, epochs: int) -> Study:
-        """``study`` with every configuration trained ``epochs`` (``--epochs``)."""
-        return replace(study, configs=tuple(replace(c, epochs=epochs) for c in study.configs))
+        """``study`` with every configuration trained ``epochs`` (``--epochs``), its
+        search's ``[base]`` too (what ``manifest.json`` keeps)."""
+        configs = tuple(replace(c, epochs=epochs) for c in study.configs)
+        if study.search is None:
+            return replace(study, configs=configs)
+        search = replace(study.search, base={**study.search.base, "epochs": epochs})
+        return replace(study, configs=configs, search=search)
 
     @classmethod
     def planned_configs(cls, study: Study) -> tuple[Config, ...]:
