@@ -202,12 +202,16 @@ def test_a_diverged_configuration_is_a_failed_trial_and_a_stopped_one_pruned(tmp
     diverged = {**copy.deepcopy(base), "config_index": 1, "diverged": True}
     diverged["config"]["learning_rate"] = 1.0
     diverged |= {"history": {"val_accuracy": [0.1, None, None]}, "val_accuracy": None}
+    stopped["search"] = {"strategy": "tpe", "round": 0}  # the record's index: from 0
+    diverged["search"] = {"strategy": "tpe", "round": 1}
     records = [stopped, diverged]
     assert optuna_db.export(out, settings, records) == 2
     trials = {t.user_attrs["config_index"]: t for t in stored(out, "s").trials}
     assert trials[0].state.name == "PRUNED" and trials[0].value == 0.6
     assert trials[1].state.name == "FAIL" and trials[1].values is None
     assert json.loads(json.dumps(trials[1].user_attrs))["diverged"] is True
+    # rounds as the progress numbers them ("round 1 of 2"), as #1 is config_index 0
+    assert [trials[i].user_attrs["search_round"] for i in (0, 1)] == [1, 2]
 
 
 def test_optuna_db_grows_after_every_call_while_the_run_trains(grid_run):

@@ -13,7 +13,8 @@ to date after every call (``LiveExport``). It holds:
 - beside them, as user attributes: ``config_index``, the whole ``config``, ``seeds``, each
   seed's ``val_accuracy`` and ``test_accuracy`` (the test set is never a value),
   ``test_accuracy_mean``, ``compute`` (training FLOPs, every seed), ``epochs`` trained,
-  ``diverged``, and the record's ``search`` fields.
+  ``diverged``, and the record's ``search`` fields (``search_round`` numbered from 1, as
+  the progress says "round 1 of 4"; the record's ``round`` is an index from 0).
 
 ``export`` adds the trials that are missing (a trial is known by its ``config_index``), so it
 can run again at any moment: ``python -m flaxmnist.report DIR --optuna`` writes the file for
@@ -176,7 +177,11 @@ def _trial(group: list[dict[str, Any]], space: dict, objectives: list[str], optu
         "compute": sum(r.get("compute", 0) for r in group),
         "epochs": max(len(r["history"]["val_accuracy"]) for r in group),
         "diverged": any(r["diverged"] for r in group),
-        **{f"search_{k}": v for k, v in first.get("search", {}).items() if k != "objectives"},
+        **{
+            f"search_{k}": _shown(k, v)
+            for k, v in first.get("search", {}).items()
+            if k != "objectives"
+        },
     }
     return optuna.trial.create_trial(
         state=state,
@@ -186,6 +191,12 @@ def _trial(group: list[dict[str, Any]], space: dict, objectives: list[str], optu
         user_attrs=json.loads(json.dumps(user_attrs)),  # plain JSON values only
         intermediate_values=result.intermediate if len(objectives) == 1 else None,
     )
+
+
+def _shown(key: str, value: Any) -> Any:
+    """A record's ``search`` field as the dashboard shows it: a round numbered from 1, as
+    the progress says it (the record's ``round`` is an index from 0, as ``config_index``)."""
+    return value + 1 if key == "round" else value
 
 
 def _finite(value: float) -> float | None:
