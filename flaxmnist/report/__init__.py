@@ -36,6 +36,7 @@ from flaxmnist.report.search import (
     search_strategy,
     search_trace,
 )
+from flaxmnist.report.style import FORMATS
 from flaxmnist.report.summary_csv import write_summary_csv
 from flaxmnist.report.table import (
     best_row,
@@ -106,12 +107,14 @@ def write_report(
     records: Sequence[dict[str, Any]],
     directory: str | Path,
     descriptions: Mapping[str, str] | None = None,
+    formats: Sequence[str] = FORMATS,
 ) -> list[Path]:
     """Write ``summary.csv`` and every plot into ``directory``; returns the paths.
 
-    ``descriptions`` (study name -> description) goes to ``save_plots``.
+    ``descriptions`` (study name -> description) and ``formats`` (of each figure: PNG, PDF
+    and SVG by default) go to ``save_plots``.
     """
     return [
         write_summary_csv(records, Path(directory) / "summary.csv"),
-        *save_plots(records, directory, descriptions),
+        *save_plots(records, directory, descriptions, formats),
     ]

@@ -22,6 +22,7 @@ from flaxmnist.report import (
     write_report,
 )
 from flaxmnist.report.compare import Run, comparison, read_model
+from flaxmnist.report.style import FORMATS, parse_formats, save_figure, styled
 from flaxmnist.report.tensorboard import write_tensorboard
 from flaxmnist.run.ensemble import chosen_ensembles
 from flaxmnist.run.rundir import MANIFEST, read_descriptions, read_manifest
@@ -64,13 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare",
         metavar="OUT.png",
         type=Path,
-        help="write the runs' progress plot here and print per label: runs, the holdout-"
+        help="write the runs' progress plot here (OUT.png, and OUT.pdf, OUT.svg: --formats) "
+        "and print per label: runs, the holdout-"
         "selected configuration's accuracies (mean ± std over runs, bootstrap interval), "
         "compute spent and to reach the first label's median holdout, McNemar's paired test "
         "against the first label",
     )
     parser.add_argument(
         "--study", metavar="NAME", help="with --compare: the study to read in each directory"
+    )
+    parser.add_argument(
+        "--formats",
+        metavar="LIST",
+        type=_formats,
+        default=FORMATS,
+        help="the files each figure is written as, comma-separated: png (200 dpi), pdf, "
+        "svg (default: all three; vector PDF and SVG for a paper)",
     )
     parser.add_argument(
         "--optuna",
@@ -90,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    try:
+        return parse_formats(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (2: no readable results, or arguments that do
     not fit; 3: the report cannot be written; either named in one line on stderr)."""
@@ -98,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with one_line_warnings(parser.prog):
         exports = args.optuna or args.tensorboard is not None
         if args.compare is not None and not exports:
-            return _compare(parser.prog, args.compare, args.dirs, args.study)
+            return _compare(parser.prog, args.compare, args.dirs, args.study, args.formats)
         if len(args.dirs) > 1 or args.study is not None or args.compare is not None:
             return _error(
                 parser.prog,
@@ -107,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if exports:
             return _exports(parser.prog, Path(args.dirs[0]), args.optuna, args.tensorboard)
-        return _report(parser.prog, Path(args.dirs[0]))
+        return _report(parser.prog, Path(args.dirs[0]), args.formats)
 
 
 def _error(prog: str, message: str, code: int = 2) -> int:
@@ -134,14 +151,14 @@ def _read(prog: str, results: Path) -> list[dict[str, Any]] | None:
     return records
 
 
-def _report(prog: str, run_dir: Path) -> int:
+def _report(prog: str, run_dir: Path, formats: Sequence[str]) -> int:
     records = _read(prog, run_dir / "results.jsonl")
     if records is None:
         return 2
     descriptions = read_descriptions(run_dir)  # the titles the sweep showed
     print("\n".join([format_table(records, descriptions), *chosen_ensembles(run_dir)]))
     try:
-        paths = write_report(records, run_dir, descriptions)
+        paths = write_report(records, run_dir, descriptions, formats)
     except OSError as err:
         return _error(prog, f"cannot write the report into {run_dir}: {err.strerror or err}", 3)
     for path in paths:
@@ -207,7 +224,9 @@ def _one_study(prog: str, item: str, study: str | None) -> list[dict[str, Any]] 
     return None
 
 
-def _compare(prog: str, out: Path, items: Sequence[str], study: str | None) -> int:
+def _compare(
+    prog: str, out: Path, items: Sequence[str], study: str | None, formats: Sequence[str]
+) -> int:
     runs: dict[str, list[Run]] = {}
     for item in items:
         name, _, directory = item.partition("=")
@@ -223,18 +242,20 @@ def _compare(prog: str, out: Path, items: Sequence[str], study: str | None) -> i
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    try:
-        figure = plot_search_progress({k: [r.records for r in v] for k, v in runs.items()})
-    except ValueError as err:
-        return _error(prog, str(err))
-    try:
-        figure.savefig(out, dpi=100, bbox_inches="tight")
-    except OSError as err:
-        return _error(prog, f"cannot write {out}: {err.strerror or err}", 3)
-    finally:
-        plt.close(figure)
+    with styled():
+        try:
+            figure = plot_search_progress({k: [r.records for r in v] for k, v in runs.items()})
+        except ValueError as err:
+            return _error(prog, str(err))
+        try:
+            paths = save_figure(figure, out.with_suffix(""), formats)
+        except OSError as err:
+            return _error(prog, f"cannot write {out}: {err.strerror or err}", 3)
+        finally:
+            plt.close(figure)
     print(comparison(runs))
-    print(f"wrote {out}")
+    for path in paths:
+        print(f"wrote {path}")
     return 0
 
 

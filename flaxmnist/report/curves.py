@@ -182,9 +182,12 @@ def off_axis(curve: Curve, limits: tuple[float, float]) -> str | None:
     return f"ends at {finite[-1]:.1f}%"
 
 
-def note(names: Sequence[str], width: int = 80) -> str:
-    """The text that names the curves off the axis, wrapped to ``width`` characters."""
-    return textwrap.fill("off the axis: " + "; ".join(names), width=width)
+def note(names: Sequence[str], total: int, width: int = 80) -> str:
+    """The text that says how many of ``total`` configurations are (partly) off the axis,
+    why (it zooms on the best), and names them, wrapped to ``width`` characters."""
+    count = f"{len(names)} of {total} configurations" if total > 1 else "the configuration"
+    why = "partly off the axis, which zooms on the best"
+    return textwrap.fill(f"{count} {why}: " + "; ".join(names), width=width)
 
 
 def curve_label(curve: Curve, keys: Sequence[str]) -> str:
@@ -295,7 +298,7 @@ def draw_curves(
     ax.set_xlabel("epoch" + (" (points spread sideways)" if spread else ""))
     ax.grid(alpha=0.3)
     if names:
-        note_under(ax, note(names))
+        note_under(ax, note(names, len(group)))
 
 
 def unique_legend(ax: Axes) -> tuple[list, list[str]]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from flaxmnist.report.curves import note_under
+from flaxmnist.report.style import PNG_DPI, place_legend
 from flaxmnist.report.table import COST_HEADERS
 from flaxmnist.search.trials import COMPLETE, by_config, objectives_of, outcome, pareto_front
 
@@ -55,13 +56,13 @@ def plot_pareto(records: Records, path: str | Path | None = None) -> Figure:
     ax.set_xlabel(COST_HEADERS[objectives[1]] + " (lower is better)")
     ax.set_ylabel(f"{split} accuracy %, mean over seeds (higher is better)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right", fontsize=9)
+    place_legend(ax)
     ax.set_title(
         f"{records[0]['study']}: {split} accuracy against {objectives[1]}, the Pareto front",
         fontsize=11,
     )
     if path is not None:
-        figure.savefig(path, dpi=100, bbox_inches="tight")
+        figure.savefig(path, dpi=PNG_DPI, bbox_inches="tight")
     return figure
 
 

@@ -28,6 +28,7 @@ from flaxmnist.report.curves import (
     y_range,
 )
 from flaxmnist.report.search import save_search_plots
+from flaxmnist.report.style import FORMATS, place_legend, save_figure, styled
 from flaxmnist.report.table import (
     split_by_study,
     study_description,
@@ -64,9 +65,10 @@ def plot_accuracy(
 
     Holdout and test accuracy for a holdout run; the test accuracy alone when the test set
     selected (``validate_on="test"``). Learning rates and widths get a log axis. A study
-    without one numeric swept value (hand-picked models, grids) gets one bar per
-    configuration instead. Rows at chance or diverged are left off a zoomed axis and named
-    under it. ``description`` as in ``plot_curves``. Returns the Axes.
+    without one numeric swept value (hand-picked models, grids) gets a column per
+    configuration instead, each series a point with error bars. The y axis is fitted to the
+    means ± stds; rows at chance or diverged are left off it and named under it.
+    ``description`` as in ``plot_curves``. Returns the Axes.
 
     Example::
 
@@ -89,7 +91,7 @@ def plot_accuracy(
     if axis is not None:
         _accuracy_lines(ax, rows, axis, series)
     else:
-        _accuracy_bars(ax, rows, varied_keys(records), series)
+        _accuracy_points(ax, rows, varied_keys(records), series)
     epochs = {record["config"].get("epochs") for record in records}
     after = f"epoch {epochs.pop()}" if len(epochs) == 1 else "the last epoch"
     ax.set_ylabel(f"accuracy % after {after}")
@@ -97,7 +99,7 @@ def plot_accuracy(
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
     ax.set_title(_heading(records, f"accuracy, {spread}", description), fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend()
+    place_legend(ax)
     return ax
 
 
@@ -118,12 +120,7 @@ def _accuracy_lines(ax: Axes, rows, axis, series) -> None:
         ax.set_xscale("log")
     # Keep the interesting range readable: rows at chance or diverged are named under the
     # axis instead of stretching it down to 10 %.
-    bad = [r for r in rows if r["at_chance"] or r["diverged"] or np.isnan(r["val_mean"])]
-    kept = [100 * r[m] for r in rows if r not in bad for m, _, _ in series]
-    if kept and bad:
-        ax.set_ylim(max(0.0, min(kept) - 2.0), min(100.0, max(kept) + 1.0))
-        dropped = [f"{label(r['config'], [key])} ({_row_state(r)})" for r in bad]
-        note_under(ax, note(dropped))
+    _fit_y(ax, rows, series, [label(row["config"], [key]) for row in rows])
     ax.set_xlabel(key.replace("_", " "))
 
 
@@ -137,16 +134,20 @@ def _row_state(row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _accuracy_bars(ax: Axes, rows, keys, series) -> None:
-    positions = np.arange(len(rows))
-    width = 0.8 / len(series)
+def _accuracy_points(ax: Axes, rows, keys, series) -> None:
+    """One column per configuration: each series' mean ± std as a point with error bars,
+    side by side, on a y axis fitted to them (``_fit_y``); never bars from a floor."""
+    positions = np.arange(len(rows), dtype=np.float64)
+    width = 0.3 if len(series) > 1 else 0.0
     for number, (mean, std, name) in enumerate(series):
-        ax.bar(
+        ax.errorbar(
             positions + (number - (len(series) - 1) / 2) * width,
-            [100 * np.nan_to_num(row[mean]) for row in rows],
-            width=width,
+            [100 * row[mean] for row in rows],
             yerr=[100 * np.nan_to_num(row[std]) for row in rows],
-            capsize=2,
+            marker="o",
+            markersize=4,
+            linestyle="none",
+            capsize=3,
             label=name,
         )
     names = [f"#{row['config_index'] + 1}: {label(row['config'], keys)}" for row in rows]
@@ -154,18 +155,30 @@ def _accuracy_bars(ax: Axes, rows, keys, series) -> None:
     crowd = max(len(n) for n in names) * len(rows)
     rotation = 0 if crowd <= 90 else 30 if len(rows) <= 8 else 90
     ax.set_xticks(positions, names, rotation=rotation, ha="right" if rotation == 30 else "center")
-    ax.tick_params(axis="x", labelsize=7 if len(rows) > 12 else 9)
-    finite = [100 * row["val_mean"] for row in rows if not np.isnan(row["val_mean"])]
-    tops = [100 * (row[m] + np.nan_to_num(row[d])) for row in rows for m, d, _ in series]
-    low = max(0.0, min(finite) - 2.0) if finite else 0.0
-    ax.set_ylim(low, min(100.0, np.nanmax([low + 1.0, *tops]) + 1.0))
-    clipped = [
-        f"{name} ({_row_state(row)})"
-        for name, row in zip(names, rows, strict=True)
-        if not 100 * row["val_mean"] >= low
+    ax.tick_params(axis="x", labelsize=6 if len(rows) > 12 else 8)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    _fit_y(ax, rows, series, [f"{name}" for name in names])
+
+
+def _fit_y(ax: Axes, rows, series, names: Sequence[str]) -> None:
+    """The y axis from the lowest mean − std to the highest mean + std of the rows with a
+    value, neither at chance nor diverged, with a margin; the others are named under it."""
+    bad = [r["at_chance"] or r["diverged"] or np.isnan(r["val_mean"]) for r in rows]
+    ends = [
+        100 * (row[m] + sign * np.nan_to_num(row[d]))
+        for row, out in zip(rows, bad, strict=True)
+        if not out
+        for m, d, _ in series
+        for sign in (-1, 1)
+        if np.isfinite(row[m])
     ]
-    if clipped:
-        note_under(ax, note(clipped))
+    if ends:
+        low, high = min(ends), max(ends)
+        margin = max(0.1, 0.08 * (high - low))
+        ax.set_ylim(max(0.0, low - margin), min(100.0, high + margin))
+    dropped = [f"{n} ({_row_state(r)})" for n, r, out in zip(names, rows, bad, strict=True) if out]
+    if dropped:
+        note_under(ax, note(dropped, len(rows)))
 
 
 def plot_curves(
@@ -280,9 +293,12 @@ def save_plots(
     records: Sequence[dict[str, Any]],
     directory: str | Path,
     descriptions: Mapping[str, str] | None = None,
+    formats: Sequence[str] = FORMATS,
 ) -> list[Path]:
-    """Save every study's plots as PNG files in ``directory``; returns their paths. A study
-    searched by a strategy gets ``search.save_search_plots``'s too.
+    """Save every study's plots in ``directory``, each as a file of every one of ``formats``
+    (``style.save_figure``: PNG, PDF and SVG), in the report's look (``style.styled``);
+    returns their paths. A study searched by a strategy gets ``search.save_search_plots``'s
+    too.
 
     ``descriptions`` maps study names to the descriptions shown under the titles (default:
     the packaged studies', see ``study_description``).
@@ -291,7 +307,7 @@ def save_plots(
 
         >>> import tempfile, flaxmnist
         >>> records = flaxmnist.run_sweep("lr", epochs=1, seeds=1, limit_train=400)
-        >>> [p.name for p in flaxmnist.save_plots(records, tempfile.mkdtemp())]
+        >>> [p.name for p in flaxmnist.save_plots(records, tempfile.mkdtemp(), formats=["png"])]
         ['lr-accuracy.png', 'lr-curves.png']
     """
     import matplotlib
@@ -308,11 +324,9 @@ def save_plots(
         if is_grid_of_two_layers(study_records):
             plots.append(("grid", plot_grid))
         for name, plot in plots:
-            drawn = plot(study_records, description=description)
-            figure = np.ravel(drawn)[0].figure
-            path = directory / f"{study}-{name}.png"
-            figure.savefig(path, dpi=100, bbox_inches="tight")
+            with styled():
+                figure = np.ravel(plot(study_records, description=description))[0].figure
+                paths += save_figure(figure, directory / f"{study}-{name}", formats)
             plt.close(figure)
-            paths.append(path)
-        paths += save_search_plots(study_records, directory)  # none for a grid study
+        paths += save_search_plots(study_records, directory, formats)  # none for a grid study
     return paths

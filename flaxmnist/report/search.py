@@ -11,6 +11,7 @@ import numpy as np
 
 from flaxmnist.report.curves import label, note_under
 from flaxmnist.report.pareto import plot_pareto
+from flaxmnist.report.style import FORMATS, PNG_DPI, place_legend, save_figure, styled
 from flaxmnist.report.table import varied_keys
 from flaxmnist.run.records import best_config, selection_key
 from flaxmnist.search.base import Strategy
@@ -118,8 +119,9 @@ def _zoom(values: np.ndarray) -> tuple[float, float]:
 
 
 def _save(figure: Figure, path: str | Path | None) -> Figure:
+    """``figure``, saved first to ``path`` (its format by its suffix) when given."""
     if path is not None:
-        figure.savefig(path, dpi=100, bbox_inches="tight")
+        figure.savefig(path, dpi=PNG_DPI, bbox_inches="tight")
     return figure
 
 
@@ -177,7 +179,7 @@ def plot_search_progress(
     ax.set_ylabel(f"best {split} accuracy so far (%)")
     ax.grid(alpha=0.3, which="both")
     legend_title = "line: median of a label's runs; band: their range" if many else None
-    ax.legend(handles=handles, title=legend_title, loc="lower right", fontsize=9, title_fontsize=8)
+    place_legend(ax, handles=handles, title=legend_title)
     studies = {run[0]["study"] for runs in traces.values() for run in runs}
     heading = f"{studies.pop()}: " if len(studies) == 1 else "search strategies: "
     ax.set_title(title or f"{heading}best {split} accuracy against compute", fontsize=11)
@@ -352,10 +354,13 @@ def plot_pbt(records: Records, path: str | Path | None = None) -> Figure:
     return _save(figure, path)
 
 
-def save_search_plots(records: Records, directory: str | Path) -> list[Path]:
-    """For one study searched by a strategy other than the grid, ``<study>-search.png``
-    (``plot_search_progress``), and ``<study>-halving.png``, ``-pbt.png`` or ``-pareto.png``
-    (two objectives) where they apply, in ``directory``; returns their paths."""
+def save_search_plots(
+    records: Records, directory: str | Path, formats: Sequence[str] = FORMATS
+) -> list[Path]:
+    """For one study searched by a strategy other than the grid, ``<study>-search``
+    (``plot_search_progress``), and ``<study>-halving``, ``-pbt`` or ``-pareto`` (two
+    objectives) where they apply, in ``directory``, each in every one of ``formats``
+    (``style.save_figure``), in the report's look; returns their paths."""
     import matplotlib.pyplot as plt
 
     kind, strategy = search_strategy(records), _strategy(records)
@@ -364,9 +369,10 @@ def save_search_plots(records: Records, directory: str | Path) -> list[Path]:
     plots |= {"pareto": plot_pareto} if len(objectives_of(records)) > 1 else {}
     paths = []
     for name, plot in plots.items() if strategy.searches else ():
-        path = Path(directory) / f"{records[0]['study']}-{name}.png"
-        plt.close(plot(records, path))
-        paths.append(path)
+        with styled():
+            figure = plot(records, None)
+            paths += save_figure(figure, Path(directory) / f"{records[0]['study']}-{name}", formats)
+        plt.close(figure)
     return paths
 
 
