@@ -22,18 +22,20 @@ from flaxmnist.report import (
     write_report,
 )
 from flaxmnist.report.compare import Run, comparison, read_model
+from flaxmnist.report.paper import write_tables
 from flaxmnist.report.style import FORMATS, parse_formats, save_figure, styled
 from flaxmnist.report.tensorboard import write_tensorboard
 from flaxmnist.run.ensemble import chosen_ensembles
 from flaxmnist.run.rundir import MANIFEST, read_descriptions, read_manifest
 from flaxmnist.search.optuna_db import DB, export, problem, storage_url
 
-USAGE = """%(prog)s DIR
+USAGE = """%(prog)s DIR [--latex] [--markdown] [--formats LIST]
        %(prog)s DIR [--optuna] [--tensorboard LOGDIR]
        %(prog)s --compare OUT.png [--study NAME] LABEL=DIR [LABEL=DIR ...]"""
 DESCRIPTION = """\
-Re-render the table, summary.csv and the plots of a run directory from its results.jsonl
-alone (nothing is trained); with --optuna or --tensorboard, write the run for Optuna's or
+Re-render the table, summary.csv and the plots (PNG, PDF and SVG) of a run directory from
+its results.jsonl alone (nothing is trained), with --latex and --markdown the table for a
+paper too; with --optuna or --tensorboard, write the run for Optuna's or
 TensorBoard's tools instead; or, with --compare, plot the best holdout accuracy against the
 compute spent of several runs, grouped by label (the first label is the reference), and
 print per label the holdout-selected configuration's accuracies (mean ± std over runs, the
@@ -73,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--study", metavar="NAME", help="with --compare: the study to read in each directory"
+    )
+    parser.add_argument(
+        "--latex",
+        action="store_true",
+        help="also write DIR/<study>-table.tex: the table as a LaTeX booktabs table, the "
+        "selected row in bold, the protocol in the caption",
+    )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="also write DIR/<study>-table.md: the same table in Markdown",
     )
     parser.add_argument(
         "--formats",
@@ -124,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if exports:
             return _exports(parser.prog, Path(args.dirs[0]), args.optuna, args.tensorboard)
-        return _report(parser.prog, Path(args.dirs[0]), args.formats)
+        tables = [kind for kind in ("latex", "markdown") if getattr(args, kind)]
+        return _report(parser.prog, Path(args.dirs[0]), args.formats, tables)
 
 
 def _error(prog: str, message: str, code: int = 2) -> int:
@@ -151,7 +165,7 @@ def _read(prog: str, results: Path) -> list[dict[str, Any]] | None:
     return records
 
 
-def _report(prog: str, run_dir: Path, formats: Sequence[str]) -> int:
+def _report(prog: str, run_dir: Path, formats: Sequence[str], tables: Sequence[str]) -> int:
     records = _read(prog, run_dir / "results.jsonl")
     if records is None:
         return 2
@@ -159,6 +173,7 @@ def _report(prog: str, run_dir: Path, formats: Sequence[str]) -> int:
     print("\n".join([format_table(records, descriptions), *chosen_ensembles(run_dir)]))
     try:
         paths = write_report(records, run_dir, descriptions, formats)
+        paths += write_tables(records, run_dir, tables, descriptions)
     except OSError as err:
         return _error(prog, f"cannot write the report into {run_dir}: {err.strerror or err}", 3)
     for path in paths:

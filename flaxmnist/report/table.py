@@ -239,9 +239,12 @@ def format_table(
     )
 
 
-def _cells(records: Sequence[dict[str, Any]], keys: list[str], val_name: str):
-    """The table's header and one row of cells per configuration: the varied keys, the
-    accuracies, with two objectives the cost and a ``*`` on the Pareto front, the status."""
+def table_cells(
+    records: Sequence[dict[str, Any]], keys: Sequence[str], val_name: str
+) -> tuple[list[str], list[list[str]]]:
+    """The table's header and one row of cells per configuration (in ``summarize``'s order):
+    the number, the varied ``keys``, the accuracies (``val_name`` heads the selecting
+    split's), with two objectives the cost and a ``*`` on the Pareto front, the status."""
     costs, front = objectives_of(records)[1:], pareto_front(records)
     header = ["#", *keys, val_name, "test acc %", *(COST_HEADERS[name] for name in costs)]
     header += [*(["front"] if costs else []), "status"]
@@ -274,13 +277,19 @@ def _format_ensemble(ensemble: dict[str, Any] | None) -> str:
     return " / ".join("nan" if v is None else f"{100 * v:.2f}" for v in (val, test))
 
 
+def val_header(records: Sequence[dict[str, Any]]) -> str:
+    """The header of the selecting split's accuracy: the holdout's, or the test set's."""
+    holdout = records[0]["config"].get("validate_on", "holdout") == "holdout"
+    return "holdout acc %" if holdout else "val(=test) acc %"
+
+
 def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> str:
     rows = summarize(records)
     keys = varied_keys(records)
     config = records[0]["config"]
     seeds = rows[0]["seeds"]
     holdout = config.get("validate_on", "holdout") == "holdout"
-    header, body = _cells(records, keys, "holdout acc %" if holdout else "val(=test) acc %")
+    header, body = table_cells(records, keys, val_header(records))
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     named = f' ("{description}")' if description else ""
     lines = [
