@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -406,3 +407,24 @@ def test_panels_zoom_each_on_its_own_curves():
         values = [y for line in panel.get_lines() for y in line.get_ydata()]
         assert values and all(bottom <= y <= top for y in values)
     assert "off the axis" not in figure_text(panels[0].figure)
+
+
+def test_long_labels_become_the_tables_numbers_and_mixed_epochs_are_said():
+    """Hyperband over ten keys (a committed run): a label per configuration would be 150
+    characters long; the figures number the configurations as the table does."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    root = Path(__file__).resolve().parent.parent
+    records = load_results(root / "reproduction/search-benchmark/out/tenth/hyperband-0")
+    ax = plot_accuracy(records)
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == [f"#{i + 1}" for i in sorted({r["config_index"] for r in records})]
+    assert "numbered as in the table" in ax.get_xlabel()
+    assert ax.get_ylabel() == "accuracy % after its last epoch (1–9)"  # halved early: 1 to 9
+    axes = plot_curves(records)
+    entries = [t.get_text() for panel in axes for t in panel.get_legend().get_texts()]
+    assert sorted(entries, key=lambda e: int(e[1:])) == ticks
+    plt.close("all")

@@ -33,6 +33,8 @@ BAND = "band: min–max over seeds"
 COLOURS = [f"C{i}" for i in range(10)]
 STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+#: A configuration's label longer than this is shown as its number (``#7``, as in the table).
+LABEL_MAX = 48
 SHORT = {"learning_rate": "lr", "weight_decay": "wd", "batch_size": "batch"}
 
 
@@ -48,6 +50,7 @@ class Curve:
     diverged: int
     at_chance: int
     repeats: int  # configurations of the study with this very config, drawn once
+    index: int = 0  # its first configuration's index (``#index + 1`` in the table)
 
 
 def label(config: dict[str, Any], keys: Sequence[str]) -> str:
@@ -102,6 +105,7 @@ def collect(records: Sequence[dict[str, Any]], sort_key: Callable | None) -> lis
                 diverged=sum(bool(r["diverged"]) for r in group),
                 at_chance=sum(bool(r["at_chance"]) for r in group),
                 repeats=len(repeats[key]),
+                index=first_index[key],
             )
         )
     if sort_key is not None:
@@ -190,9 +194,10 @@ def note(names: Sequence[str], total: int, width: int = 80) -> str:
     return textwrap.fill(f"{count} {why}: " + "; ".join(names), width=width)
 
 
-def curve_label(curve: Curve, keys: Sequence[str]) -> str:
-    """The legend entry: the configuration, plus repeats and seeds that diverged."""
-    text = label(curve.config, keys) or "all"
+def curve_label(curve: Curve, keys: Sequence[str], numbered: bool = False) -> str:
+    """The legend entry: the configuration (``numbered``: its number in the table), plus
+    repeats and seeds that diverged."""
+    text = f"#{curve.index + 1}" if numbered else label(curve.config, keys) or "all"
     if curve.repeats > 1:
         text += f" (×{curve.repeats} in the study)"
     if 0 < curve.diverged < curve.seeds:
@@ -266,10 +271,11 @@ def draw_curves(
     offsets = np.linspace(-0.3, 0.3, len(group)) if spread else np.zeros(len(group))
     names = []
     shade = 0.2 if len(group) <= 3 else max(0.07, 0.6 / len(group))  # overlapping bands
+    numbered = max(len(label(c.config, keys)) for c in group) > LABEL_MAX
     for position, (curve, offset) in enumerate(zip(group, offsets, strict=True)):
         kwargs = style(position, epochs)
         xs = x[: len(curve.mean)] + offset
-        text = curve_label(curve, keys)
+        text = curve_label(curve, keys, numbered)
         if len(xs) == 1:
             # Lists, not 1-element arrays, which matplotlib passes to math.isfinite: NumPy
             # 2 refuses that (matplotlib catches it), NumPy 1.26 warns it is deprecated.
@@ -285,7 +291,8 @@ def draw_curves(
                 )
         why = off_axis(curve, limits)
         if why is not None:
-            names.append(f"{label(curve.config, keys) or 'all'} ({why})")
+            name = f"#{curve.index + 1}" if numbered else label(curve.config, keys) or "all"
+            names.append(f"{name} ({why})")
     ax.set_ylim(*limits)
     if epochs <= MARKER_EPOCHS:
         ax.set_xticks(range(1, epochs + 1))

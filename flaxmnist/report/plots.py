@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from flaxmnist.report.curves import (
+    LABEL_MAX,
     band_text,
     collect,
     draw_curves,
@@ -92,8 +93,9 @@ def plot_accuracy(
         _accuracy_lines(ax, rows, axis, series)
     else:
         _accuracy_points(ax, rows, varied_keys(records), series)
-    epochs = {record["config"].get("epochs") for record in records}
-    after = f"epoch {epochs.pop()}" if len(epochs) == 1 else "the last epoch"
+    trained = {len(record["history"]["val_accuracy"]) for record in records}
+    low, high = min(trained), max(trained)
+    after = f"epoch {low}" if low == high else f"its last epoch ({low}–{high})"
     ax.set_ylabel(f"accuracy % after {after}")
     seeds = rows[0]["seeds"]
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
@@ -151,13 +153,19 @@ def _accuracy_points(ax: Axes, rows, keys, series) -> None:
             label=name,
         )
     names = [f"#{row['config_index'] + 1}: {label(row['config'], keys)}" for row in rows]
+    numbers = [f"#{row['config_index'] + 1}" for row in rows]
+    if max(len(n) for n in names) > LABEL_MAX:  # too long to read: numbers, as in the table
+        ax.set_xlabel("configuration (numbered as in the table and summary.csv)")
+        shown = numbers
+    else:
+        shown = names
     # Rotated as little as the labels allow: level, slanted, or upright when crowded.
-    crowd = max(len(n) for n in names) * len(rows)
+    crowd = max(len(n) for n in shown) * len(rows)
     rotation = 0 if crowd <= 90 else 30 if len(rows) <= 8 else 90
-    ax.set_xticks(positions, names, rotation=rotation, ha="right" if rotation == 30 else "center")
+    ax.set_xticks(positions, shown, rotation=rotation, ha="right" if rotation == 30 else "center")
     ax.tick_params(axis="x", labelsize=6 if len(rows) > 12 else 8)
     ax.set_xlim(-0.6, len(rows) - 0.4)
-    _fit_y(ax, rows, series, [f"{name}" for name in names])
+    _fit_y(ax, rows, series, numbers if shown is numbers else names)
 
 
 def _fit_y(ax: Axes, rows, series, names: Sequence[str]) -> None:
