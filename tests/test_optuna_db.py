@@ -5,6 +5,7 @@ and a locked or damaged file that never stops training."""
 import copy
 import json
 import sqlite3
+from datetime import datetime
 from types import SimpleNamespace
 
 import numpy as np
@@ -77,6 +78,15 @@ def test_a_grid_run_is_an_optuna_study_of_one_trial_per_configuration(grid_run):
         assert attrs["compute"] == sum(r["compute"] for r in mine)
         assert attrs["diverged"] is False and attrs["config"] == mine[0]["config"]
         assert trial.value != attrs["test_accuracy_mean"]  # the test set is never the value
+    # each trial spans the call that trained it: the two calls one after the other
+    manifest = json.loads((out / "manifest.json").read_text())
+    attempt = manifest["attempts"][-1]
+    began, ended = (datetime.fromisoformat(attempt[k]) for k in ("started", "ended"))
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in study.trials)
+    for start, end in spans:
+        assert began.replace(tzinfo=None) <= start < end <= ended.replace(tzinfo=None)
+    assert spans[0][1] <= spans[2][0]  # the second call began after the first ended
+    assert all("timing" not in t.user_attrs for t in study.trials)
 
 
 @pytest.fixture
@@ -111,6 +121,9 @@ def test_report_optuna_writes_it_for_an_older_run_and_adds_nothing_twice(
     assert done.returncode == 0, done.stderr
     assert "4 trials added, 1 study; open it with: optuna-dashboard sqlite:///" in done.stdout
     assert summary(copy_of) == summary(out)
+    assert {t.user_attrs["timing"] for t in stored(copy_of).trials} == {
+        "not recorded: the times are the export's"  # no timing.json copied: an older run
+    }
     again = report(copy_of, "--optuna")
     assert "0 trials added" in again.stdout and summary(copy_of) == summary(out)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -32,7 +34,7 @@ from flaxmnist.run.grid import LaneGrid
 from flaxmnist.run.plan import train_flops
 from flaxmnist.run.progress import RunStats
 from flaxmnist.run.records import best_config, make_records
-from flaxmnist.run.rundir import write_results
+from flaxmnist.run.rundir import TIMING, write_json_atomic, write_results
 from flaxmnist.specs.config import Config, Study
 
 
@@ -52,6 +54,8 @@ class Keeper:
       done: the records by (study index, configuration index, seed).
       attempt, out: the run directory's attempt and folder (``None``: nothing written).
       exports: called with every record after ``results.jsonl`` is written (process 0).
+      timing: when each configuration trained (``begin``, ``add_records``), written beside
+        the records (``rundir.read_timing``).
     """
 
     studies: Sequence[Study]
@@ -66,6 +70,7 @@ class Keeper:
     out: Any = None
     exports: list[Callable[[list[dict[str, Any]]], None]] = field(default_factory=list)
     saved: dict[int, int] = field(default_factory=dict)  # study → config index of its model
+    timing: dict[str, dict[str, str]] = field(default_factory=dict)  # rundir.read_timing
     _partial: dict[tuple[int, int], dict[int, Any]] = field(default_factory=dict)
     _probabilities: dict[tuple[int, int], dict[int, Any]] = field(default_factory=dict)
 
@@ -86,12 +91,21 @@ class Keeper:
         for key in [k for k in self.done if k[0] == study_index and k[1] in configs]:
             del self.done[key]
 
+    def begin(self, study_index: int, config_indices: Sequence[int]) -> None:
+        """Note the time configurations start to train (the first time only)."""
+        started = _now()
+        for index in config_indices:
+            key = f"{self.studies[study_index].name}/{index}"
+            self.timing.setdefault(key, {"started": started})
+
     def save_progress(self) -> None:
-        """Rewrite ``results.jsonl`` with every record so far, and the attempt's costs; then
-        bring the run's exports (``optuna.db``) up to date."""
+        """Rewrite ``results.jsonl`` with every record so far, ``timing.json``, and the
+        attempt's costs; then bring the run's exports (``optuna.db``) up to date."""
         if self.attempt is not None and cluster.is_main():
             records = self.records()
             write_results(self.out, records)
+            ended = {k: v for k, v in self.timing.items() if "ended" in v}
+            write_json_atomic(Path(self.out) / TIMING, ended)
             self.attempt.update(asdict(self.stats))
             for export in self.exports:
                 export(records)
@@ -121,6 +135,11 @@ class Keeper:
             if fields.get(index):
                 record["search"] = fields[index]
             self.done.setdefault((study_index, index, record["seed"]), record)
+        ended = _now()
+        for index in configs:
+            if all((study_index, index, seed) in self.done for seed in self.seeds):
+                times = self.timing.setdefault(f"{study.name}/{index}", {"started": ended})
+                times.setdefault("ended", ended)
 
     def keep_ensembles(self, study_index: int, grid: LaneGrid, config_indices: Sequence[int]):
         """The ensemble of each configuration's seeds, once they are all in: its holdout and
@@ -221,3 +240,7 @@ class Keeper:
         if not self.searches[study_index] or self.out is None or not cluster.is_main():
             return None
         return choose_ensemble(self.out, self.studies[study_index].name, *self.labels())
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")

@@ -24,6 +24,7 @@ from flaxmnist.run.grid import LaneGrid
 from flaxmnist.run.keeper import Keeper
 from flaxmnist.run.plan import Call, Plan, hyperparams_of, split_call, widths
 from flaxmnist.run.progress import Progress, RunStats, counted
+from flaxmnist.run.rundir import read_timing
 from flaxmnist.run.stepped import SteppedStudy
 
 
@@ -71,6 +72,7 @@ class SweepLoop:
         for record in attempt.earlier if attempt else []:
             key = (names.index(record["study"]), record["config_index"], record["seed"])
             keeper.done[key] = record
+        keeper.timing = read_timing(keeper.out) if keeper.out is not None else {}
         start = time.perf_counter()
         self._calls(self.plan.calls)
         for index, strategy in enumerate(self.strategies):
@@ -155,6 +157,7 @@ class SweepLoop:
             stats=self.stats,
             config_indices=call.config_indices,
         )
+        keeper.begin(index, call.config_indices)
         history = _train(grid, call, label, self.progress)
         fields = {c: strategy.fields(c) for c in configs}
         keeper.add_records(index, call.spec, history, configs, call.seeds, fields)

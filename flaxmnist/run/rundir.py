@@ -32,6 +32,8 @@ MANIFEST = "manifest.json"
 RESULTS = "results.jsonl"
 #: The lock file a running sweep holds in its run directory (``flaxmnist.run.attempt``).
 LOCK = ".lock"
+#: When each configuration trained (``read_timing``).
+TIMING = "timing.json"
 # Read once: os.umask can only be read by setting it, which is not thread-safe.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -299,6 +301,18 @@ def _as_old(settings: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
             study = {**study, "search": {k: v for k, v in study["search"].items() if k != "base"}}
         studies.append(study)
     return {**settings, "studies": studies} if "studies" in settings else settings
+
+
+def read_timing(out: str | Path) -> dict[str, dict[str, str]]:
+    """When each configuration of a run trained: ``"<study>/<config_index>"`` → ``started``
+    and ``ended`` (ISO 8601 times: its lanes' first call or step began, its last record was
+    written; a configuration resumed in flight starts again with the attempt that finished
+    it). ``{}`` without the file (a run before flaxmnist kept it) or if it is unreadable."""
+    try:
+        timing = json.loads((Path(out) / TIMING).read_text())
+    except (OSError, ValueError):
+        return {}
+    return timing if isinstance(timing, dict) else {}
 
 
 def read_descriptions(out: str | Path) -> dict[str, str]:

@@ -192,6 +192,7 @@ class SteppedStudy:
         epochs count from 0 again), unless the strategy refills lanes: then they train
         beside the grids going, from their own epoch 0, the study's clock running on."""
         indices = list(configs)
+        self.keeper.begin(self.index, indices)
         if self.grids or self.strategy.refills:
             self.state.configs.update(configs)
         else:
@@ -238,6 +239,7 @@ class SteppedStudy:
         self.keeper.forget(self.index, again)
         self.state = saved
         self.grids = restore_grids(saved, self._grid)
+        self.keeper.begin(self.index, [c for grid in saved.grids for c in grid["configs"]])
         self.strategy.restore(saved.strategy)
         decided = cluster.share(
             lambda: {

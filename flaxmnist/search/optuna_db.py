@@ -16,6 +16,9 @@ to date after every call (``LiveExport``). It holds:
   ``diverged``, and the record's ``search`` fields (``search_round`` numbered from 1, as
   the progress says "round 1 of 4"; the record's ``round`` is an index from 0).
 
+Each trial starts and ends when its configuration trained (``timing.json``,
+``rundir.read_timing``), so the dashboard shows real durations.
+
 ``export`` adds the trials that are missing (a trial is known by its ``config_index``), so it
 can run again at any moment: ``python -m flaxmnist.report DIR --optuna`` writes the file for
 a run an older flaxmnist made, or mends one. Trials are numbered in the order they were
@@ -31,13 +34,14 @@ import contextlib
 import json
 import warnings
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from flaxmnist.errors import FlaxmnistWarning
-from flaxmnist.run.rundir import with_defaults
+from flaxmnist.run.rundir import read_timing, with_defaults
 from flaxmnist.search.trials import (
     COMPLETE,
     FAILED,
@@ -113,6 +117,7 @@ def export(
 
     settings = with_defaults(settings)
     seeds = settings["seeds"]
+    timing = read_timing(out)
     added = 0
     for study_settings in settings["studies"]:
         name = study_settings["name"]
@@ -122,7 +127,7 @@ def export(
         have = {t.user_attrs.get("config_index") for t in study.get_trials(deepcopy=False)}
         space = distributions(study_settings)
         trials = [
-            _trial(group, space, objectives, optuna)
+            _timed(_trial(group, space, objectives, optuna), timing.get(f"{name}/{index}"))
             for index, group in by_config(mine).items()
             if index not in have and len(group) >= seeds
         ]
@@ -191,6 +196,20 @@ def _trial(group: list[dict[str, Any]], space: dict, objectives: list[str], optu
         user_attrs=json.loads(json.dumps(user_attrs)),  # plain JSON values only
         intermediate_values=result.intermediate if len(objectives) == 1 else None,
     )
+
+
+def _timed(trial, times: dict[str, str] | None):
+    """``trial`` with the times its configuration trained (``rundir.read_timing``), so
+    that the dashboard shows its duration; without them (a run before flaxmnist kept them)
+    its times are the export's, and a user attribute says so."""
+    if times and "ended" in times:
+        # Local times without a zone, as Optuna's own trials keep them.
+        start, end = (datetime.fromisoformat(times[k]).astimezone() for k in ("started", "ended"))
+        trial.datetime_start = start.replace(tzinfo=None)
+        trial.datetime_complete = end.replace(tzinfo=None)
+    else:
+        trial.set_user_attr("timing", "not recorded: the times are the export's")
+    return trial
 
 
 def _shown(key: str, value: Any) -> Any:
