@@ -33,8 +33,8 @@ def test_run_sweep_records_and_results_file(tmp_path):
         out=tmp_path,
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        ".lock", "manifest.json", "models", "optuna.db", "predictions", "results.jsonl",
-    ]  # fmt: skip
+        "manifest.json", "models", "optuna.db", "predictions", "results.jsonl", "timing.json",
+    ]  # fmt: skip: no .lock once the run has ended
     assert len(records) == 8
     assert [(r["config_index"], r["seed"]) for r in records] == [
         (i, s) for i in range(4) for s in range(2)
