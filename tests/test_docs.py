@@ -120,3 +120,59 @@ def test_the_readme_names_every_interpreter_of_the_matrix_and_every_lower_bound(
         name, bound = (part.strip() for part in requirement.split(">="))
         version = re.escape(bound) + r"(\.0)*\b"
         assert re.search(rf"\b{name} {version}", rows["lowest"][2]), requirement
+
+
+#: Every Markdown page a reader follows links in: on GitHub, and (docs/) on the site.
+LINKED_PAGES = sorted({*PAGES, *ROOT.glob("*.md")})
+
+
+def github_slug(heading: str) -> str:
+    """GitHub's anchor of a heading (github-slugger): its text lower-cased, what is neither
+    a word character, a hyphen nor a space removed, each space a hyphen."""
+    text = re.sub(r"`|\*\*|\[([^]]*)\]\([^)]*\)", r"\1", heading).strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def site_slug(heading: str) -> str:
+    """The site's anchor of a heading: MyST-Parser's own function where it is installed (the
+    docs session), else ``github_slug``, which it mimics."""
+    try:
+        from myst_parser.mdit_to_docutils.base import default_slugify
+    except ImportError:
+        return github_slug(heading)
+    text = re.sub(r"`|\*\*|\[([^]]*)\]\([^)]*\)", r"\1", heading).strip()
+    return default_slugify(text)
+
+
+def anchors(page: Path, slug) -> set[str]:
+    """The anchors of ``page``'s headings (outside code blocks), numbered as both number
+    a repeated one (``-1``, ``-2``)."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    seen: dict[str, int] = {}
+    found = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *#*$", text, re.M):
+        anchor = slug(heading)
+        found.add(anchor if anchor not in seen else f"{anchor}-{seen[anchor]}")
+        seen[anchor] = seen.get(anchor, 0) + 1
+    return found
+
+
+@pytest.mark.parametrize("slug", [github_slug, site_slug], ids=["github", "site"])
+def test_every_anchor_of_a_link_is_a_heading_there(slug):
+    broken = []
+    for page in LINKED_PAGES:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", text):
+            if "://" in target or (target and not target.endswith(".md")):
+                continue
+            linked = (page.parent / target).resolve() if target else page
+            if slug is site_slug and ROOT / "docs" not in linked.parents:
+                continue  # not on the site
+            if anchor not in anchors(linked, slug):
+                broken.append(f"{page.relative_to(ROOT)}: {target}#{anchor}")
+    assert not broken, broken
+
+
+def test_the_slugs_are_githubs():
+    assert github_slug("Past 99 %: augmentation, ensembles") == "past-99--augmentation-ensembles"
+    assert github_slug("`python -m flaxmnist.report`") == "python--m-flaxmnistreport"
