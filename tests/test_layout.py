@@ -2,6 +2,7 @@
 
 import ast
 import io
+import re
 import textwrap
 import tokenize
 from pathlib import Path
@@ -219,3 +220,22 @@ def test_small_modules_and_functions(name, path):
                 body = body[1:]
             lines = body[-1].end_lineno - body[0].lineno + 1 if body else 0
             assert lines <= MAX_FUNCTION_LINES, f"{name}.{node.name}: {lines} lines"
+
+
+def test_documented_names_stand_one_per_entry():
+    """An ``Args:`` or ``Attributes:`` entry names one thing: ``a, b: ...`` renders as one
+    name in the API pages (``use_dropout, use_l2, …``), and says less about each."""
+    grouped = []
+    for name, path in modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
+                continue
+            doc = ast.get_docstring(node) or ""
+            sections = re.findall(r"^(?:Args|Attributes):\n((?:(?: {2}.*)?\n?)+)", doc, re.M)
+            for section in sections:
+                grouped += [
+                    f"{name}.{node.name}: {line.strip()[:40]}"
+                    for line in section.splitlines()
+                    if re.match(r"^ {2}\w+(?:, \w+)+:", line)
+                ]
+    assert not grouped, grouped

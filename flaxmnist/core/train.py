@@ -77,13 +77,18 @@ class TrainSpec:
       num_classes: width of the output layer.
       loss: ``"cross_entropy"`` (exact) or ``"keras1"`` (Keras 1's clipped probabilities);
         see ``cross_entropy``.
-      use_dropout, use_l2, use_weight_decay, use_input_dropout, use_max_norm, use_schedule:
-        ``False`` compiles a program without that feature (no dropout masks drawn, no
-        penalty, plain Adam, no input masks, no constraint, a constant learning rate). Exact
-        for lanes whose rate or coefficient is 0 (``max_norm`` 0, the constant schedule
-        without warmup), which then train as with ``True`` up to float rounding (another
-        program; tested); cheaper. Input dropout the most: it gives each lane its own input,
-        so lanes of a seed no longer share one wide first-layer product.
+      use_dropout: ``False`` compiles a program that draws no dropout masks. Like every
+        ``use_*`` flag: exact for lanes whose rate or coefficient is 0, which then train
+        as with ``True`` up to float rounding (another program; tested), and cheaper.
+      use_l2: ``False``: no L2 penalty in the loss (lanes with ``l2`` 0).
+      use_weight_decay: ``False``: plain Adam, no decoupled weight decay (lanes with
+        ``weight_decay`` 0).
+      use_input_dropout: ``False``: no input masks (lanes with ``input_dropout`` 0); the
+        cheapest to leave out: input dropout gives each lane its own input, so lanes of a
+        seed no longer share one wide first-layer product.
+      use_max_norm: ``False``: no max-norm constraint (lanes with ``max_norm`` 0).
+      use_schedule: ``False``: a constant learning rate (lanes on the constant schedule
+        without warmup).
       val_is_test: the validation split *is* the test set (``--validate-on test``): it is
         evaluated once per epoch and reported as both.
       compute_dtype: ``"float32"`` or ``"bfloat16"`` for activations and matrix products
@@ -91,8 +96,10 @@ class TrainSpec:
       padded: ``hidden`` are padded widths, each lane's own are ``Hyperparams.widths``
         (``models.mask_padding``): one program for several widths.
       augment: the training minibatches' augmentation (``augment.Augment``; default off).
-      use_ema, use_label_smoothing: as the ``use_*`` flags above, for ``Hyperparams``'
-        ``ema_decay`` (the average is then what is evaluated and kept) and ``label_smoothing``.
+      use_ema: as the ``use_*`` flags above, for ``Hyperparams.ema_decay`` (with it, the
+        average of the weights is what is evaluated and kept).
+      use_label_smoothing: as the ``use_*`` flags above, for
+        ``Hyperparams.label_smoothing``.
 
     Example::
 

@@ -52,7 +52,8 @@ class Keeper:
       seeds: the training seeds, every configuration's.
       stats: the run's costs, written with every save.
       done: the records by (study index, configuration index, seed).
-      attempt, out: the run directory's attempt and folder (``None``: nothing written).
+      attempt: the run directory's attempt (``None``: nothing written).
+      out: the run directory (``None``: nothing written).
       exports: called with every record after ``results.jsonl`` is written (process 0).
       timing: when each configuration trained (``begin``, ``add_records``), written beside
         the records (``rundir.read_timing``).

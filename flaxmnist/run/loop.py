@@ -41,9 +41,12 @@ class SweepLoop:
       strategies: per study, its strategy (``search.base.Strategy``): what it says of
         itself (``name``, ``searches``, ``up_front``), and, for a study not trained up
         front, its decisions.
-      data_settings, data, chance: what records add, the splits on the device, and the
-        validation accuracy of a constant guess.
-      mesh, stats, progress: the devices, the run's costs, the progress hooks.
+      data_settings: what every record's ``config`` adds (dataset, protocol, sizes).
+      data: the splits on the device.
+      chance: the validation accuracy of a constant guess.
+      mesh: the devices the lanes run on.
+      stats: the run's costs, added up.
+      progress: the progress hooks.
       budget: training FLOPs the run may spend (``None``: no budget).
     """
 

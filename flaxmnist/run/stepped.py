@@ -59,7 +59,8 @@ class SteppedStudy:
       plan: the study's plan (its configurations' ``TrainSpec``s, the lanes of a round).
       settings: the run's plan settings (lanes per grid, padding, protocol, dtype).
       keeper: where records, ensembles and the best model are kept.
-      mesh, progress: the devices the lanes run on; the progress hooks.
+      mesh: the devices the lanes run on.
+      progress: the progress hooks.
       budget: training FLOPs the run may spend (``None``: no budget).
     """
 
