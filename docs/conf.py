@@ -11,6 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import flaxmnist  # noqa: E402
 from flaxmnist.specs import keys  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inventories import write_inventories  # noqa: E402
+
 # The list of every spec key, from the table the code reads (flaxmnist/specs/keys.toml),
 # written at every build so that the page cannot drift from it.
 GENERATED = Path(__file__).resolve().parent / "_generated"
@@ -26,6 +29,7 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "sphinxarg.ext",
     "sphinx_copybutton",
@@ -41,6 +45,9 @@ autodoc_default_options: dict = {}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 nitpicky = False
+# Links to jax, numpy, optax and Python from inventories written here (inventories.py): the
+# build downloads nothing.
+intersphinx_mapping = write_inventories(GENERATED / "inventories")
 
 html_theme = "sphinx_book_theme"
 html_title = "flaxmnist"

@@ -176,3 +176,39 @@ def test_every_anchor_of_a_link_is_a_heading_there(slug):
 def test_the_slugs_are_githubs():
     assert github_slug("Past 99 %: augmentation, ensembles") == "past-99--augmentation-ensembles"
     assert github_slug("`python -m flaxmnist.report`") == "python--m-flaxmnistreport"
+
+
+def test_the_inventories_are_read_back_by_sphinx(tmp_path):
+    """docs/inventories.py writes files Sphinx's own reader takes, every name at its page."""
+    pytest.importorskip("sphinx", reason="the docs extra (nox -s docs) is not installed")
+    import sys
+
+    from sphinx.util.inventory import InventoryFile
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    from inventories import PROJECTS, write_inventories
+
+    mapping = write_inventories(tmp_path)
+    for project, (base, names) in PROJECTS.items():
+        with open(mapping[project][1], "rb") as handle:
+            read = InventoryFile.load(handle, base, lambda base, uri: base + uri)
+        found = {name: item for entries in read.values() for name, item in entries.items()}
+        for name, (_, page) in names.items():
+            item = found[name]
+            location = item.uri if hasattr(item, "uri") else item[2]
+            assert location == base + page
+
+
+def test_the_built_api_pages_link_jax_numpy_and_optax():
+    """After ``sphinx-build`` (the docs session builds first): the API page's types and the
+    names its docstrings cite lead to their projects' documentation."""
+    page = ROOT / "docs" / "_build" / "html" / "api.html"
+    if not page.exists():
+        pytest.skip("the site is not built here (nox -s docs builds it, then runs this)")
+    html = page.read_text()
+    for address in (
+        "https://docs.jax.dev/en/latest/_autosummary/jax.Array.html#jax.Array",
+        "https://numpy.org/doc/stable/reference/generated/numpy.ndarray.html#numpy.ndarray",
+        "https://optax.readthedocs.io/en/latest/api/transformations.html#optax.ema",
+    ):
+        assert f'href="{address}"' in html, address

@@ -6,8 +6,9 @@
 - ``augment``: shifts, rotations, scalings and elastic deformations of a minibatch, on the
   device.
 - ``losses``: cross-entropy (exact, Keras 1's clipped, label-smoothed), L2, schedules.
-- ``optimizer``: Adam as Keras 1 had it, coupled L2 and decoupled weight decay, the
-  parameters' moving average.
+- ``optimizer``: Adam as Keras 1 had it (optax's, its hyperparameters in its state with
+  :func:`optax.inject_hyperparams` so that each lane has its own), coupled L2 and decoupled
+  weight decay, the parameters' moving average (:func:`optax.ema`).
 - ``train``: ``make_train(spec)`` returns a pure ``train(hparams, key, data)``, nested
   ``lax.scan`` over epochs and steps, vmappable over every hyperparameter and seed.
 

@@ -202,7 +202,7 @@ def make_update(num_hidden: int, use_schedule: bool = True, use_max_norm: bool =
 
     ``use_schedule``: the step's learning rate is ``hparams.learning_rate *
     schedule_factor(hparams, step, steps_per_epoch)``, set in the optimizer state, where
-    ``optax.inject_hyperparams``' update reads it (so AdamW's decay is scheduled too).
+    :func:`optax.inject_hyperparams`' update reads it (so AdamW's decay is scheduled too).
     ``use_max_norm``: ``apply_max_norm`` after the update. ``False`` leaves either out.
     """
 

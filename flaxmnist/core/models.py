@@ -11,7 +11,7 @@ Flax's ``(in, out)``: training ran faster that way (step C in BENCHMARKS.md). Th
 values are the same as ``nn.Dense``'s: drawn as ``(in, out)`` and transposed.
 
 Dropout rates are *arrays* passed at call time, not module attributes, so that a batch of
-models with different rates can be ``jax.vmap``-ed. Flax's ``nn.Dropout`` cannot do that: it
+models with different rates can be :func:`jax.vmap`-ed. Flax's ``nn.Dropout`` cannot do that: it
 tests ``rate == 0`` in Python.
 """
 

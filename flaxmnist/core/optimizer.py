@@ -3,7 +3,7 @@
 ``make_optimizer(hparams)`` builds it from a lane's ``train.Hyperparams``;
 ``with_hyperparams`` sets a state's learning rate and weight decay (the update reads them
 from the state, so they may change between epochs, and be vmapped). ``ema_step`` and
-``debiased`` keep a moving average of the parameters (``optax.ema``).
+``debiased`` keep a moving average of the parameters (:func:`optax.ema`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _is_kernel(params):
 def make_optimizer(hparams: Any, use_weight_decay: bool = True) -> optax.GradientTransformation:
     """Adam (Keras 1 constants) with decoupled weight decay on kernels, lr as an array.
 
-    ``optax.inject_hyperparams`` keeps the hyperparameters in the optimizer state (Adam's
+    :func:`optax.inject_hyperparams` keeps the hyperparameters in the optimizer state (Adam's
     constants as float32, as Keras 1 held them), and its update reads them from there, not
     from ``hparams``: ``with_hyperparams`` writes ``hparams`` into a state.
     ``use_weight_decay=False`` gives plain Adam, which is what AdamW does with a decay of 0.
@@ -55,7 +55,7 @@ def with_hyperparams(opt_state, hparams: Any):
 
 
 def ema_step(ema_state: optax.EmaState, params: Any, decay: Any) -> optax.EmaState:
-    """``optax.ema``'s state moved one step towards ``params``: ``ema = decay * ema + (1 -
+    """:func:`optax.ema`'s state moved one step towards ``params``: ``ema = decay * ema + (1 -
     decay) * params``, ``count + 1``; ``decay`` may be an array (vmapped). Not debiased:
     that costs a pass over the parameters, which ``debiased`` makes once an epoch."""
     return optax.ema(decay, debias=False).update(params, ema_state)[1]

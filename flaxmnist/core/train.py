@@ -20,7 +20,7 @@ once per seed and multiplies it by all configurations' kernels in one wide matri
 
 Inside ``train``: parameters are initialised from the key; every epoch reshuffles the
 training set with a key folded from the epoch number; ``lax.scan`` runs the minibatch steps;
-Adam comes from ``optax.inject_hyperparams``, so its learning rate and weight decay are
+Adam comes from :func:`optax.inject_hyperparams`, so its learning rate and weight decay are
 arrays, set from ``hparams`` every epoch (the learning rate every step, times
 ``schedule_factor``); ``apply_max_norm`` follows each update; dropout draws a fresh key per
 step; at the end of every epoch the train, validation and test loss and accuracy are recorded.
@@ -225,7 +225,7 @@ def make_hyperparams(spec: TrainSpec, learning_rate: float, **values: Any) -> Hy
 
 
 def stack_hyperparams(hparams: Sequence[Hyperparams]) -> Hyperparams:
-    """Stack runs along a new leading (lane) axis, ready for ``jax.vmap``."""
+    """Stack runs along a new leading (lane) axis, ready for :func:`jax.vmap`."""
     return jax.tree.map(lambda *xs: jnp.stack(xs), *hparams)
 
 
@@ -237,7 +237,7 @@ def _nonfinite(losses, params, evaluation) -> jax.Array:
 
 class TrainState(NamedTuple):
     """What one lane carries from epoch to epoch: its parameters and Adam's state, and,
-    with ``TrainSpec.use_ema``, ``optax.ema``'s state and the debiased average."""
+    with ``TrainSpec.use_ema``, :func:`optax.ema`'s state and the debiased average."""
 
     params: Any
     opt_state: Any
@@ -290,7 +290,7 @@ def _make_evaluate_epoch(model: nn.Module, spec: TrainSpec) -> Callable:
 
 def _loss_and_grad(model: nn.Module, spec: TrainSpec) -> Callable:
     """The training loss of ``spec``'s program (its features compiled in or out) and its
-    gradient: ``jax.value_and_grad`` of ``losses.make_loss``."""
+    gradient: :func:`jax.value_and_grad` of ``losses.make_loss``."""
     loss_fn = make_loss(
         model,
         len(spec.hidden),

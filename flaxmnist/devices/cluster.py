@@ -1,6 +1,6 @@
 """Many processes, one sweep: JAX's own distributed runtime, set up from the command line.
 
-Every host runs the same command. ``start`` calls ``jax.distributed.initialize`` (on a CPU
+Every host runs the same command. ``start`` calls :func:`jax.distributed.initialize` (on a CPU
 with gloo collectives), after which ``jax.devices()`` is every device of every process and
 the lanes are sharded over all of them (``grid.lane_mesh``). Process 0 owns the run
 directory: it alone writes (``is_main``), and what it reads there (the records of earlier

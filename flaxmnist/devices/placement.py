@@ -2,7 +2,7 @@
 ``[seed, config]`` grid lies on it, and the way back to the host.
 
 One process or many (``cluster``), the code is the same: a mesh over ``jax.devices()``,
-arrays placed with ``jax.device_put`` from host values every process holds alike, and
+arrays placed with :func:`jax.device_put` from host values every process holds alike, and
 results brought back with ``to_host``, which gathers the shards other processes hold.
 """
 
@@ -32,7 +32,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 
 def to_host(tree: Any) -> Any:
-    """``tree``'s arrays as NumPy arrays, whole, in every process (``jax.device_get`` when
+    """``tree``'s arrays as NumPy arrays, whole, in every process (:func:`jax.device_get` when
     this process holds every shard; else gathered from the others, a collective that every
     process must call)."""
     leaves = jax.tree.leaves(tree)
