@@ -36,6 +36,7 @@ from flaxmnist.errors import (
     one_line_warnings,
 )
 from flaxmnist.report import format_table, write_report
+from flaxmnist.report.style import FORMATS, figure_formats
 from flaxmnist.run.ensemble import chosen_ensembles
 from flaxmnist.run.plan import DEFAULT_MAX_LANES
 from flaxmnist.run.progress import TqdmProgress
@@ -65,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_machine_arguments(parser)
     cluster.add_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--formats",
+        metavar="LIST",
+        type=figure_formats,
+        default=FORMATS,
+        help="the files each figure of the report is written as, comma-separated: png "
+        "(200 dpi), pdf, svg (default: all three)",
+    )
     return parser
 
 
@@ -249,7 +258,7 @@ def _run(args: argparse.Namespace, prog: str, argv: list[str], known: list[Path]
     descriptions = {study.name: study.description for study in studies}
     lines = [format_table(records, descriptions), *(chosen_ensembles(out) if out else [])]
     print("\n".join(lines), flush=True)  # the table before the report, which takes a while
-    return _write_report(prog, records, out, descriptions)
+    return _write_report(prog, records, out, descriptions, args.formats)
 
 
 def _settings(args: argparse.Namespace, out: Path) -> SweepSettings:
@@ -286,9 +295,11 @@ def _resume_hint(args: argparse.Namespace, argv: list[str], out: Path) -> str:
     return f" (to resume: python -m flaxmnist.sweep {shlex.join([*argv, '--out', str(out)])})"
 
 
-def _write_report(prog: str, records, out: Path, descriptions: dict[str, str]) -> int:
+def _write_report(
+    prog: str, records, out: Path, descriptions: dict[str, str], formats: Sequence[str]
+) -> int:
     try:
-        write_report(records, out, descriptions)
+        write_report(records, out, descriptions, formats)
     except OSError as err:
         print(
             f"{prog}: error: the results are complete in {out / 'results.jsonl'}, but the "

@@ -75,6 +75,7 @@ def test_python_api_returns_the_cli_records(cli_run):
             "(batch_size = 200): give 200 or more",
         ),
         (["lr", "--max-lanes", "0"], "expected a positive integer"),
+        (["lr", "--formats", "png,gif"], "--formats: expected some of png, pdf, svg"),
         (["lr", "--memory-budget", "lots"], "expected a size such as 12G"),
         (["lr", "--dataset", "emnist"], "--dataset emnist: unknown dataset"),
         (["lr", "--dataset", "tfds:x", "--data-dir", "/tmp"], "--data-dir /tmp: reads IDX files"),
@@ -362,6 +363,14 @@ def test_a_search_says_its_greedy_ensemble_once_and_counts_one_seed_as_one(searc
     assert sum("greedy ensemble of configurations" in line for line in terminal) == 1
     summary = next(line for line in terminal if "training FLOPs" in line)
     assert "2 configs x 1 seed;" in summary and "seeds" not in summary
+
+
+def test_every_figure_of_a_run_is_a_png_a_pdf_and_an_svg(search_run):
+    out, _, _ = search_run
+    for figure in ("few-accuracy", "few-curves", "few-search"):
+        assert [
+            (out / f"{figure}.{kind}").stat().st_size > 5_000 for kind in ("png", "pdf", "svg")
+        ] == [True] * 3
 
 
 def test_the_manifest_keeps_the_spec_and_the_report_shows_the_sweeps_titles(search_run, capsys):

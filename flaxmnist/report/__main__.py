@@ -23,7 +23,7 @@ from flaxmnist.report import (
 )
 from flaxmnist.report.compare import Run, comparison, read_model
 from flaxmnist.report.paper import write_tables
-from flaxmnist.report.style import FORMATS, parse_formats, save_figure, styled
+from flaxmnist.report.style import FORMATS, figure_formats, save_figure, styled
 from flaxmnist.report.tensorboard import write_tensorboard
 from flaxmnist.run.ensemble import chosen_ensembles
 from flaxmnist.run.rundir import MANIFEST, read_descriptions, read_manifest
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--formats",
         metavar="LIST",
-        type=_formats,
+        type=figure_formats,
         default=FORMATS,
         help="the files each figure is written as, comma-separated: png (200 dpi), pdf, "
         "svg (default: all three; vector PDF and SVG for a paper)",
@@ -111,13 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(needs pip install 'flaxmnist[tensorboard]'; view: tensorboard --logdir LOGDIR)",
     )
     return parser
-
-
-def _formats(text: str) -> tuple[str, ...]:
-    try:
-        return parse_formats(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

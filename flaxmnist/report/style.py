@@ -81,6 +81,16 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
+def figure_formats(text: str) -> tuple[str, ...]:
+    """``parse_formats`` as an argparse type: the commands' ``--formats``."""
+    import argparse
+
+    try:
+        return parse_formats(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def save_figure(figure: Figure, stem: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     """Write ``figure`` as ``<stem>.<format>`` for each of ``formats``; returns the paths."""
     import matplotlib as mpl
