@@ -76,6 +76,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--study", metavar="NAME", help="with --compare: the study to read in each directory"
     )
+    _add_output_arguments(parser)
+    parser.add_argument(
+        "--optuna",
+        action="store_true",
+        help="write DIR/optuna.db, Optuna's SQLite storage (a run writes it as it trains; "
+        "this writes it for a run an older flaxmnist made, or brings it up to date): a study "
+        "per flaxmnist study, a trial per configuration; open it with optuna-dashboard",
+    )
+    parser.add_argument(
+        "--tensorboard",
+        metavar="LOGDIR",
+        type=Path,
+        help="write TensorBoard event files under LOGDIR: a run per lane (study, "
+        "configuration, seed) with its per-epoch scalars and the HParams tab's session "
+        "(needs pip install 'flaxmnist[tensorboard]'; view: tensorboard --logdir LOGDIR)",
+    )
+    return parser
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """What a report writes besides the table, CSV and figures, and the figures' formats."""
     parser.add_argument(
         "--latex",
         action="store_true",
@@ -95,22 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="the files each figure is written as, comma-separated: png (200 dpi), pdf, "
         "svg (default: all three; vector PDF and SVG for a paper)",
     )
-    parser.add_argument(
-        "--optuna",
-        action="store_true",
-        help="write DIR/optuna.db, Optuna's SQLite storage (a run writes it as it trains; "
-        "this writes it for a run an older flaxmnist made, or brings it up to date): a study "
-        "per flaxmnist study, a trial per configuration; open it with optuna-dashboard",
-    )
-    parser.add_argument(
-        "--tensorboard",
-        metavar="LOGDIR",
-        type=Path,
-        help="write TensorBoard event files under LOGDIR: a run per lane (study, "
-        "configuration, seed) with its per-epoch scalars and the HParams tab's session "
-        "(needs pip install 'flaxmnist[tensorboard]'; view: tensorboard --logdir LOGDIR)",
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
