@@ -32,9 +32,10 @@ def test_run_sweep_records_and_results_file(tmp_path):
         limit_train=300,
         out=tmp_path,
     )
+    # no .lock once the run has ended
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "manifest.json", "models", "optuna.db", "predictions", "results.jsonl", "timing.json",
-    ]  # fmt: skip: no .lock once the run has ended
+    ]  # fmt: skip
     assert len(records) == 8
     assert [(r["config_index"], r["seed"]) for r in records] == [
         (i, s) for i in range(4) for s in range(2)
