@@ -22,8 +22,10 @@ one() {  # one <budget-label> <budget> <strategy> <repeat>
   if grep -q '^results:' "$log" 2>/dev/null; then echo "$label/$strategy-$r already done"; return; fi
   local start=$SECONDS lanes=()
   [[ $strategy == tpe ]] && lanes=(--max-lanes 4)
+  # Appended: a resumed run's log keeps what its earlier attempts printed.
+  [[ -s $log ]] && echo "--- resumed $(date -u +%FT%TZ)" >> "$log"
   python -m flaxmnist.sweep "specs/$strategy-$r.toml" --seeds 1 --first-seed "$r" \
-    --budget "$budget" --out "out/$label/$strategy-$r" --quiet "${lanes[@]}" > "$log" 2>&1 \
+    --budget "$budget" --out "out/$label/$strategy-$r" --quiet "${lanes[@]}" >> "$log" 2>&1 \
     || { echo "$label/$strategy-$r failed: $log"; exit 1; }
   echo "wall: $((SECONDS - start)) s (this script's clock, compile included)" >> "$log"
   echo "$label/$strategy-$r done"
