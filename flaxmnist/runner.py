@@ -330,15 +330,14 @@ def _matmul_precision(precision: str):
 
 
 def _study_spec(study: Study) -> dict[str, Any]:
-    """What ``manifest.json`` keeps of a study's spec (not a setting: a resume may change
-    its description): the description, where it came from, and the spec resolved: the
-    configurations of a grid, or the search's settings with ``[base]`` filled in with the
-    defaults."""
+    """What ``manifest.json`` keeps of a study's spec beside its settings (not a setting: a
+    resume may change its description): the description, where it came from, and for a
+    search the spec resolved, its ``[base]`` filled in with the defaults. A grid's resolved
+    spec is its settings' ``configs``, every key of every configuration."""
     spec: dict[str, Any] = {"description": study.description, "source": str(study.source)}
-    if strategy_class(study.strategy).searches:
-        base = {**DEFAULTS, **study.search.base}
-        return spec | {"resolved": {**study.search.settings, "base": base}}
-    return spec | {"resolved": {"configs": [c.to_dict() for c in study.configs]}}
+    if not strategy_class(study.strategy).searches:
+        return spec
+    return spec | {"resolved": {**study.search.settings, "base": {**DEFAULTS, **study.search.base}}}
 
 
 def _study_settings(planned: StudyPlan) -> dict[str, Any]:

@@ -28,7 +28,9 @@ def test_a_second_run_on_a_locked_directory_is_refused_at_once(tmp_path):
     assert not (out / ".lock").exists()
 
 
-def test_a_lock_taken_on_a_file_removed_meanwhile_is_taken_again_on_the_new_one(tmp_path):
+def test_a_lock_taken_on_a_file_removed_meanwhile_is_taken_again_on_the_new_one(
+    tmp_path, monkeypatch
+):
     """The race the removal opens: a second run opens the lock file, the first removes it
     and ends, the second locks the removed file; it must notice, and lock the file there."""
     from flaxmnist.run import attempt as attempt_module
@@ -44,11 +46,8 @@ def test_a_lock_taken_on_a_file_removed_meanwhile_is_taken_again_on_the_new_one(
         opened.append(fd)
         return fd
 
-    attempt_module._lock_file = lock_then_lose_the_file
-    try:
-        fd = attempt_module.lock_run_dir(out)
-    finally:
-        attempt_module._lock_file = real_lock_file
+    monkeypatch.setattr(attempt_module, "_lock_file", lock_then_lose_the_file)
+    fd = attempt_module.lock_run_dir(out)
     assert len(opened) == 2 and fd == opened[1]
     assert os.path.samestat(os.fstat(fd), os.stat(out / ".lock"))
     attempt_module.unlock_run_dir(fd, out)

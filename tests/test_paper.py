@@ -103,8 +103,6 @@ def test_the_command_writes_both_tables(tmp_path, capsys):
     document = "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n"
     document += (run / "lr-table.tex").read_text() + "\\end{document}\n"
     (tmp_path / "t.tex").write_text(document)
-    done = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    command = ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:]

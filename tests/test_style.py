@@ -82,7 +82,7 @@ def test_covered_counts_what_a_legend_hides(plt):
     assert covered(ax, legend) == 0
 
 
-def figures_checked(monkeypatch, directory):
+def figures_checked(monkeypatch):
     """Each figure ``save_plots`` would save, checked instead of saved: per figure, its
     name and how many data points its legends cover (0 each, the test wants)."""
     checked = {}
@@ -102,7 +102,7 @@ def figures_checked(monkeypatch, directory):
 @pytest.mark.parametrize("strategy", list(RUNS))
 def test_no_legend_covers_data_in_any_figure_of_a_run(strategy, monkeypatch, tmp_path):
     records = load_results(ROOT / RUNS[strategy])
-    checked = figures_checked(monkeypatch, tmp_path)
+    checked = figures_checked(monkeypatch)
     save_plots(records, tmp_path)
     assert checked and all(count == 0 for count in checked.values()), checked
     searched = strategy.split()[0] not in ("grid",)
@@ -115,7 +115,7 @@ def test_no_legend_covers_data_on_a_pareto_front(monkeypatch, tmp_path):
     for record in records:
         record["search"] = {**record["search"], "strategy": "nsga2"}
         record["search"]["objectives"] = ["val_accuracy", "params"]
-    checked = figures_checked(monkeypatch, tmp_path)
+    checked = figures_checked(monkeypatch)
     save_plots(records, tmp_path)
     assert any(name.endswith("-pareto") for name in checked)
     assert all(count == 0 for count in checked.values()), checked

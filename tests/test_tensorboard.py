@@ -111,5 +111,5 @@ def test_the_experiment_puts_what_selects_first_and_keeps_earlier_columns(run, t
 def test_integers_are_shown_as_written():
     record = {"study": "g", "config": {"batch_size": 200, "augment_shift": 2, "dropout": [0.5]}}
     shown = lane_hparams(record, ["batch_size", "augment_shift", "dropout"], "0")
-    assert shown == {"study": "g", "seeds": "0", "batch_size": "200", "augment_shift": "2",
-                     "dropout": 0.5}  # fmt: skip
+    integers = {"batch_size": "200", "augment_shift": "2"}
+    assert shown == {"study": "g", "seeds": "0", **integers, "dropout": 0.5}

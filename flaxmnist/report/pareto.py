@@ -56,11 +56,10 @@ def plot_pareto(records: Records, path: str | Path | None = None) -> Figure:
     ax.set_xlabel(COST_HEADERS[objectives[1]] + " (lower is better)")
     ax.set_ylabel(f"{split} accuracy %, mean over seeds (higher is better)")
     ax.grid(alpha=0.3, which="both")
-    place_legend(ax)
     ax.set_title(
-        f"{records[0]['study']}: {split} accuracy against {objectives[1]}, the Pareto front",
-        fontsize=11,
+        f"{records[0]['study']}: {split} accuracy against {objectives[1]}, the Pareto front"
     )
+    place_legend(ax)  # last: the layout is final
     if path is not None:
         figure.savefig(path, dpi=PNG_DPI, bbox_inches="tight")
     return figure

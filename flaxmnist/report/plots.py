@@ -99,7 +99,7 @@ def plot_accuracy(
     ax.set_ylabel(f"accuracy % after {after}")
     seeds = rows[0]["seeds"]
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
-    ax.set_title(_heading(records, f"accuracy, {spread}", description), fontsize=11)
+    ax.set_title(_heading(records, f"accuracy, {spread}", description))
     ax.grid(alpha=0.3)
     place_legend(ax)
     return ax
@@ -233,19 +233,17 @@ def plot_curves(
             title=band_text(seeds, epochs),
             loc="upper left",
             bbox_to_anchor=(1.02, 1.0),
-            fontsize=8,
-            title_fontsize=8,
             frameon=False,
             alignment="left",
         )
-        panel.set_title(title, fontsize=10)
+        panel.set_title(title)
         if panel.get_subplotspec() is None or panel.get_subplotspec().is_first_col():
             panel.set_ylabel(_split_name(records))
     heading = _heading(records, "learning curves", description)
     if len(axes) > 1:
         axes[0].figure.suptitle(heading)
         return np.array(axes)
-    axes[0].set_title(heading, fontsize=11)
+    axes[0].set_title(heading)
     return axes[0]
 
 
@@ -292,7 +290,7 @@ def plot_grid(
     ax.set_xlabel("dropout p1/p2")
     seeds = rows[0]["seeds"]
     what = f"{_split_name(records)}, mean over {seeds} seed{'s' if seeds > 1 else ''}"
-    ax.set_title(_heading(records, what, description), fontsize=11)
+    ax.set_title(_heading(records, what, description))
     ax.figure.colorbar(image, ax=ax)
     return ax
 

@@ -179,10 +179,10 @@ def plot_search_progress(
     ax.set_ylabel(f"best {split} accuracy so far (%)")
     ax.grid(alpha=0.3, which="both")
     legend_title = "line: median of a label's runs; band: their range" if many else None
-    place_legend(ax, handles=handles, title=legend_title)
     studies = {run[0]["study"] for runs in traces.values() for run in runs}
     heading = f"{studies.pop()}: " if len(studies) == 1 else "search strategies: "
-    ax.set_title(title or f"{heading}best {split} accuracy against compute", fontsize=11)
+    ax.set_title(title or f"{heading}best {split} accuracy against compute")
+    place_legend(ax, handles=handles, title=legend_title)  # last: the layout is final
     return _save(figure, path)
 
 
@@ -249,14 +249,12 @@ def plot_halving(records: Records, path: str | Path | None = None) -> Figure:
     ax.legend(
         loc="upper left",
         bbox_to_anchor=(0.0, -0.16),
-        fontsize=8,
         frameon=False,
         title="the last rung's survivors",
-        title_fontsize=8,
         alignment="left",
     )
     chain = " → ".join(map(str, counts))
-    ax.set_title(f"{records[0]['study']}: successive halving: {chain} configurations", fontsize=11)
+    ax.set_title(f"{records[0]['study']}: successive halving: {chain} configurations")
     return _save(figure, path)
 
 
@@ -343,13 +341,12 @@ def plot_pbt(records: Records, path: str | Path | None = None) -> Figure:
             label="copied a better lane's weights, then new values",
         ),
     ]
-    figure.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    figure.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
     copies = sum(len(r["search"].get("lineage", [])) for r in lanes.values())
     figure.suptitle(
         f"{records[0]['study']}: PBT, each configuration's hyperparameters over time\n"
         f"{len(lanes)} configurations × {seeds} seed{'s' * (seeds > 1)}, "
-        f"{copies} cop{'ies' if copies != 1 else 'y'}",
-        fontsize=11,
+        f"{copies} cop{'ies' if copies != 1 else 'y'}"
     )
     return _save(figure, path)
 

@@ -1,9 +1,11 @@
 """One look for every figure the report draws, how figures are saved, and where legends go.
 
-- ``styled()``: the report's matplotlib settings (``RC``): text legible at a paper column's
-  width, the Okabe–Ito colour-blind-safe palette as the colour cycle (so ``"C0"`` … are
-  its colours), no top and right spines; fonts embedded as TrueType in PDF (journals refuse
-  Type 3) and kept as text in SVG.
+- ``styled()``: the report's matplotlib settings (``RC``), where its text sizes are set
+  (only notes and labels on the data are smaller, 7–8 pt): 8–10 pt on figures about 8 in
+  wide, legible at a page's width (not at a single column's); the Okabe–Ito
+  colour-blind-safe palette as the colour cycle (so ``"C0"`` … are its colours); no top
+  and right spines; fonts embedded as TrueType in PDF (journals refuse Type 3) and kept as
+  text in SVG.
 - ``save_figure(figure, stem, formats)``: the figure as ``stem.png`` (``PNG_DPI`` dots per
   inch), ``stem.pdf`` and ``stem.svg`` (vector: they hide no data at any zoom), without
   creation dates, so that drawing the same records twice writes the same bytes.
@@ -35,7 +37,7 @@ PNG_DPI = 200
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
 RC: dict[str, Any] = {
     "font.size": 9,
-    "axes.titlesize": 9,
+    "axes.titlesize": 10,
     "axes.labelsize": 9,
     "xtick.labelsize": 8,
     "ytick.labelsize": 8,

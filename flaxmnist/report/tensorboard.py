@@ -78,7 +78,7 @@ def write_tensorboard(records: Sequence[dict[str, Any]], logdir: str | Path) -> 
     keys = sorted({k for group in split_by_study(records).values() for k in _varied(group)})
     mixed = _mixed_types(records, keys)
     seeds = _seeds(records)
-    _write_experiment(Path(logdir), ["study", "seeds", *keys], EventFileWriter)
+    _write_experiment(Path(logdir), ["study", "seeds", *keys])
     folders = []
     for record in records:
         folder = Path(logdir) / lane_run(record)
@@ -132,12 +132,13 @@ def _seeds(records: Sequence[dict[str, Any]]) -> dict[tuple[str, int], str]:
     return {key: ", ".join(map(str, sorted(values))) for key, values in seeds.items()}
 
 
-def _write_experiment(logdir: Path, names: Sequence[str], writer_class) -> None:
+def _write_experiment(logdir: Path, names: Sequence[str]) -> None:
     """The HParams experiment in ``logdir``: the columns ``names`` after those an earlier
     write left there, and ``METRICS``; replaces that earlier file."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from tensorboard.compat.proto import event_pb2
     from tensorboard.plugins.hparams import metadata, summary_v2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
     logdir.mkdir(parents=True, exist_ok=True)
     earlier: list[str] = []
@@ -154,6 +155,6 @@ def _write_experiment(logdir: Path, names: Sequence[str], writer_class) -> None:
         hparams=[summary_v2.HParam(name) for name in columns],
         metrics=[summary_v2.Metric(tag) for tag in METRICS],
     )
-    writer = writer_class(str(logdir), filename_suffix=SUFFIX)
+    writer = EventFileWriter(str(logdir), filename_suffix=SUFFIX)
     writer.add_event(event_pb2.Event(wall_time=time.time(), summary=experiment))
     writer.close()

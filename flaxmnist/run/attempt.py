@@ -117,7 +117,7 @@ class Attempt:
         self.out, self.earlier = Path(out), earlier
         self.manifest = read_manifest(self.out / MANIFEST)
         self.started = time.monotonic()
-        self.entry = {"status": "running", "started": _now(), "updated": None, "ended": None}
+        self.entry = {"status": "running", "started": now(), "updated": None, "ended": None}
         self.entry.update(environment)
         self.manifest.setdefault("attempts", []).append(self.entry)
         self.update({})
@@ -125,7 +125,7 @@ class Attempt:
     def update(self, stats: dict[str, Any], status: str = "running") -> None:
         """Record ``stats`` (e.g. ``dataclasses.asdict(RunStats)``) and ``status`` now."""
         rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
-        self.entry.update(rounded, status=status, updated=_now())
+        self.entry.update(rounded, status=status, updated=now())
         self.entry["wall_seconds"] = round(time.monotonic() - self.started, 3)
         if status != "running":
             self.entry["ended"] = self.entry["updated"]
@@ -140,8 +140,9 @@ class Follower:
         self.out, self.earlier = Path(out), earlier
 
 
-def _now() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
+def now(timespec: str = "seconds") -> str:
+    """The local time with its zone, ISO 8601: the run directory's times."""
+    return datetime.now().astimezone().isoformat(timespec=timespec)
 
 
 @contextlib.contextmanager

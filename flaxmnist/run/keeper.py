@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from flaxmnist.core.data import DataSplits
 from flaxmnist.core.models import unpad_params
 from flaxmnist.core.train import TrainSpec
 from flaxmnist.devices import cluster
-from flaxmnist.run.attempt import Attempt, Follower
+from flaxmnist.run.attempt import Attempt, Follower, now
 from flaxmnist.run.checkpoint import save_model
 from flaxmnist.run.ensemble import (
     choose_ensemble,
@@ -94,7 +93,7 @@ class Keeper:
 
     def begin(self, study_index: int, config_indices: Sequence[int]) -> None:
         """Note the time configurations start to train (the first time only)."""
-        started = _now()
+        started = now("milliseconds")
         for index in config_indices:
             key = f"{self.studies[study_index].name}/{index}"
             self.timing.setdefault(key, {"started": started})
@@ -136,7 +135,7 @@ class Keeper:
             if fields.get(index):
                 record["search"] = fields[index]
             self.done.setdefault((study_index, index, record["seed"]), record)
-        ended = _now()
+        ended = now("milliseconds")
         for index in configs:
             if all((study_index, index, seed) in self.done for seed in self.seeds):
                 times = self.timing.setdefault(f"{study.name}/{index}", {"started": ended})
@@ -241,7 +240,3 @@ class Keeper:
         if not self.searches[study_index] or self.out is None or not cluster.is_main():
             return None
         return choose_ensemble(self.out, self.studies[study_index].name, *self.labels())
-
-
-def _now() -> str:
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
