@@ -52,6 +52,8 @@ ADDED_CONFIG_KEYS = {
     "augment_elastic_sigma": 4.0,
     "ema_decay": 0.0,
     "label_smoothing": 0.0,
+    "parameterization": "standard",
+    "mup_base_width": 300,
 }
 #: Record fields added since: each record's compute (checked in tests/test_search.py) and
 #: its seeds' ensemble (tests/test_ensemble.py; compared here as metrics where both have it).

@@ -151,7 +151,7 @@ def test_a_spec_is_checked_against_the_table():
             "t",
             "t.toml",
         )
-    assert INTEGER_KEYS == ("epochs", "batch_size", "augment_shift")
+    assert INTEGER_KEYS == ("epochs", "batch_size", "augment_shift", "mup_base_width")
 
 
 def test_the_docs_list_every_key_of_the_table_and_nothing_else():

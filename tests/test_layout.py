@@ -44,6 +44,7 @@ RANK = {
     "core.optimizer": 1,
     "core.augment": 1,
     "core.losses": 2,
+    "core.mup": 2,
     "core.sources": 2,
     "core.train": 3,
     "devices.machine": 1,

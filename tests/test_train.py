@@ -397,10 +397,13 @@ def numpy_evaluate(layers, x, y, l2):
     return loss, np.mean(np.argmax(logits, axis=1) == y)
 
 
-def numpy_adamw_steps(layers, x, y, l2, lr, wd, steps, b1=0.9, b2=0.999, eps=1e-8):
+def numpy_adamw_steps(
+    layers, x, y, l2, lr, wd, steps, b1=0.9, b2=0.999, eps=1e-8, kernel_steps=None
+):
     """Full-batch Adam steps as docs/design.md states them (optax's epsilon placement: after
     the bias correction), decoupled decay ``lr * wd * W`` on kernels only. ``lr`` is a
-    number or one learning rate per step."""
+    number or one learning rate per step; ``kernel_steps`` (one per layer) multiplies Adam's
+    step on each kernel, not its decay (μP's per-layer learning rates)."""
     m = [[np.zeros_like(p) for p in layer] for layer in layers]
     v = [[np.zeros_like(p) for p in layer] for layer in layers]
     losses = []
@@ -415,6 +418,7 @@ def numpy_adamw_steps(layers, x, y, l2, lr, wd, steps, b1=0.9, b2=0.999, eps=1e-
                 v[i][j] = b2 * v[i][j] + (1 - b2) * g**2
                 update = (m[i][j] / (1 - b1**t)) / (np.sqrt(v[i][j] / (1 - b2**t)) + eps)
                 if j == 0:  # the kernel
+                    update = update * (1.0 if kernel_steps is None else kernel_steps[i])
                     update = update + wd * p
                 new_layer.append(p - (lr[t - 1] if np.ndim(lr) else lr) * update)
             new_layers.append(tuple(new_layer))

@@ -9,6 +9,8 @@
 - ``optimizer``: Adam as Keras 1 had it (optax's, its hyperparameters in its state with
   :func:`optax.inject_hyperparams` so that each lane has its own), coupled L2 and decoupled
   weight decay, the parameters' moving average (:func:`optax.ema`).
+- ``mup``: the maximal-update parameterisation for Adam (initial scales and a step per
+  layer, relative to a base width), beside the notebook's standard one.
 - ``train``: ``make_train(spec)`` returns a pure ``train(hparams, key, data)``, nested
   ``lax.scan`` over epochs and steps, vmappable over every hyperparameter and seed.
 

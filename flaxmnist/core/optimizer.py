@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 #: Adam's constants as in Keras 1 (``keras.optimizers.Adam`` defaults).
@@ -21,14 +22,30 @@ def _is_kernel(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
 
 
-def make_optimizer(hparams: Any, use_weight_decay: bool = True) -> optax.GradientTransformation:
+def make_optimizer(
+    hparams: Any, use_weight_decay: bool = True, step_multipliers: Any = None
+) -> optax.GradientTransformation:
     """Adam (Keras 1 constants) with decoupled weight decay on kernels, lr as an array.
 
     :func:`optax.inject_hyperparams` keeps the hyperparameters in the optimizer state (Adam's
     constants as float32, as Keras 1 held them), and its update reads them from there, not
     from ``hparams``: ``with_hyperparams`` writes ``hparams`` into a state.
     ``use_weight_decay=False`` gives plain Adam, which is what AdamW does with a decay of 0.
+    ``step_multipliers`` (a tree like the parameters, e.g. ``mup.adam_step_multipliers``)
+    multiplies Adam's step on each leaf before the decay and the learning rate: per-layer
+    learning rates that leave each layer's decay step ``lr * weight_decay * W`` as it is.
+    Without it the optimizer is :func:`optax.adamw` (:func:`optax.adam`) itself.
     """
+    if step_multipliers is not None:
+        return optax.inject_hyperparams(_adamw_per_leaf, static_args=("mask", "multipliers"))(
+            learning_rate=hparams.learning_rate,
+            b1=ADAM_B1,
+            b2=ADAM_B2,
+            eps=ADAM_EPS,
+            weight_decay=hparams.weight_decay if use_weight_decay else None,
+            mask=_is_kernel,
+            multipliers=step_multipliers,
+        )
     if not use_weight_decay:
         return optax.inject_hyperparams(optax.adam)(
             learning_rate=hparams.learning_rate, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS
@@ -41,6 +58,25 @@ def make_optimizer(hparams: Any, use_weight_decay: bool = True) -> optax.Gradien
         eps=ADAM_EPS,
         weight_decay=hparams.weight_decay,
         mask=_is_kernel,
+    )
+
+
+def _adamw_per_leaf(learning_rate, b1, b2, eps, weight_decay, mask, multipliers):
+    """:func:`optax.adamw`'s chain with Adam's step multiplied leaf by leaf by
+    ``multipliers`` (``weight_decay=None``: no decay, :func:`optax.adam`'s chain)."""
+    scale = optax.GradientTransformation(
+        lambda params: optax.EmptyState(),
+        lambda updates, state, params=None: (
+            jax.tree.map(jnp.multiply, updates, multipliers),
+            state,
+        ),
+    )
+    decay = [] if weight_decay is None else [optax.add_decayed_weights(weight_decay, mask)]
+    return optax.chain(
+        optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+        scale,
+        *decay,
+        optax.scale_by_learning_rate(learning_rate),
     )
 
 

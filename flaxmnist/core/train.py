@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flaxmnist.core import mup
 from flaxmnist.core.augment import Augment, augment_batch, step_key
 from flaxmnist.core.data import DataSplits
 from flaxmnist.core.losses import l2_penalty, make_evaluate, make_loss, make_update
@@ -61,7 +62,7 @@ from flaxmnist.core.optimizer import ADAM_B1 as ADAM_B1  # public here too
 from flaxmnist.core.optimizer import ADAM_B2 as ADAM_B2
 from flaxmnist.core.optimizer import ADAM_EPS as ADAM_EPS
 from flaxmnist.core.optimizer import debiased, ema_step, make_optimizer, with_hyperparams
-from flaxmnist.specs.config import COMPUTE_DTYPES, LOSSES
+from flaxmnist.specs.config import COMPUTE_DTYPES, LOSSES, PARAMETERIZATIONS
 from flaxmnist.specs.keys import Key, lanes
 
 
@@ -100,6 +101,10 @@ class TrainSpec:
         average of the weights is what is evaluated and kept).
       use_label_smoothing: as the ``use_*`` flags above, for
         ``Hyperparams.label_smoothing``.
+      parameterization: ``"standard"`` (the notebook's initialisation, one learning rate) or
+        ``"mup"`` (``flaxmnist.core.mup``: μP's initial scales and per-layer learning rates).
+      mup_base_width: the width at which ``"mup"`` equals ``"standard"``; read only under
+        ``"mup"``.
 
     Example::
 
@@ -127,6 +132,8 @@ class TrainSpec:
     augment: Augment = Augment()
     use_ema: bool = True
     use_label_smoothing: bool = True
+    parameterization: str = "standard"
+    mup_base_width: int = 300
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
@@ -138,6 +145,13 @@ class TrainSpec:
             raise ValueError("batch sizes must be >= 1")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"parameterization must be one of {PARAMETERIZATIONS}, got "
+                f"{self.parameterization!r}"
+            )
+        if self.mup_base_width < 1:
+            raise ValueError(f"mup_base_width must be >= 1, got {self.mup_base_width}")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(
                 f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}"
@@ -339,7 +353,7 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
     def run_epoch(state: TrainState, hparams: Hyperparams, key, data: DataSplits, epoch_index):
         num_train = data.train_images.shape[0]
         _, shuffle_key, dropout_key = jax.random.split(key, 3)
-        optimizer = make_optimizer(hparams, spec.use_weight_decay)
+        optimizer = _optimizer(spec, hparams, state.params)
         # Train with the hyperparameters given, not those the state was created with.
         state = state._replace(opt_state=with_hyperparams(state.opt_state, hparams))
         indices, batch_weights = _batches(
@@ -383,6 +397,14 @@ def make_train_fns(spec: TrainSpec, model: nn.Module | None = None) -> tuple[Cal
     return _make_init(spec, model), run_epoch
 
 
+def _optimizer(spec: TrainSpec, hparams: Hyperparams, params: Any):
+    """The lane's Adam: under ``"mup"`` with μP's step per layer (``mup``)."""
+    multipliers = None
+    if spec.parameterization == "mup":
+        multipliers = mup.adam_step_multipliers(params, hparams.widths, spec.mup_base_width)
+    return make_optimizer(hparams, spec.use_weight_decay, multipliers)
+
+
 def _make_init(spec: TrainSpec, model: nn.Module) -> Callable:
     def init(hparams: Hyperparams, key: jax.Array, data: DataSplits) -> TrainState:
         num_train = data.train_images.shape[0]
@@ -393,7 +415,9 @@ def _make_init(spec: TrainSpec, model: nn.Module) -> Callable:
         params = model.init(jax.random.split(key, 3)[0], data.train_images[:1])
         if spec.padded:
             params = {"params": mask_padding(params["params"], hparams.widths, spec.hidden)}
-        opt_state = make_optimizer(hparams, spec.use_weight_decay).init(params)
+        if spec.parameterization == "mup":
+            params = mup.rescale_init(params, hparams.widths, spec.mup_base_width)
+        opt_state = _optimizer(spec, hparams, params).init(params)
         if not spec.use_ema:
             return TrainState(params, opt_state)
         return TrainState(params, opt_state, optax.ema(hparams.ema_decay).init(params), params)

@@ -67,6 +67,8 @@ def train_spec_of(config: Config, val_is_test: bool = False, dtype: str = "float
             field, _, part = key.spec_field.partition(".")
             value = getattr(config, key.name)
             (augment if part else static)[part or field] = value
+    if static["parameterization"] == "standard":  # read only under "mup": one program for all
+        static["mup_base_width"] = CONFIG["mup_base_width"].default
     in_use = {
         flag: any(key.in_use(config.applied(key.name)) for key in served)
         for flag, served in features().items()

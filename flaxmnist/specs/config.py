@@ -40,6 +40,7 @@ from flaxmnist.specs.keys import (  # noqa: F401  (the choices, public here too)
     DROPOUT_SEMANTICS,
     LOSSES,
     LR_SCHEDULES,
+    PARAMETERIZATIONS,
     Key,
 )
 

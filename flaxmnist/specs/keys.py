@@ -214,6 +214,7 @@ CONFIG: dict[str, Key] = section("config")
 LR_SCHEDULES: tuple[str, ...] = CONFIG["lr_schedule"].choices
 DROPOUT_SEMANTICS: tuple[str, ...] = CONFIG["dropout_semantics"].choices
 LOSSES: tuple[str, ...] = CONFIG["loss"].choices
+PARAMETERIZATIONS: tuple[str, ...] = CONFIG["parameterization"].choices
 
 
 def lanes() -> dict[str, Key]:
