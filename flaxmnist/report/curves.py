@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flaxmnist.report.style import note_under
 from flaxmnist.report.table import format_value, varied_keys
 
 if TYPE_CHECKING:
@@ -215,21 +216,6 @@ def style(position: int, epochs: int) -> dict[str, Any]:
         marker = MARKERS[(position + position // len(COLOURS)) % len(MARKERS)]
         kwargs |= {"marker": marker, "markersize": 5}
     return kwargs
-
-
-def note_under(ax: Axes, text: str) -> None:
-    """``text`` under the x label, outside the data (layouts and tight bboxes make room)."""
-    ax.annotate(
-        text,
-        xy=(0.5, 0.0),
-        xycoords=ax.xaxis.label,
-        xytext=(0, -4),
-        textcoords="offset points",
-        ha="center",
-        va="top",
-        fontsize=8,
-        color="0.25",
-    )
 
 
 def panel_axes(sizes: Sequence[int]) -> list[Axes]:

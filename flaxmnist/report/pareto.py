@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flaxmnist.report.curves import note_under
-from flaxmnist.report.style import PNG_DPI, place_legend
+from flaxmnist.report.style import PNG_DPI, note_under, place_legend
 from flaxmnist.report.table import COST_HEADERS
 from flaxmnist.search.trials import COMPLETE, by_config, objectives_of, outcome, pareto_front
 

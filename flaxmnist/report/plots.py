@@ -1,5 +1,6 @@
-"""Plots from records: accuracy against the swept hyperparameter, learning curves, and a
-heatmap for two-layer grids. matplotlib is imported only when a plot is drawn.
+"""Plots from records: accuracy against the swept hyperparameter, learning curves, a
+heatmap for two-layer grids, and for a width × learning-rate grid the best learning rate
+against width (``transfer``). matplotlib is imported only when a plot is drawn.
 
 Every plot names the split that selects (``holdout`` or ``test``), its study's description
 when known, what ran (the records' epochs, which the description may not match), and
@@ -21,7 +22,6 @@ from flaxmnist.report.curves import (
     draw_curves,
     label,
     note,
-    note_under,
     panel_axes,
     panels,
     swept_axis,
@@ -29,7 +29,7 @@ from flaxmnist.report.curves import (
     y_range,
 )
 from flaxmnist.report.search import save_search_plots
-from flaxmnist.report.style import FORMATS, place_legend, save_figure, styled
+from flaxmnist.report.style import FORMATS, note_under, place_legend, save_figure, styled
 from flaxmnist.report.table import (
     split_by_study,
     study_description,
@@ -37,6 +37,7 @@ from flaxmnist.report.table import (
     varied_keys,
     what_ran,
 )
+from flaxmnist.report.transfer import is_width_by_learning_rate, plot_transfer
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -295,6 +296,11 @@ def plot_grid(
     return ax
 
 
+def _plot_transfer(records: Sequence[dict[str, Any]], *, description: str | None) -> np.ndarray:
+    heading = "does the best learning rate move with width?"
+    return plot_transfer(records, _heading(records, heading, description))
+
+
 def save_plots(
     records: Sequence[dict[str, Any]],
     directory: str | Path,
@@ -329,6 +335,8 @@ def save_plots(
         plots = [("accuracy", plot_accuracy), ("curves", plot_curves)]
         if is_grid_of_two_layers(study_records):
             plots.append(("grid", plot_grid))
+        if is_width_by_learning_rate(study_records):
+            plots.append(("transfer", _plot_transfer))
         for name, plot in plots:
             with styled():
                 figure = np.ravel(plot(study_records, description=description))[0].figure

@@ -9,9 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flaxmnist.report.curves import label, note_under
+from flaxmnist.report.curves import label
 from flaxmnist.report.pareto import plot_pareto
-from flaxmnist.report.style import FORMATS, PNG_DPI, place_legend, save_figure, styled
+from flaxmnist.report.style import (
+    FORMATS,
+    PNG_DPI,
+    note_under,
+    place_legend,
+    save_figure,
+    styled,
+)
 from flaxmnist.report.table import varied_keys
 from flaxmnist.run.records import best_config, selection_key
 from flaxmnist.search.base import Strategy

@@ -9,6 +9,7 @@
 - ``save_figure(figure, stem, formats)``: the figure as ``stem.png`` (``PNG_DPI`` dots per
   inch), ``stem.pdf`` and ``stem.svg`` (vector: they hide no data at any zoom), without
   creation dates, so that drawing the same records twice writes the same bytes.
+- ``note_under(ax, text)``: a note under the x label (what an axis leaves out).
 - ``place_legend(ax, ...)``: a legend inside the axes where it covers no data, else
   outside, right of them; ``covered(ax, legend)`` is the check (what it covers: drawn
   points and lines, text).
@@ -104,6 +105,21 @@ def save_figure(figure: Figure, stem: str | Path, formats: Sequence[str] = FORMA
             figure.savefig(path, dpi=PNG_DPI, bbox_inches="tight", metadata=METADATA[kind])
         paths.append(path)
     return paths
+
+
+def note_under(ax: Axes, text: str) -> None:
+    """``text`` under the x label, outside the data (layouts and tight bboxes make room)."""
+    ax.annotate(
+        text,
+        xy=(0.5, 0.0),
+        xycoords=ax.xaxis.label,
+        xytext=(0, -4),
+        textcoords="offset points",
+        ha="center",
+        va="top",
+        fontsize=8,
+        color="0.25",
+    )
 
 
 def place_legend(ax: Axes, **kwargs: Any) -> Legend:

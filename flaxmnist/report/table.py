@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from flaxmnist.errors import SpecError
+from flaxmnist.report.transfer import format_transfer
 from flaxmnist.search.trials import by_config, cost, objectives_of, pareto_front
 from flaxmnist.specs.config import CONFIG_KEYS
 from flaxmnist.studies import builtin_studies, load_study
@@ -327,4 +328,5 @@ def _format_study(records: Sequence[dict[str, Any]], description: str = "") -> s
         )
     if seeds > 1:
         lines.append(f"(mean ± sample std over {seeds} paired seeds)")
-    return "\n".join(lines)
+    transfer = format_transfer(records)  # a width x learning-rate grid's answer
+    return "\n".join([*lines, *([transfer] if transfer else [])])
