@@ -13,7 +13,9 @@ from flaxmnist.core.mup import adam_step_multipliers, width_multipliers
 from flaxmnist.core.train import TrainSpec, make_hyperparams, make_train_fns
 from flaxmnist.errors import SpecError
 from flaxmnist.run.plan import group_configs
+from flaxmnist.runner import run_sweep
 from flaxmnist.specs.config import Config, parse_spec
+from flaxmnist.studies import load_study
 
 
 def initial_params(spec, data, seed=0, **values):
@@ -188,3 +190,33 @@ def test_a_spec_names_the_parameterization_and_its_base_width():
     with pytest.raises(SpecError, match=r"base\.mup_base_width = 0: expected a whole number"):
         parse_spec({"base": {"mup_base_width": 0}}, "t", "t.toml")
     assert Config().to_dict()["parameterization"] == "standard"
+
+
+def test_the_packaged_width_lr_study_crosses_the_notebooks_widths_with_12_rates():
+    study = load_study("width-lr")
+    assert len(study.configs) == 6 * 12 * 2
+    rates = sorted({c.learning_rate for c in study.configs})
+    assert rates[0] == 1e-4 and rates[-1] == 3e-2 and len(rates) == 12
+    # log-spaced up to the 3 significant digits the spec writes
+    np.testing.assert_allclose(np.diff(np.log(rates)), np.log(300) / 11, rtol=0.02)
+    # A learning rate is a lane: one program per width and parameterization.
+    assert len(group_configs(study.configs)) == 6 * 2
+    transfer = load_study("hidden-transfer")
+    assert {(c.learning_rate, c.parameterization) for c in transfer.configs} == {
+        (0.002, "standard"),
+        (0.002, "mup"),
+    }
+
+
+def test_records_carry_the_parameterization_and_its_base_width(tmp_path):
+    spec = tmp_path / "both.toml"
+    spec.write_text(
+        "[base]\nhidden = [32]\nmup_base_width = 16\n"
+        '[grid]\nparameterization = ["standard", "mup"]\n'
+    )
+    records = run_sweep(spec, epochs=1, seeds=1, limit_train=400, quiet=True)
+    assert [(r["config"]["parameterization"], r["config"]["mup_base_width"]) for r in records] == [
+        ("standard", 16),
+        ("mup", 16),
+    ]
+    assert records[0]["val_accuracy"] != records[1]["val_accuracy"]  # m = 2: another network
