@@ -10,7 +10,8 @@ re-reported without training anything: ``python -m flaxmnist.report DIR``. In a 
 ``table`` holds the table, ``summary_csv`` its CSV (``summary.csv``), ``plots`` the
 pictures (``curves``, the learning curves' pieces), ``search`` those of search strategies
 (``search_trace``, ``plot_search_progress``, ``plot_halving``, ``plot_pbt``), ``pareto`` a
-two-objective study's front, ``tensorboard`` the TensorBoard export, ``__main__`` the
+two-objective study's front, ``transfer`` a width × learning-rate grid's answer (does the
+best learning rate move with width?), ``tensorboard`` the TensorBoard export, ``__main__`` the
 command line (``--compare`` sets runs of several strategies side by side).
 """
 
