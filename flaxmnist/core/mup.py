@@ -3,14 +3,14 @@
 Tensor Programs V (Yang et al. 2022, arXiv 2203.03466), Table 3, for ``784 → hidden → 10``
 and Adam, reads, layer by layer (fan-in: the width a layer reads):
 
-==================================  ===============  ==================  ===================
-layer                               Table 3's kind   initial variance    Adam learning rate
-==================================  ===============  ==================  ===================
-``hidden_0`` (784 → w₀)             input weights    ∝ 1 / fan_in        η
-``hidden_l``, l ≥ 1 (w₍l-1₎ → w_l)  hidden weights   ∝ 1 / fan_in        η / fan_in
-``output`` (w_last → 10)            output weights   ∝ 1 / fan_in²       η / fan_in
-every bias                          all biases       (zeros here)        η
-==================================  ===============  ==================  ===================
+===================================  ==============  ================  ==================
+layer                                Table 3's kind  initial variance  Adam learning rate
+===================================  ==============  ================  ==================
+``hidden_0`` (784 → w(0))            input weights   ∝ 1 / fan_in      η
+``hidden_l``, l ≥ 1 (w(l-1) → w(l))  hidden weights  ∝ 1 / fan_in      η / fan_in
+``output`` (w(last) → 10)            output weights  ∝ 1 / fan_in²     η / fan_in
+every bias                           all biases      (zeros here)      η
+===================================  ==============  ================  ==================
 
 Relative to a base width ``B`` (``TrainSpec.mup_base_width``): with the width multiplier
 ``m = fan_in / B`` of every layer whose fan-in is a hidden width (every layer after the
