@@ -225,7 +225,7 @@ def _draw_optima(ax, members: Sequence[Optimum]) -> None:
     grid = members[0].rates
     ax.set_ylim(grid[0] / 1.3, grid[-1] * 1.3)  # the whole grid: rows compare at a glance
     ax.set_yticks(grid[::2], [f"{r:g}" for r in grid[::2]])
-    ax.set_xticks(widths, [str(w) for w in widths])
+    ax.set_xticks(widths, [str(w) for w in widths], rotation=45)  # 1000 and 2000 are close
     ax.minorticks_off()
     ax.set_ylabel("best learning rate")
     ax.grid(alpha=0.3)
