@@ -64,6 +64,11 @@ def test_the_text_says_how_far_the_optimum_moves_and_over_how_many_steps():
     assert "parameterization=mup: the best learning rate moves by a factor 1 " in text
     assert "span 0 grid steps" in text
     assert text in format_table(records())  # printed under the study's table
+    # Trained at the base width's (100's) best rate, 1e-3, width 10 loses one step's point.
+    rows = {tuple(line.split()[:2]): line for line in text.splitlines()[2:8]}
+    assert rows[("parameterization=standard", "10")].endswith("1.00 (at 0.001)")
+    assert rows[("parameterization=mup", "1000")].endswith("0.00 (at 0.001)")
+    assert "lost at M = 100's best lr" in text.splitlines()[1]
 
 
 def test_a_diverged_lane_is_never_a_best_learning_rate():

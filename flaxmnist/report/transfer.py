@@ -121,21 +121,49 @@ def grid_step(rates: Sequence[float]) -> float:
 
 def format_transfer(records: Sequence[dict[str, Any]]) -> str:
     """The optima as a table and, per family, how far the best learning rate moves with
-    width (see the module); ``""`` for records that are not such a grid."""
+    width (see the module); ``""`` for records that are not such a grid. Where the grid has
+    a reference width (``reference_width``), a column says what each width loses, in
+    points of mean accuracy, when it trains at the reference width's best learning rate
+    instead of its own: what transferring the learning rate costs."""
     if not is_width_by_learning_rate(records):
         return ""
     found = optima(records)
     seeds = found[0].accuracy.shape[0]
-    header = f"{'family':<28} {'width':>6} {'best lr':>9}  {'each seed':<28} accuracy % at best"
+    reference = reference_width(records)
+    header = (
+        f"{'family':<28} {'width':>6} {'best lr':>9}  {'each seed':<28} {'accuracy % at best':<18}"
+    )
+    if reference is not None:
+        header += f"  lost at M = {reference}'s best lr"
     lines = [f"{records[0]['study']}: the best learning rate per width ({seeds} seeds)", header]
     for o in found:
         each = " ".join(f"{rate:g}" for rate in o.seed_rates)
         column = o.accuracy[:, o.best] * 100
         accuracy = f"{column.mean():.2f}" + (f" ± {column.std(ddof=1):.2f}" if seeds > 1 else "")
-        lines.append(f"{o.family or '-':<28} {o.width:>6} {o.rate:>9g}  {each:<28} {accuracy}")
+        line = f"{o.family or '-':<28} {o.width:>6} {o.rate:>9g}  {each:<28} {accuracy:<18}"
+        if reference is not None:
+            line += f"  {_lost(o, [r for r in found if r.family == o.family], reference)}"
+        lines.append(line.rstrip())
     for family in dict.fromkeys(o.family for o in found):
         lines.append(_movement([o for o in found if o.family == family]))
     return "\n".join(lines)
+
+
+def reference_width(records: Sequence[dict[str, Any]]) -> int | None:
+    """The width the others are compared with: μP's base width (one for all records) where
+    the grid trains it, else ``None``."""
+    bases = {r["config"].get("mup_base_width") for r in records}
+    widths = {r["config"]["hidden"][0] for r in records}
+    return next(iter(bases)) if len(bases) == 1 and bases <= widths else None
+
+
+def _lost(o: Optimum, family: Sequence[Optimum], reference: int) -> str:
+    """Points of mean accuracy ``o``'s width loses at the reference width's best rate."""
+    rate = next(r.rate for r in family if r.width == reference)
+    if rate not in o.rates:
+        return "-"
+    lost = o.accuracy[:, o.best].mean() - o.accuracy[:, o.rates.index(rate)].mean()
+    return f"{100 * lost:.2f} (at {rate:g})"
 
 
 def _movement(family: Sequence[Optimum]) -> str:
