@@ -10,7 +10,8 @@ from flaxmnist.report import load_results, plots, save_plots, search
 from flaxmnist.report.style import FORMATS, covered, parse_formats, place_legend, save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Committed runs (REPRODUCTION.md): one of each strategy, and the notebook's five studies.
+#: Committed runs (REPRODUCTION.md): one of each strategy, the notebook's five studies, and
+#: the width x learning-rate study (its transfer figure).
 RUNS = {
     "grid (the notebook's studies)": "reproduction/all-holdout",
     "grid": "reproduction/strategies/out/grid-0",
@@ -24,6 +25,7 @@ RUNS = {
     "tpe with halving": "reproduction/learned/out/tpe-halving-0",
     "hyperband": "reproduction/search-benchmark/out/tenth/hyperband-0",
     "bohb": "reproduction/search-benchmark/out/tenth/bohb-0",
+    "grid of width x learning rate (transfer)": "reproduction/width-lr",
 }
 
 
@@ -107,6 +109,7 @@ def test_no_legend_covers_data_in_any_figure_of_a_run(strategy, monkeypatch, tmp
     assert checked and all(count == 0 for count in checked.values()), checked
     searched = strategy.split()[0] not in ("grid",)
     assert any(name.endswith("-search") for name in checked) == searched
+    assert any(name.endswith("-transfer") for name in checked) == ("transfer" in strategy)
 
 
 def test_no_legend_covers_data_on_a_pareto_front(monkeypatch, tmp_path):
