@@ -63,6 +63,8 @@ def test_run_sweep_records_and_results_file(tmp_path):
         "augment_elastic_sigma": 4.0,
         "ema_decay": 0.0,
         "label_smoothing": 0.0,
+        "parameterization": "standard",
+        "mup_base_width": 300,
         "dataset": "mnist",
         "validate_on": "holdout",
         "train_size": 300,

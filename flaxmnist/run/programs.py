@@ -6,6 +6,7 @@ shape and layout in a process (JAX's persistent cache keeps them across processe
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
@@ -24,17 +25,37 @@ def _vmap_grid(fn, config_axes: tuple, seed_axes: tuple):
     return jax.vmap(jax.vmap(fn, in_axes=config_axes), in_axes=seed_axes)
 
 
-_COMPILED: dict[Any, tuple[Any, Any]] = {}
+#: Compiled programs a process keeps, the most recently used last. On a CPU each holds its
+#: machine code in some 500 memory mappings (LLVM's JIT), and Linux allows a process 65,530
+#: (``vm.max_map_count``): a search that had compiled about 120 programs died with "LLVM
+#: compilation error: Cannot allocate memory". Past ``MAX_COMPILED``, the least recently used
+#: is dropped with JAX's own caches (``forget_programs``); JAX's persistent cache loads a
+#: dropped program again if a later grid needs it.
+MAX_COMPILED = 16
+_COMPILED: OrderedDict[Any, tuple[Any, Any]] = OrderedDict()
+
+
+def forget_programs(keep: int = 0) -> None:
+    """Drop all but the ``keep`` most recently used compiled programs, and JAX's in-memory
+    caches (the probabilities and ``gather`` programs compiled on the way): their machine
+    code is unmapped once nothing holds them."""
+    while len(_COMPILED) > keep:
+        _COMPILED.popitem(last=False)
+    probabilities_program.cache_clear()
+    jax.clear_caches()
 
 
 def compile_programs(spec: TrainSpec, layout: Layout, hparams, keys, data) -> tuple[Any, Any, bool]:
     """``(init, run_epoch)`` compiled for these shapes and this layout, and whether they were
-    reused from an earlier grid of this process."""
+    reused from an earlier grid of this process (``MAX_COMPILED`` are kept)."""
     spec = replace(spec, epochs=1)  # the host loops over epochs: not part of the programs
     signature = tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves((hparams, keys, data)))
     cache_key = (spec, layout.mesh, layout.shard_seeds, signature)
     if cache_key in _COMPILED:
+        _COMPILED.move_to_end(cache_key)
         return (*_COMPILED[cache_key], True)
+    if len(_COMPILED) >= MAX_COMPILED:
+        forget_programs(keep=MAX_COMPILED - 1)
     init, run_epoch = make_train_fns(spec)
     grid_init = jax.jit(
         _vmap_grid(init, (0, None, None), (None, 0, None)), out_shardings=layout.state
