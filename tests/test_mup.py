@@ -6,7 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_train import numpy_adamw_steps, numpy_params, tiny_splits
+from test_train import (
+    assert_updates_match,
+    numpy_adamw_steps,
+    tiny_splits,
+    trained_epochs,
+)
 
 from flaxmnist.core.models import unpad_params
 from flaxmnist.core.mup import adam_step_multipliers, width_multipliers
@@ -71,20 +76,11 @@ def test_adams_step_per_layer_matches_numpy_by_hand():
     spec = TrainSpec(hidden=(5, 4), batch_size=8, parameterization="mup", mup_base_width=2)
     l2, lr, wd = [0.01, 0.0, 0.02], 0.01, 0.05
     hparams = make_hyperparams(spec, lr, l2=l2, weight_decay=wd)
-    key = jax.random.key(3)
-    init, run_epoch = make_train_fns(spec)
-    state = init(hparams, key, data)
-    start = numpy_params(state.params)
-    for epoch in range(3):
-        state, _ = jax.jit(run_epoch)(state, hparams, key, data, epoch)
+    start, state, _ = trained_epochs(spec, hparams, data, 3)
     x, y = data.train_images, data.train_labels
     expected, _ = numpy_adamw_steps(start, x, y, l2, lr, wd, 3, kernel_steps=[1, 1 / 2.5, 1 / 2])
     as_standard, _ = numpy_adamw_steps(start, x, y, l2, lr, wd, 3)
-    for (k0, b0), (k, b), (k_ref, b_ref) in zip(
-        start, numpy_params(state.params), expected, strict=True
-    ):
-        np.testing.assert_allclose(k - k0, k_ref - k0, rtol=2e-4, atol=1e-9)
-        np.testing.assert_allclose(b - b0, b_ref - b0, rtol=2e-4, atol=1e-9)
+    assert_updates_match(start, state.params, expected)
     # The reference tells the two apart: standard steps move the later kernels further.
     assert not np.allclose(expected[1][0] - start[1][0], as_standard[1][0] - start[1][0])
 
@@ -122,19 +118,12 @@ def test_the_output_multiplier_form_trains_the_same_network():
     mup package's form (multiplier in the forward pass, step lr) trains the same weights."""
     data = tiny_splits(np.random.default_rng(1))
     spec = TrainSpec(hidden=(8,), batch_size=8, parameterization="mup", mup_base_width=2)
-    hparams, key = make_hyperparams(spec, 0.02), jax.random.key(5)
-    init, run_epoch = make_train_fns(spec)
-    state = init(hparams, key, data)
-    start = numpy_params(state.params)
-    for epoch in range(5):
-        state, _ = jax.jit(run_epoch)(state, hparams, key, data, epoch)
+    start, state, _ = trained_epochs(spec, make_hyperparams(spec, 0.02), data, 5, seed=5)
     x = np.asarray(data.train_images, np.float64)
     readout = numpy_readout_form(start, 8 / 2, x, np.asarray(data.train_labels), 0.02, 5)
-    for (k0, b0), (k, b), (k_ref, b_ref) in zip(
-        start, numpy_params(state.params), readout, strict=True
-    ):
-        np.testing.assert_allclose(k - k0, k_ref - k0, rtol=1e-3, atol=1e-8)
-        np.testing.assert_allclose(b - b0, b_ref - b0, rtol=1e-3, atol=1e-8)
+    # 5 float32 steps against the reference's 3: the largest relative difference measured
+    # is 2.5e-4, above the reference's 2e-4; a readout stepped m times too far is off by m.
+    assert_updates_match(start, state.params, readout, rtol=5e-4)
 
 
 def test_a_padded_mup_lane_is_drawn_and_trains_as_its_true_width(small_splits):

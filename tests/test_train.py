@@ -426,6 +426,28 @@ def numpy_adamw_steps(
     return layers, losses
 
 
+def trained_epochs(spec, hparams, data, epochs, seed=3):
+    """One lane of ``spec`` trained ``epochs`` epochs: its start as ``numpy_params``, its
+    final ``TrainState`` and each epoch's metrics."""
+    key = jax.random.key(seed)
+    init, run_epoch = make_train_fns(spec)
+    state = init(hparams, key, data)
+    start, run_epoch, history = numpy_params(state.params), jax.jit(run_epoch), []
+    for epoch in range(epochs):
+        state, metrics = run_epoch(state, hparams, key, data, epoch)
+        history.append(metrics)
+    return start, state, history
+
+
+def assert_updates_match(start, params, expected, rtol=2e-4, atol=1e-9):
+    """Each parameter's change from ``start`` against the reference's (``expected``, as
+    ``numpy_params``): the change, not the parameter, so a relative check of the update."""
+    trained = numpy_params(params)
+    for (k0, b0), (k, b), (k_ref, b_ref) in zip(start, trained, expected, strict=True):
+        np.testing.assert_allclose(k - k0, k_ref - k0, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(b - b0, b_ref - b0, rtol=rtol, atol=atol)
+
+
 def test_three_adamw_steps_with_l2_match_numpy_by_hand():
     """Three full-batch steps (one per epoch: the shuffle cannot matter), two hidden layers,
     a different L2 per layer, AdamW decay: losses, gradients' effect through Adam with Keras
@@ -434,23 +456,11 @@ def test_three_adamw_steps_with_l2_match_numpy_by_hand():
     spec = TrainSpec(hidden=(5, 4), batch_size=8, eval_batch_size=3)  # evaluation padded
     l2, lr, wd = [0.01, 0.0, 0.02], 0.01, 0.05
     hparams = make_hyperparams(spec, lr, l2=l2, weight_decay=wd)
-    key = jax.random.key(3)
-    init, run_epoch = make_train_fns(spec)
-    state = init(hparams, key, data)
-    start = numpy_params(state.params)
-    history = []
-    for epoch in range(3):
-        state, metrics = jax.jit(run_epoch)(state, hparams, key, data, epoch)
-        history.append(metrics)
+    start, state, history = trained_epochs(spec, hparams, data, 3)
     expected, losses = numpy_adamw_steps(
         start, data.train_images, data.train_labels, l2, lr, wd, steps=3
     )
-    for (k0, b0), (k, b), (k_ref, b_ref) in zip(
-        start, numpy_params(state.params), expected, strict=True
-    ):
-        # The change of each parameter, not the parameter: a relative check of the update.
-        np.testing.assert_allclose(k - k0, k_ref - k0, rtol=2e-4, atol=1e-9)
-        np.testing.assert_allclose(b - b0, b_ref - b0, rtol=2e-4, atol=1e-9)
+    assert_updates_match(start, state.params, expected)
     train_losses = [float(m["train_loss"]) for m in history]
     np.testing.assert_allclose(train_losses, losses, rtol=1e-5)  # the penalty included
     for split in ("val", "test"):
