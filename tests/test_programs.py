@@ -29,7 +29,7 @@ def test_past_max_compiled_the_oldest_programs_and_their_machine_code_are_let_go
 ):
     """On a CPU each program's machine code takes hundreds of memory mappings, and a Linux
     process may hold 65,530: a long search that kept every program died at about 120. With
-    3 kept, 8 widths end with 3 programs and about the mappings 3 take."""
+    at most 3 kept, 8 widths end with about the mappings 3 take."""
     data, stats = jax.device_put(small_splits), RunStats()
     monkeypatch.setattr(programs, "MAX_COMPILED", 3)
     programs.forget_programs()
@@ -41,7 +41,7 @@ def test_past_max_compiled_the_oldest_programs_and_their_machine_code_are_let_go
     three = memory_maps() - start
     for width in range(9, 14):
         train_width(width, data, stats)
-    assert len(programs._COMPILED) == 3
+    assert len(programs._COMPILED) <= 3
     assert memory_maps() - start < 1.5 * three  # not 8/3 as many: the others are unmapped
     train_width(13, data, stats)  # the most recent is kept and reused
     assert stats.programs_reused == 1

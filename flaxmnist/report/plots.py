@@ -298,7 +298,7 @@ def plot_grid(
 
 def _plot_transfer(records: Sequence[dict[str, Any]], *, description: str | None) -> np.ndarray:
     heading = "does the best learning rate move with width?"
-    return plot_transfer(records, _heading(records, heading, description))
+    return plot_transfer(records, _heading(records, heading, description), _split_name(records))
 
 
 def save_plots(

@@ -182,11 +182,13 @@ def _movement(family: Sequence[Optimum]) -> str:
     )
 
 
-def plot_transfer(records: Sequence[dict[str, Any]], heading: str) -> np.ndarray:
+def plot_transfer(
+    records: Sequence[dict[str, Any]], heading: str, accuracy: str = "holdout accuracy %"
+) -> np.ndarray:
     """Per family (a row): the selecting split's accuracy against the learning rate, one
     curve per width (mean over seeds, the best marked), and the best learning rate against
-    width (the seeds' range as a bar), on one learning-rate axis for every row. Returns the
-    Axes, ``(families, 2)``."""
+    width (the seeds' range as a bar), on one learning-rate axis for every row; ``accuracy``
+    names the selecting split's accuracy. Returns the Axes, ``(families, 2)``."""
     import matplotlib.pyplot as plt
 
     found, varied = optima(records), _varied(records)
@@ -199,7 +201,7 @@ def plot_transfer(records: Sequence[dict[str, Any]], heading: str) -> np.ndarray
     high = max(o.accuracy.mean(axis=0)[o.best] for o in found) * 100 + 0.5
     for row, family in zip(axes, families, strict=True):
         members = [o for o in found if o.family == family]
-        _draw_curves(row[0], members, (low, high), _split_name(records))
+        _draw_curves(row[0], members, (low, high), accuracy)
         _draw_optima(row[1], members)
         _mark_base_width(row[1], [r for r in records if _family(r, varied) == family])
         row[0].set_title(family.replace("=", " = ") or "all configurations", loc="left")
@@ -209,11 +211,6 @@ def plot_transfer(records: Sequence[dict[str, Any]], heading: str) -> np.ndarray
     for ax in axes.ravel():
         place_legend(ax)
     return axes
-
-
-def _split_name(records: Sequence[dict[str, Any]]) -> str:
-    holdout = records[0]["config"].get("validate_on", "holdout") == "holdout"
-    return "holdout accuracy %" if holdout else "test accuracy % (selects)"
 
 
 def _draw_curves(ax, members: Sequence[Optimum], limits: tuple[float, float], name: str) -> None:

@@ -28,9 +28,9 @@ def _vmap_grid(fn, config_axes: tuple, seed_axes: tuple):
 #: Compiled programs a process keeps, the most recently used last. On a CPU each holds its
 #: machine code in some 500 memory mappings (LLVM's JIT), and Linux allows a process 65,530
 #: (``vm.max_map_count``): a search that had compiled about 120 programs died with "LLVM
-#: compilation error: Cannot allocate memory". Past ``MAX_COMPILED``, the least recently used
-#: is dropped with JAX's own caches (``forget_programs``); JAX's persistent cache loads a
-#: dropped program again if a later grid needs it.
+#: compilation error: Cannot allocate memory". At ``MAX_COMPILED``, the least recently used
+#: half is dropped with JAX's own caches (``forget_programs``); JAX's persistent cache loads
+#: a dropped program again if a later grid needs it.
 MAX_COMPILED = 16
 _COMPILED: OrderedDict[Any, tuple[Any, Any]] = OrderedDict()
 
@@ -54,8 +54,8 @@ def compile_programs(spec: TrainSpec, layout: Layout, hparams, keys, data) -> tu
     if cache_key in _COMPILED:
         _COMPILED.move_to_end(cache_key)
         return (*_COMPILED[cache_key], True)
-    if len(_COMPILED) >= MAX_COMPILED:
-        forget_programs(keep=MAX_COMPILED - 1)
+    if len(_COMPILED) >= MAX_COMPILED:  # half at once: JAX's caches are emptied less often
+        forget_programs(keep=MAX_COMPILED // 2)
     init, run_epoch = make_train_fns(spec)
     grid_init = jax.jit(
         _vmap_grid(init, (0, None, None), (None, 0, None)), out_shardings=layout.state
