@@ -12,7 +12,8 @@
 - ``note_under(ax, text)``: a note under the x label (what an axis leaves out).
 - ``place_legend(ax, ...)``: a legend inside the axes where it covers no data, else
   outside, right of them; ``covered(ax, legend)`` is the check (what it covers: drawn
-  points and lines, text).
+  points and lines, text); ``place_legends(axes)`` does it for every panel of a figure and
+  settles them (a legend moved outside changes the others' layout).
 """
 
 from __future__ import annotations
@@ -129,10 +130,35 @@ def place_legend(ax: Axes, **kwargs: Any) -> Legend:
     ax.figure.canvas.draw()
     if covered(ax, legend):
         legend.remove()
-        legend = ax.legend(
-            loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs
-        )
+        legend = _outside(ax, **kwargs)
     return legend
+
+
+def place_legends(axes: Sequence[Axes]) -> list[Legend]:
+    """``place_legend`` on each of a figure's ``axes``, then settled: a legend moved outside
+    changes the layout, and a "best" legend is placed again at every draw, so it can come to
+    cover data a draw later. Each legend that does is moved outside until none does (each
+    moves at most once)."""
+    legends = [place_legend(ax) for ax in axes]
+    for _ in range(len(axes)):
+        axes[0].figure.canvas.draw()
+        moving = [i for i, ax in enumerate(axes) if _inside(legends[i]) and covered(ax, legends[i])]
+        if not moving:
+            break
+        for i in moving:
+            legends[i].remove()
+            legends[i] = _outside(axes[i])
+    return legends
+
+
+def _inside(legend: Legend) -> bool:
+    """Whether ``legend`` is placed in its axes (not ``_outside`` them)."""
+    return legend.get_bbox_to_anchor() is legend.axes.bbox
+
+
+def _outside(ax: Axes, **kwargs: Any) -> Legend:
+    """A legend right of ``ax``, its top at the axes' top."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
 
 
 def covered(ax: Axes, legend: Legend) -> int:

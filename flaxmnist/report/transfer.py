@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from flaxmnist.report.style import note_under, place_legend
+from flaxmnist.report.style import note_under, place_legends
 
 #: The keys a transfer study may vary besides ``hidden`` and ``learning_rate``: they name
 #: its families.
@@ -208,8 +208,7 @@ def plot_transfer(
     axes[-1][0].set_xlabel("learning rate")
     axes[-1][1].set_xlabel("hidden width")
     figure.suptitle(heading)
-    for ax in axes.ravel():
-        place_legend(ax)
+    place_legends(list(axes.ravel()))
     return axes
 
 
