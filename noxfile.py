@@ -104,10 +104,10 @@ def lint(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """The documentation site: Sphinx, warnings as errors, into ``docs/_build/html``; then
     the examples of the documentation (its pages, the README and the docstrings) run."""
-    session.install(".[docs]", "pytest")
+    session.install(".[docs]", "pytest", "pytest-xdist")
     session.install("--no-deps", "--force-reinstall", ".")
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
-    session.run("pytest", "tests/test_docs.py", "tests/test_api.py", *session.posargs)
+    session.run("pytest", *PARALLEL, "tests/test_docs.py", "tests/test_api.py", *session.posargs)
 
 
 @nox.session
