@@ -135,12 +135,13 @@ def place_legend(ax: Axes, **kwargs: Any) -> Legend:
 
 
 def place_legends(axes: Sequence[Axes]) -> list[Legend]:
-    """``place_legend`` on each of a figure's ``axes``, then settled: a legend moved outside
-    changes the layout, and a "best" legend is placed again at every draw, so it can come to
-    cover data a draw later. Each legend that does is moved outside until none does (each
-    moves at most once)."""
-    legends = [place_legend(ax) for ax in axes]
-    for _ in range(len(axes)):
+    """A legend in each of a figure's ``axes`` where matplotlib finds the emptiest corner,
+    then settled: a legend moved outside changes the layout, and a "best" legend is placed
+    again at every draw, so it can come to cover data a draw later. After each draw, every
+    legend inside its axes that covers data is moved outside, until none does (each moves
+    at most once, so the last of ``len(axes) + 1`` draws finds none)."""
+    legends = [ax.legend(loc="best") for ax in axes]
+    for _ in range(len(axes) + 1):
         axes[0].figure.canvas.draw()
         moving = [i for i, ax in enumerate(axes) if _inside(legends[i]) and covered(ax, legends[i])]
         if not moving:
