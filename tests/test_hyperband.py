@@ -240,6 +240,9 @@ def test_end_to_end_lanes_refill_and_records_hold_their_bracket(strategy, tmp_pa
     assert set(epochs.values()) <= {1, 2, 4} and 4 in epochs.values()
     brackets = {r["config_index"]: r["search"]["bracket"] for r in records}
     assert len(set(brackets.values())) >= 3  # freed lanes took later brackets
+    for r in records:  # brackets start in Hyperband's order: first rungs 1, 2, 4, 1, ...
+        assert r["search"]["first_rung"] == [1, 2, 4][r["search"]["bracket"] % 3]
+        assert epochs[r["config_index"]] >= r["search"]["first_rung"]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["settings"]["studies"][0]["planned"]["round_size"] == 5
     again = run_sweep(study, seeds=2, limit_train=TRAIN, max_lanes=10, quiet=True)

@@ -8,6 +8,7 @@ import pytest
 
 import flaxmnist.report
 from flaxmnist.report import (
+    plot_brackets,
     plot_halving,
     plot_pbt,
     plot_search_progress,
@@ -207,14 +208,63 @@ def test_pbt_plot_steps_each_lane_from_its_lineage(plt, tmp_path):
     assert "3 configurations × 2 seeds, 1 copy" in figure.get_suptitle()
 
 
+def packed(strategy="hyperband", say_first_rung=True):
+    """Hyperband with rungs at 1 and 3 epochs in 4 lanes, 1 seed: bracket 1 (first rung at
+    1 epoch) starts #1-#3 and keeps #3; bracket 2 (no rung) #4; at epoch 1 bracket 3 (rung
+    at 1 again) takes the 2 freed lanes with #5, #6 and keeps #6, the best."""
+    lanes = {  # index: (bracket, start, first rung, holdout per epoch)
+        0: (0, 0, 1, [0.80]),
+        1: (0, 0, 1, [0.70]),
+        2: (0, 0, 1, [0.85, 0.90, 0.92]),
+        3: (1, 0, 3, [0.60, 0.80, 0.91]),
+        4: (2, 1, 1, [0.75]),
+        5: (2, 1, 1, [0.88, 0.93, 0.95]),
+    }
+    records = []
+    for c, (bracket, start, first_rung, val) in lanes.items():
+        search = {"strategy": strategy, "bracket": bracket, "start": start}
+        search |= {"first_rung": first_rung} if say_first_rung else {}
+        records.append(rec(c, 0, val, compute=len(val), study="hb", search=search))
+    return records
+
+
+@pytest.mark.parametrize("say_first_rung", [True, False], ids=["recorded", "derived"])
+def test_brackets_plot_places_each_lane_and_stacks_the_lanes_training(
+    plt, tmp_path, say_first_rung
+):
+    path = tmp_path / "brackets.png"
+    figure = plot_brackets(packed(say_first_rung=say_first_rung), path)
+    assert path.stat().st_size > 5_000
+    top, bottom = figure.axes
+    assert top.get_title() == "hb: hyperband, 3 brackets, 6 configurations, 3 trained all 3 epochs"
+    starts = sorted((line.get_xdata()[0], len(line.get_xdata())) for line in top.get_lines())
+    assert starts == [(1, 1), (1, 1), (1, 3), (1, 3), (2, 1), (2, 3), (2, 3)]  # #6 twice: best
+    (best,) = [line for line in top.get_lines() if line.get_color() == "black"]
+    assert best.get_xdata().tolist() == [2, 3, 4] and best.get_ydata()[-1] == pytest.approx(95)
+    # the study's epochs 1-4: lanes training per first rung (1 epoch: blue, none: orange)
+    heights = {}
+    for bar in bottom.patches:
+        heights.setdefault(bar.get_facecolor(), []).append(round(bar.get_height()))
+    assert sorted(heights.values()) == [[1, 1, 1, 0], [3, 3, 2, 1]]
+    texts = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert texts[0].startswith("best: #6 (bracket 3): ") and texts[0].endswith("(95.00 %)")
+    assert texts[1:] == [
+        "stopped at a rung",
+        "2 brackets from a first rung at 1 epoch",
+        "1 bracket without a rung (all 3 epochs)",
+    ]
+
+
 def test_save_plots_adds_the_search_plots_of_search_studies_only(plt, tmp_path):
     records = one_by_one("g") + one_by_one("r", {"strategy": "random"}) + halving() + pbt()
+    records += packed("bohb")
     names = [p.name for p in save_plots(records, tmp_path, formats=["png"])]
     assert names == [
         "g-accuracy.png", "g-curves.png",
         "r-accuracy.png", "r-curves.png", "r-search.png",
         "h-accuracy.png", "h-curves.png", "h-search.png", "h-halving.png",
         "p-accuracy.png", "p-curves.png", "p-search.png", "p-pbt.png",
+        "hb-accuracy.png", "hb-curves.png", "hb-search.png", "hb-brackets.png",
     ]  # fmt: skip
     assert all((tmp_path / name).stat().st_size > 5_000 for name in names)
     assert not plt.get_fignums()  # every figure closed
@@ -300,7 +350,8 @@ def test_compare_errors_are_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_exported():
-    for name in ("search_trace", "plot_search_progress", "plot_halving", "plot_pbt"):
+    names = ("search_trace", "plot_search_progress", "plot_halving", "plot_pbt", "plot_brackets")
+    for name in names:
         assert name in flaxmnist.report.__all__
 
 

@@ -9,10 +9,11 @@ re-reported without training anything: ``python -m flaxmnist.report DIR``. In a 
 
 ``table`` holds the table, ``summary_csv`` its CSV (``summary.csv``), ``plots`` the
 pictures (``curves``, the learning curves' pieces), ``search`` those of search strategies
-(``search_trace``, ``plot_search_progress``, ``plot_halving``, ``plot_pbt``), ``pareto`` a
-two-objective study's front, ``transfer`` a width × learning-rate grid's answer (does the
-best learning rate move with width?), ``tensorboard`` the TensorBoard export, ``__main__`` the
-command line (``--compare`` sets runs of several strategies side by side).
+(``search_trace``, ``plot_search_progress``, ``plot_halving``, ``plot_pbt``), ``brackets``
+Hyperband's and BOHB's (``plot_brackets``), ``pareto`` a two-objective study's front,
+``transfer`` a width × learning-rate grid's answer (does the best learning rate move with
+width?), ``tensorboard`` the TensorBoard export, ``__main__`` the command line
+(``--compare`` sets runs of several strategies side by side).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from flaxmnist.report.brackets import plot_brackets
 from flaxmnist.report.pareto import plot_pareto
 from flaxmnist.report.plots import (
     is_grid_of_two_layers,
@@ -28,12 +30,12 @@ from flaxmnist.report.plots import (
     plot_curves,
     plot_grid,
     save_plots,
+    save_search_plots,
 )
 from flaxmnist.report.search import (
     plot_halving,
     plot_pbt,
     plot_search_progress,
-    save_search_plots,
     search_strategy,
     search_trace,
 )
@@ -57,6 +59,7 @@ __all__ = [
     "load_results",
     "mean_curve",
     "plot_accuracy",
+    "plot_brackets",
     "plot_curves",
     "plot_grid",
     "plot_halving",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flaxmnist.report.brackets import plot_brackets
 from flaxmnist.report.curves import (
     LABEL_MAX,
     band_text,
@@ -28,7 +29,14 @@ from flaxmnist.report.curves import (
     unique_legend,
     y_range,
 )
-from flaxmnist.report.search import save_search_plots
+from flaxmnist.report.pareto import plot_pareto
+from flaxmnist.report.search import (
+    plot_halving,
+    plot_pbt,
+    plot_search_progress,
+    search_strategy,
+    strategy_class,
+)
 from flaxmnist.report.style import FORMATS, note_under, place_legend, save_figure, styled
 from flaxmnist.report.table import (
     split_by_study,
@@ -38,6 +46,7 @@ from flaxmnist.report.table import (
     what_ran,
 )
 from flaxmnist.report.transfer import is_width_by_learning_rate, plot_transfer
+from flaxmnist.search.trials import objectives_of
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -309,8 +318,7 @@ def save_plots(
 ) -> list[Path]:
     """Save every study's plots in ``directory``, each as a file of every one of ``formats``
     (``style.save_figure``: PNG, PDF and SVG), in the report's look (``style.styled``);
-    returns their paths. A study searched by a strategy gets ``search.save_search_plots``'s
-    too.
+    returns their paths. A study searched by a strategy gets ``save_search_plots``'s too.
 
     ``descriptions`` maps study names to the descriptions shown under the titles (default:
     the packaged studies', see ``study_description``).
@@ -343,4 +351,31 @@ def save_plots(
                 paths += save_figure(figure, directory / f"{study}-{name}", formats)
             plt.close(figure)
         paths += save_search_plots(study_records, directory, formats)  # none for a grid study
+    return paths
+
+
+#: The report's figures a strategy may name as its own (``Strategy.figure``).
+FIGURES = {"halving": plot_halving, "pbt": plot_pbt, "brackets": plot_brackets}
+
+
+def save_search_plots(
+    records: Sequence[dict[str, Any]], directory: str | Path, formats: Sequence[str] = FORMATS
+) -> list[Path]:
+    """For one study searched by a strategy other than the grid, ``<study>-search``
+    (``plot_search_progress``), and its strategy's own figure (``<study>-halving``, ``-pbt``
+    or ``-brackets``: ``FIGURES``) and ``-pareto`` (two objectives) where they apply, in
+    ``directory``, each in every one of ``formats`` (``style.save_figure``), in the report's
+    look; returns their paths."""
+    import matplotlib.pyplot as plt
+
+    kind, strategy = search_strategy(records), strategy_class(records)
+    plots = {"search": lambda r, p: plot_search_progress({kind: [r]}, p)}
+    plots |= {strategy.figure: FIGURES[strategy.figure]} if strategy.figure else {}
+    plots |= {"pareto": plot_pareto} if len(objectives_of(records)) > 1 else {}
+    paths = []
+    for name, plot in plots.items() if strategy.searches else ():
+        with styled():
+            figure = plot(records, None)
+            paths += save_figure(figure, Path(directory) / f"{records[0]['study']}-{name}", formats)
+        plt.close(figure)
     return paths

@@ -1,5 +1,6 @@
 """Pictures of searches (records' ``compute``, ``history``, ``search``): best holdout accuracy
-against compute, halving's survivors per rung, PBT's hyperparameters over time."""
+against compute, halving's survivors per rung, PBT's hyperparameters over time (Hyperband's
+brackets: ``brackets``; which a run gets: ``plots.save_search_plots``)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from flaxmnist.report.curves import label
-from flaxmnist.report.pareto import plot_pareto
 from flaxmnist.report.style import (
-    FORMATS,
     PNG_DPI,
     note_under,
     place_legend,
-    save_figure,
-    styled,
 )
 from flaxmnist.report.table import varied_keys
 from flaxmnist.run.records import best_config, selection_key
 from flaxmnist.search.base import Strategy
 from flaxmnist.search.registry import STRATEGIES
-from flaxmnist.search.trials import by_config, objectives_of
+from flaxmnist.search.trials import by_config
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -42,14 +39,14 @@ def search_strategy(records: Records) -> str:
     return records[0].get("search", {}).get("strategy", "grid")
 
 
-def _strategy(records: Records) -> type[Strategy]:
+def strategy_class(records: Records) -> type[Strategy]:
     """The class of the strategy that searched ``records`` (what it says of itself); a
     strategy this flaxmnist does not know draws as the base class says (no figure of its
     own, a point per configuration)."""
     return STRATEGIES.get(search_strategy(records), Strategy)
 
 
-def _mean_val(group: Records) -> np.ndarray:
+def mean_val_curve(group: Records) -> np.ndarray:
     """Mean over seeds of the validation accuracy per epoch (NaN where a seed has none)."""
     lanes = [[np.nan if v is None else v for v in r["history"]["val_accuracy"]] for r in group]
     return np.mean(np.array(lanes, dtype=np.float64), axis=0)
@@ -80,7 +77,7 @@ def search_trace(records: Records) -> tuple[np.ndarray, np.ndarray]:
     if len({r["study"] for r in records}) != 1:
         raise ValueError("search_trace: expected the records of one study")
     groups = by_config(records)
-    if not _strategy(records).lockstep:
+    if not strategy_class(records).lockstep:
         spent = np.cumsum([sum(_compute(r) for r in group) for group in groups.values()])
         means = np.array([selection_key(c, group)[1] for c, group in groups.items()])
         return spent, np.fmax.accumulate(np.where(means < 0, np.nan, means))
@@ -93,7 +90,7 @@ def search_trace(records: Records) -> tuple[np.ndarray, np.ndarray]:
     )
     best = np.full(len(steps), np.nan)
     for group in groups.values():
-        start, mean = group[0].get("search", {}).get("start", 0), _mean_val(group)
+        start, mean = group[0].get("search", {}).get("start", 0), mean_val_curve(group)
         curve = np.full(len(steps), np.nan)
         curve[start : start + len(mean)] = mean
         best = np.fmax(best, np.fmax.accumulate(curve))
@@ -109,11 +106,12 @@ def _median_band(lines: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nda
     return grid, *np.quantile(values, [0.0, 0.5, 1.0], axis=0)  # undefined where a run is
 
 
-def _split(records: Records) -> str:
+def selecting_split(records: Records) -> str:
+    """The split that selects in ``records``: ``"holdout"`` or ``"test"``."""
     return "holdout" if records[0]["config"].get("validate_on", "holdout") == "holdout" else "test"
 
 
-def _zoom(values: np.ndarray) -> tuple[float, float]:
+def zoom_limits(values: np.ndarray) -> tuple[float, float]:
     """y limits (%) that keep ``values`` from the highest down to the first gap of more than
     ``GAP_POINTS`` between them: a run at chance would squeeze the rest into one line."""
     values = np.sort(values[np.isfinite(values)])[::-1]
@@ -125,7 +123,7 @@ def _zoom(values: np.ndarray) -> tuple[float, float]:
     return max(0.0, low - pad), min(100.0, high + pad)
 
 
-def _save(figure: Figure, path: str | Path | None) -> Figure:
+def save_at(figure: Figure, path: str | Path | None) -> Figure:
     """``figure``, saved first to ``path`` (its format by its suffix) when given."""
     if path is not None:
         figure.savefig(path, dpi=PNG_DPI, bbox_inches="tight")
@@ -178,10 +176,10 @@ def plot_search_progress(
         handles.append(Line2D([], [], color=colour, linewidth=2.6, label=f"{name} ({count})"))
     x, y = np.concatenate([x for x, _ in drawn]), 100 * np.concatenate([y for _, y in drawn])
     _compute_axis(ax, x[x > 0])
-    ax.set_ylim(*_zoom(y))
+    ax.set_ylim(*zoom_limits(y))
     if np.nanmin(y) < ax.get_ylim()[0]:
         note_under(ax, "lower values (early in a run) are below the axis")
-    split = _split(next(iter(traces.values()))[0])
+    split = selecting_split(next(iter(traces.values()))[0])
     ax.set_xlabel("training compute spent (FLOP, all seeds)")
     ax.set_ylabel(f"best {split} accuracy so far (%)")
     ax.grid(alpha=0.3, which="both")
@@ -190,7 +188,7 @@ def plot_search_progress(
     heading = f"{studies.pop()}: " if len(studies) == 1 else "search strategies: "
     ax.set_title(title or f"{heading}best {split} accuracy against compute")
     place_legend(ax, handles=handles, title=legend_title)  # last: the layout is final
-    return _save(figure, path)
+    return save_at(figure, path)
 
 
 def _epoch_axis(ax: Axes, first: int, epochs: int) -> None:
@@ -208,7 +206,7 @@ def plot_halving(records: Records, path: str | Path | None = None) -> Figure:
     import matplotlib.pyplot as plt
 
     groups = by_config(records)
-    curves = {c: 100 * _mean_val(group) for c, group in groups.items()}
+    curves = {c: 100 * mean_val_curve(group) for c, group in groups.items()}
     epochs = max(len(curve) for curve in curves.values())
     rungs = sorted({len(curve) for curve in curves.values() if len(curve) < epochs})
     counts = [len(curves)] + [sum(len(c) > rung for c in curves.values()) for rung in rungs]
@@ -244,14 +242,14 @@ def plot_halving(records: Records, path: str | Path | None = None) -> Figure:
         )
     ax.plot([], [], label="stopped at a rung", **STOPPED)
     values = np.concatenate(list(curves.values()))
-    ax.set_ylim(*_zoom(values))
+    ax.set_ylim(*zoom_limits(values))
     if np.nanmin(values) < ax.get_ylim()[0]:
         below = sum(np.nanmin(curve) < ax.get_ylim()[0] for curve in curves.values())
         note_under(ax, f"{below} configurations have values below the axis")
     _epoch_axis(ax, 1, epochs)
     ax.set_xlabel("epoch (dotted: a rung, where the worse configurations stopped)")
     seeds = min(len(group) for group in groups.values())
-    ax.set_ylabel(f"{_split(records)} accuracy %, mean of {seeds} seed{'s' * (seeds > 1)}")
+    ax.set_ylabel(f"{selecting_split(records)} accuracy %, mean of {seeds} seed{'s' * (seeds > 1)}")
     ax.grid(alpha=0.3)
     ax.legend(
         loc="upper left",
@@ -262,7 +260,7 @@ def plot_halving(records: Records, path: str | Path | None = None) -> Figure:
     )
     chain = " → ".join(map(str, counts))
     ax.set_title(f"{records[0]['study']}: successive halving: {chain} configurations")
-    return _save(figure, path)
+    return save_at(figure, path)
 
 
 def _first(value: Any) -> Any:
@@ -329,13 +327,13 @@ def plot_pbt(records: Records, path: str | Path | None = None) -> Figure:
         _pbt_panel(ax, key, lanes, best, epochs)
     _epoch_axis(axes[-1, 0], 0, epochs)
     axes[-1, 0].set_xlabel("epochs trained (a value holds from its step on)")
-    score = 100 * _mean_val(groups[best])[-1]
+    score, split = 100 * mean_val_curve(groups[best])[-1], selecting_split(records)
     handles = [
         Line2D(
             [],
             [],
             **BEST,
-            label=f"#{best + 1}: best {_split(records)} accuracy at epoch {epochs} ({score:.2f} %)",
+            label=f"#{best + 1}: best {split} accuracy at epoch {epochs} ({score:.2f} %)",
         ),
         Line2D([], [], **OTHER, label="the other configurations"),
         Line2D(
@@ -355,30 +353,4 @@ def plot_pbt(records: Records, path: str | Path | None = None) -> Figure:
         f"{len(lanes)} configurations × {seeds} seed{'s' * (seeds > 1)}, "
         f"{copies} cop{'ies' if copies != 1 else 'y'}"
     )
-    return _save(figure, path)
-
-
-def save_search_plots(
-    records: Records, directory: str | Path, formats: Sequence[str] = FORMATS
-) -> list[Path]:
-    """For one study searched by a strategy other than the grid, ``<study>-search``
-    (``plot_search_progress``), and ``<study>-halving``, ``-pbt`` or ``-pareto`` (two
-    objectives) where they apply, in ``directory``, each in every one of ``formats``
-    (``style.save_figure``), in the report's look; returns their paths."""
-    import matplotlib.pyplot as plt
-
-    kind, strategy = search_strategy(records), _strategy(records)
-    plots = {"search": lambda r, p: plot_search_progress({kind: [r]}, p)}
-    plots |= {strategy.figure: FIGURES[strategy.figure]} if strategy.figure else {}
-    plots |= {"pareto": plot_pareto} if len(objectives_of(records)) > 1 else {}
-    paths = []
-    for name, plot in plots.items() if strategy.searches else ():
-        with styled():
-            figure = plot(records, None)
-            paths += save_figure(figure, Path(directory) / f"{records[0]['study']}-{name}", formats)
-        plt.close(figure)
-    return paths
-
-
-#: The report's figures a strategy may name as its own (``Strategy.figure``).
-FIGURES = {"halving": plot_halving, "pbt": plot_pbt}
+    return save_at(figure, path)

@@ -81,6 +81,7 @@ class Hyperband(Strategy):
     """Hyperband, packed into lanes with lane refill (see the module)."""
 
     name = "hyperband"
+    figure = "brackets"
     tables = ("halving",)
     halves = True
     lockstep = True
@@ -127,10 +128,13 @@ class Hyperband(Strategy):
         return min((b.start + self.rungs[b.rung] for b in going), default=epoch)
 
     def fields(self, index: int) -> dict[str, Any]:
-        """Its bracket, and the study's epoch when it started (a report places its curve)."""
+        """Its bracket, the study's epoch when it started (a report places its curve) and
+        the epochs of its first rung (Hyperband's kind of bracket)."""
         number = self.bracket_of.get(index, 0)
-        start = self.brackets[number].start if number < len(self.brackets) else 0
-        return {"strategy": self.name, "bracket": number, "start": start}
+        bracket = self.brackets[number] if number < len(self.brackets) else None
+        start, size = (bracket.start, bracket.size) if bracket else (0, len(self.rungs) - 1)
+        first_rung = self.rungs[len(self.rungs) - 1 - size]
+        return {"strategy": self.name, "bracket": number, "start": start, "first_rung": first_rung}
 
     def first(self, standing: Standing) -> Step:
         """The first brackets; nothing where the study has records: with no checkpoint
