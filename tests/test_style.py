@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flaxmnist.report import load_results, plots, save_plots, search
+from flaxmnist.report import load_results, plots, save_plots
 from flaxmnist.report.style import (
     FORMATS,
     covered,
@@ -35,6 +35,8 @@ RUNS = {
     "bohb": "reproduction/search-benchmark/out/tenth/bohb-0",
     "grid of width x learning rate (transfer)": "reproduction/width-lr",
 }
+#: The strategies whose runs get Hyperband's figure of brackets.
+HYPERBANDS = ("hyperband", "bohb")
 
 
 @pytest.fixture
@@ -136,7 +138,6 @@ def figures_checked(monkeypatch):
         return []
 
     monkeypatch.setattr(plots, "save_figure", check)
-    monkeypatch.setattr(search, "save_figure", check)
     return checked
 
 
@@ -149,6 +150,7 @@ def test_no_legend_covers_data_in_any_figure_of_a_run(strategy, monkeypatch, tmp
     searched = strategy.split()[0] not in ("grid",)
     assert any(name.endswith("-search") for name in checked) == searched
     assert any(name.endswith("-transfer") for name in checked) == ("transfer" in strategy)
+    assert any(name.endswith("-brackets") for name in checked) == (strategy in HYPERBANDS)
 
 
 def test_no_legend_covers_data_on_a_pareto_front(monkeypatch, tmp_path):
