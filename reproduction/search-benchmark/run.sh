@@ -54,6 +54,11 @@ report() {
     done
     python -m flaxmnist.report --compare "compare-$label.png" "${args[@]}" | tee "compare-$label.txt"
   done
+  # Hyperband's picture of one run: its brackets over the study's epochs, and lane refill.
+  python -c 'from flaxmnist.report import load_results, plot_brackets
+from flaxmnist.report.style import styled
+with styled(): plot_brackets(load_results("out/notebook/bohb-0"), "brackets-notebook-bohb-0.png")'
+  echo "wrote brackets-notebook-bohb-0.png"
 }
 
 case "${1:-all}" in
