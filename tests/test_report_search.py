@@ -247,7 +247,7 @@ def test_brackets_plot_places_each_lane_and_stacks_the_lanes_training(
         heights.setdefault(bar.get_facecolor(), []).append(round(bar.get_height()))
     assert sorted(heights.values()) == [[1, 1, 1, 0], [3, 3, 2, 1]]
     texts = [t.get_text() for t in figure.legends[0].get_texts()]
-    assert texts[0].startswith("best: #6 (bracket 3): ") and texts[0].endswith("(95.00 %)")
+    assert texts[0].startswith("selected: #6 (bracket 3): ") and texts[0].endswith("(95.00 %)")
     assert texts[1:] == [
         "stopped at a rung",
         "2 brackets from a first rung at 1 epoch",

@@ -12,9 +12,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from flaxmnist.report.curves import label
-from flaxmnist.report.search import STOPPED, mean_val_curve, save_at, selecting_split, zoom_limits
-from flaxmnist.report.style import note_under
+from flaxmnist.report.search import (
+    STOPPED,
+    mean_val_curve,
+    save_at,
+    selecting_split,
+    zoom_to_curves,
+)
 from flaxmnist.report.table import varied_keys
+from flaxmnist.run.records import best_config
 from flaxmnist.search.trials import by_config
 
 if TYPE_CHECKING:
@@ -92,24 +98,18 @@ def _curves(ax: Axes, lanes: dict[int, dict[str, Any]], colours: dict[int, str],
             ax.plot(x, lane["curve"], **(STOPPED | {"color": colour, "alpha": 0.7}))
         else:
             ax.plot(x, lane["curve"], color=colour, lw=1.4)
-    values = np.concatenate([lane["curve"] for lane in lanes.values()])
-    ax.set_ylim(*zoom_limits(values))
-    if np.nanmin(values) < ax.get_ylim()[0]:
-        below = sum(np.nanmin(lane["curve"]) < ax.get_ylim()[0] for lane in lanes.values())
-        many = f"{below} configurations have" if below > 1 else "1 configuration has"
-        note_under(ax, f"{many} values below the axis")
+    zoom_to_curves(ax, [lane["curve"] for lane in lanes.values()])
 
 
-def _best(ax: Axes, records: Records, lanes: dict[int, dict[str, Any]], epochs: int) -> None:
-    """Draws, in black, the configuration that trained all ``epochs`` with the best last
-    holdout accuracy (as ``plot_halving`` ranks its survivors)."""
-    full = [c for c, lane in lanes.items() if len(lane["curve"]) == epochs]
-    best = max(full, key=lambda c: (lanes[c]["curve"][-1], -c))
+def _selected(ax: Axes, records: Records, lanes: dict[int, dict[str, Any]]) -> None:
+    """Draws, in black, the configuration the run selects (``records.best_config``)."""
+    seeds = min(len(group) for group in by_config(records).values())
+    best = best_config(records, seeds)
     lane, config = lanes[best], by_config(records)[best][0]["config"]
-    text = f"best: #{best + 1} (bracket {lane['bracket'] + 1}): " + label(
+    text = f"selected: #{best + 1} (bracket {lane['bracket'] + 1}): " + label(
         config, varied_keys(records)
     )
-    x = lane["start"] + np.arange(1, epochs + 1)
+    x = lane["start"] + np.arange(1, len(lane["curve"]) + 1)
     text = textwrap.fill(f"{text} ({lane['curve'][-1]:.2f} %)", 60)
     ax.plot(x, lane["curve"], color="black", lw=2.4, zorder=4, label=text)
 
@@ -117,8 +117,8 @@ def _best(ax: Axes, records: Records, lanes: dict[int, dict[str, Any]], epochs: 
 def plot_brackets(records: Records, path: str | Path | None = None) -> Figure:
     """Hyperband's or BOHB's brackets over the study's epochs. Above: each configuration's
     mean holdout accuracy over seeds (%) from the study's epoch its bracket started (a dot
-    where a rung stopped it), coloured by its bracket's first rung, the best of those that
-    trained all epochs in black. Below: how many configurations trained at each of the
+    where a rung stopped it), coloured by its bracket's first rung, the configuration the run
+    selects in black. Below: how many configurations trained at each of the
     study's epochs, stacked by the same colours; with lane refill it stays at a call's
     lanes ÷ seeds while configurations are left. Saved to ``path`` when given; returns the
     Figure."""
@@ -132,7 +132,7 @@ def plot_brackets(records: Records, path: str | Path | None = None) -> Figure:
         2, 1, figsize=(9, 7), sharex=True, height_ratios=(3, 1.3), layout="constrained"
     )
     _curves(top, lanes, colours, epochs)
-    _best(top, records, lanes, epochs)
+    _selected(top, records, lanes)
     top.set_ylabel(f"{selecting_split(records)} accuracy %, mean over seeds")
     _lanes_training(bottom, lanes, colours)
     for ax in (top, bottom):

@@ -123,6 +123,16 @@ def zoom_limits(values: np.ndarray) -> tuple[float, float]:
     return max(0.0, low - pad), min(100.0, high + pad)
 
 
+def zoom_to_curves(ax: Axes, curves: Sequence[np.ndarray]) -> None:
+    """The y limits of ``zoom_limits`` for ``curves`` (%), and a note under the axes of how
+    many curves have values below them."""
+    ax.set_ylim(*zoom_limits(np.concatenate(curves)))
+    below = sum(np.nanmin(curve) < ax.get_ylim()[0] for curve in curves)
+    if below:
+        many = f"{below} configurations have" if below > 1 else "1 configuration has"
+        note_under(ax, f"{many} values below the axis")
+
+
 def save_at(figure: Figure, path: str | Path | None) -> Figure:
     """``figure``, saved first to ``path`` (its format by its suffix) when given."""
     if path is not None:
@@ -241,11 +251,7 @@ def plot_halving(records: Records, path: str | Path | None = None) -> Figure:
             fontsize=8,
         )
     ax.plot([], [], label="stopped at a rung", **STOPPED)
-    values = np.concatenate(list(curves.values()))
-    ax.set_ylim(*zoom_limits(values))
-    if np.nanmin(values) < ax.get_ylim()[0]:
-        below = sum(np.nanmin(curve) < ax.get_ylim()[0] for curve in curves.values())
-        note_under(ax, f"{below} configurations have values below the axis")
+    zoom_to_curves(ax, list(curves.values()))
     _epoch_axis(ax, 1, epochs)
     ax.set_xlabel("epoch (dotted: a rung, where the worse configurations stopped)")
     seeds = min(len(group) for group in groups.values())
