@@ -113,6 +113,21 @@ class OutOfMemoryError(FlaxmnistError):
     """
 
 
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of ``err``'s message, at most ``limit`` characters, or its type's name
+    when it has no message (``KeyboardInterrupt()``, a bare ``TimeoutError()``).
+
+    Example::
+
+        >>> first_line(OSError("disk full\\nmore detail"))
+        'disk full'
+        >>> first_line(TimeoutError())
+        'TimeoutError'
+    """
+    lines = str(err).splitlines()
+    return lines[0][:limit] if lines and lines[0] else type(err).__name__
+
+
 class FlaxmnistWarning(UserWarning):
     """A run went on after something worth knowing: a record cut short left out (its lane is
     trained again), a call retried with fewer lanes after running out of memory."""

@@ -33,6 +33,7 @@ from flaxmnist.errors import (
     OutOfMemoryError,
     RunDirError,
     SpecError,
+    first_line,
     one_line_warnings,
 )
 from flaxmnist.report import format_table, write_report
@@ -277,7 +278,7 @@ def _set_up(args: argparse.Namespace, prog: str) -> bool:
         try:
             cluster.start(launch, prog)
         except (RuntimeError, ValueError) as err:  # e.g. no coordinator within the timeout
-            problem = f"--coordinator {launch.coordinator}: {str(err).splitlines()[0][:300]}"
+            problem = f"--coordinator {launch.coordinator}: {first_line(err, 300)}"
     if problem:
         print(f"{prog}: error: {problem}", file=sys.stderr)
         return False

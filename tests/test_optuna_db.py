@@ -231,3 +231,51 @@ def test_a_diverged_configuration_is_a_failed_trial_and_a_stopped_one_pruned(tmp
 def test_optuna_db_grows_after_every_call_while_the_run_trains(grid_run):
     _, _, seen = grid_run
     assert seen == [(4, 2), (8, 4)]  # 2 calls of 2 configurations x 2 seeds
+
+
+def test_an_error_without_a_message_is_named_by_its_type():
+    # SQLAlchemy keeps the library's own error as ``orig``; a bare one has no text at all.
+    wrapped = SimpleNamespace(orig=TimeoutError())
+    assert optuna_db.problem(wrapped) == ("TimeoutError", "when that is mended")
+    assert optuna_db.problem(RuntimeError("")) == ("RuntimeError", "when that is mended")
+
+
+def test_a_ctrl_c_the_database_library_wrapped_still_stops_the_run(tmp_path, monkeypatch):
+    """A Ctrl-C raised inside SQLAlchemy may come back wrapped, with the interrupt as its
+    ``orig`` and no message (CI saw a run crash with an IndexError on that): it stops the
+    run as a Ctrl-C, and the export neither warns nor crashes."""
+    import warnings
+
+    import sqlalchemy.exc
+
+    def interrupted(*args):
+        raise sqlalchemy.exc.OperationalError("INSERT", {}, KeyboardInterrupt())
+
+    monkeypatch.setattr(optuna_db, "export", interrupted)
+    monkeypatch.setattr(optuna_db, "open_storage", lambda out: object())
+    monkeypatch.setattr(optuna_db, "close", lambda storage: None)
+    live = optuna_db.LiveExport(tmp_path, {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(KeyboardInterrupt):
+            live([])
+    assert live.storage is None  # closed: a resumed run opens it again
+
+
+def test_an_export_error_while_a_ctrl_c_is_pending_stops_the_run(tmp_path, monkeypatch):
+    """A Ctrl-C that a callback swallowed is pending (see ``interrupts``); an export that
+    then fails, whatever its error, raises the interrupt rather than warn."""
+    from flaxmnist import interrupts
+
+    def failing(*args):
+        raise RuntimeError("disk I/O error")
+
+    monkeypatch.setattr(optuna_db, "export", failing)
+    monkeypatch.setattr(optuna_db, "open_storage", lambda out: object())
+    monkeypatch.setattr(optuna_db, "close", lambda storage: None)
+    live = optuna_db.LiveExport(tmp_path, {})
+    with pytest.warns(match=r"cannot update it \(disk I/O error\)"):
+        live([])  # nothing pending: a warning, and training goes on
+    monkeypatch.setattr(interrupts, "_pending", True)
+    with pytest.raises(KeyboardInterrupt):
+        live([])

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flaxmnist.errors import RunDirError
+from flaxmnist.errors import RunDirError, first_line
 from flaxmnist.run.rundir import (
     LOCK,
     MANIFEST,
@@ -181,7 +181,7 @@ def run_directory(
             yield attempt
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+            reason = first_line(err, 300)
             with contextlib.suppress(RunDirError):  # a full disk must not hide the cause
                 attempt.update({}, status if status == "interrupted" else f"failed: {reason}")
             raise

@@ -42,7 +42,7 @@ import numpy as np
 from flax import serialization
 
 from flaxmnist.core.models import MLP
-from flaxmnist.errors import RunDirError
+from flaxmnist.errors import RunDirError, first_line
 from flaxmnist.run.rundir import write_bytes_atomic, write_json_atomic
 from flaxmnist.specs.config import COMPUTE_DTYPES
 
@@ -95,7 +95,7 @@ def load_tree(path: Path, target: Any = None) -> Any:
             return serialization.msgpack_restore(data)
         tree = serialization.from_bytes(target, data)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
-        detail = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        detail = first_line(err, 160)
         raise RunDirError(f"{path}: damaged or not a flaxmnist checkpoint ({detail})") from None
     _check_shapes(path, target, tree)
     return tree

@@ -18,7 +18,7 @@ from jax.errors import JaxRuntimeError
 from jax.sharding import Mesh
 
 from flaxmnist.core.data import DataSplits
-from flaxmnist.errors import FlaxmnistWarning, OutOfMemoryError
+from flaxmnist.errors import FlaxmnistWarning, OutOfMemoryError, first_line
 from flaxmnist.run.attempt import Attempt, Follower
 from flaxmnist.run.grid import LaneGrid
 from flaxmnist.run.keeper import Keeper
@@ -125,7 +125,7 @@ class SweepLoop:
         lanes = len(call.lanes)
         study = self.studies[call.study_index]
         if lanes == 1:
-            detail = str(err).splitlines()[0][:160]
+            detail = first_line(err, 160)
             tried = ", after calls of more lanes failed too" if halved else ""
             raise OutOfMemoryError(
                 f"{study.name}: out of memory training one lane of {widths(call.spec)}{tried}; "

@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from flaxmnist.errors import FlaxmnistWarning
+from flaxmnist import interrupts
+from flaxmnist.errors import FlaxmnistWarning, first_line
 from flaxmnist.run.rundir import read_timing, with_defaults
 from flaxmnist.search.trials import (
     COMPLETE,
@@ -224,12 +225,30 @@ def _finite(value: float) -> float | None:
 
 def problem(err: Exception) -> tuple[str, str]:
     """Why ``optuna.db`` could not be written, and what to do about it."""
-    text = str(getattr(err, "orig", None) or err).splitlines()[0][:200]
+    orig = getattr(err, "orig", None)  # SQLAlchemy's wrapper keeps the library's error
+    text = first_line(orig if isinstance(orig, BaseException) else err)
     if "locked" in text:
         return "it is locked by another program", "when it is free"
     if "not a database" in text or "malformed" in text:
         return "it is damaged: " + text, "delete it; then"
     return text, "when that is mended"
+
+
+def _interrupted(err: BaseException) -> bool:
+    """Whether ``err`` wraps a ``KeyboardInterrupt`` (as its ``orig``, cause or context)."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [err]
+    while stack:
+        item = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        if isinstance(item, KeyboardInterrupt):
+            return True
+        seen.add(id(item))
+        orig = getattr(item, "orig", None)
+        stack += [orig if isinstance(orig, BaseException) else None]
+        stack += [item.__cause__, item.__context__]
+    return False
 
 
 class LiveExport:
@@ -249,6 +268,10 @@ class LiveExport:
             self.warned = None
         except Exception as err:  # never stop training for the export
             self.close()
+            if interrupts.pending() or _interrupted(err):
+                # A Ctrl-C raised inside the database library, which wrapped it as an error
+                # of its own (SQLAlchemy keeps it as ``orig``): it is still the user's stop.
+                raise KeyboardInterrupt from err
             why, when = problem(err)
             if why != self.warned:
                 warnings.warn(
