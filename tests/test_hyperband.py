@@ -187,7 +187,9 @@ def test_bohb_proposes_from_the_model_once_a_rung_has_enough_results():
     study = study_of("bohb", samples=200)
     bohb = BOHB(study)
     driver = Driver(bohb, lanes=20)
-    blind = bohb._draw(40, driver.standing(), {})
+    blind_proposals = bohb._propose(40, driver.standing(), {})
+    assert {how["proposed_by"] for _, how in blind_proposals} == {"random"}
+    blind = [c for c, _ in blind_proposals]
     rng = np.random.default_rng(1)
     for index in range(60):  # 60 finished at 9 epochs, across the prior
         settings = {"learning_rate": 10 ** rng.uniform(-4, -1), "dropout": rng.uniform(0, 0.5)}
@@ -195,15 +197,19 @@ def test_bohb_proposes_from_the_model_once_a_rung_has_enough_results():
         driver.configs[index] = config
         driver.going[index] = [truth(config, e) for e in range(1, 10)]
         driver.record(index)
-    informed = bohb._draw(40, driver.standing(), {})
+    proposals = bohb._propose(40, driver.standing(), {})
+    informed = [c for c, _ in proposals]
+    by_model = [c for c, how in proposals if how["proposed_by"] == "model"]
+    assert {how.get("model_rung") for _, how in proposals} == {None, 9}
 
     def near(configs):  # within 0.3 decades of the best learning rate: 20 % of the prior
         return np.mean([abs(np.log10(c.learning_rate) + 2) < 0.3 for c in configs])
 
     assert near(blind) < 0.3
     assert near(informed) > 2 * near(blind)
-    # A third (about) stays random: BOHB's rho.
+    # A third (about) stays random: BOHB's rho; the model's own proposals are the informed.
     assert sum(abs(np.log10(c.learning_rate) + 2) > 1 for c in informed) >= 3
+    assert 20 <= len(by_model) <= 34 and near(by_model) > near(informed)
 
 
 def test_bohb_is_deterministic_and_refuses_what_optuna_would():
@@ -212,6 +218,13 @@ def test_bohb_is_deterministic_and_refuses_what_optuna_would():
     first.run()
     second.run()
     assert first.records == second.records
+    # Every configuration says how it was proposed, and a resumed strategy says the same.
+    bohb, resumed = first.strategy, BOHB(study)
+    resumed.restore(json.loads(json.dumps(bohb.state())))
+    fields = [bohb.fields(c) for c in range(30)]
+    assert fields == [resumed.fields(c) for c in range(30)]
+    assert {f["proposed_by"] for f in fields} == {"model", "random"}
+    assert all(f["model_rung"] in bohb.rungs for f in fields if f["proposed_by"] == "model")
     from flaxmnist.errors import SpecError
 
     with pytest.raises(SpecError, match="sampler.nope"):
@@ -245,6 +258,11 @@ def test_end_to_end_lanes_refill_and_records_hold_their_bracket(strategy, tmp_pa
         assert epochs[r["config_index"]] >= r["search"]["first_rung"]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["settings"]["studies"][0]["planned"]["round_size"] == 5
+    origins = {r["search"].get("proposed_by") for r in records}
+    if strategy == "hyperband":
+        assert origins == {None}  # drawn before the run: nothing to say
+    else:
+        assert "random" in origins and origins <= {"random", "model"}
     again = run_sweep(study, seeds=2, limit_train=TRAIN, max_lanes=10, quiet=True)
     assert again == records
 
@@ -283,10 +301,15 @@ def test_a_warm_started_bohb_models_its_first_bracket():
     warm.warm(earlier.records)
     standing = Driver(cold, lanes=20).standing()
     assert cold._observations(standing) is None
-    assert len(warm._observations(standing)) == 40
-    assert [c.learning_rate for c in warm._draw(9, standing, {})] != [
-        c.learning_rate for c in cold._draw(9, standing, {})
+    rung, points = warm._observations(standing)
+    assert (rung, len(points)) == (9, 40)
+    warm_proposals, cold_proposals = warm._propose(9, standing, {}), cold._propose(9, standing, {})
+    assert [c.learning_rate for c, _ in warm_proposals] != [
+        c.learning_rate for c, _ in cold_proposals
     ]
+    assert {how["proposed_by"] for _, how in cold_proposals} == {"random"}
+    modelled = [how for _, how in warm_proposals if how["proposed_by"] == "model"]
+    assert modelled and all(how["model_rung"] == 9 and how["model_told"] == 40 for how in modelled)
 
 
 class Killed(Exception):

@@ -93,6 +93,8 @@ class Hyperband(Strategy):
         self.started = 0  # configurations started, in all
         self.warned = False  # it said that the budget cuts brackets
         self.bracket_of: dict[int, int] = {}
+        #: How each configuration was proposed, where the strategy says (BOHB's model).
+        self.proposed: dict[int, dict[str, Any]] = {}
 
     @property
     def samples(self) -> int:
@@ -134,7 +136,13 @@ class Hyperband(Strategy):
         bracket = self.brackets[number] if number < len(self.brackets) else None
         start, size = (bracket.start, bracket.size) if bracket else (0, len(self.rungs) - 1)
         first_rung = self.rungs[len(self.rungs) - 1 - size]
-        return {"strategy": self.name, "bracket": number, "start": start, "first_rung": first_rung}
+        return {
+            "strategy": self.name,
+            "bracket": number,
+            "start": start,
+            "first_rung": first_rung,
+            **self.proposed.get(index, {}),
+        }
 
     def first(self, standing: Standing) -> Step:
         """The first brackets; nothing where the study has records: with no checkpoint
@@ -182,8 +190,8 @@ class Hyperband(Strategy):
             size = len(sizes) - 1 - number % len(sizes)  # s = K, …, 0, then again
             count = min(sizes[-1 - size], free, self.samples - self.started)
             rung = len(self.rungs) - 1 - size
-            configs = self._draw(count, standing, add)
-            configs = self._within_budget(configs, rung, standing, add)
+            proposals = self._propose(count, standing, add)
+            configs = self._within_budget([c for c, _ in proposals], rung, standing, add)
             if len(configs) < count:
                 self._warn_budget(standing, number, len(configs), count)
             if not configs:
@@ -192,6 +200,8 @@ class Hyperband(Strategy):
             self.brackets.append(Bracket(number, size, standing.epoch, rung, list(indices)))
             add.update(zip(indices, configs, strict=True))
             self.bracket_of.update(dict.fromkeys(indices, number))
+            kept = zip(indices, proposals[: len(configs)], strict=True)
+            self.proposed.update((i, how) for i, (_, how) in kept if how)
             self.started += len(configs)
             free -= len(configs)
         return add
@@ -210,9 +220,12 @@ class Hyperband(Strategy):
             stacklevel=2,
         )
 
-    def _draw(self, count: int, standing: Standing, adding: dict[int, Config]) -> list[Config]:
-        """The next ``count`` configurations: the study's drawn ones, in order."""
-        return list(self.study.configs[self.started : self.started + count])
+    def _propose(
+        self, count: int, standing: Standing, adding: dict[int, Config]
+    ) -> list[tuple[Config, dict[str, Any]]]:
+        """The next ``count`` configurations, each with how it was proposed (fields its
+        records keep; none here): the study's drawn ones, in order."""
+        return [(c, {}) for c in self.study.configs[self.started : self.started + count]]
 
     def _within_budget(
         self, configs: list[Config], rung: int, standing: Standing, adding: dict[int, Config]
@@ -261,12 +274,19 @@ class Hyperband(Strategy):
             "started": self.started,
             "warned": self.warned,
             "bracket_of": [[c, b] for c, b in self.bracket_of.items()],
+            "proposed": [[c, how] for c, how in self.proposed.items()],
         }
 
     def restore(self, saved: dict[str, Any]) -> None:
         self.brackets = [Bracket(**b) for b in saved["brackets"]]
         self.started, self.warned = saved["started"], saved["warned"]
         self.bracket_of = {c: b for c, b in saved["bracket_of"]}
+        # A checkpoint from before flaxmnist kept it: its configurations say nothing.
+        self.proposed = {c: how for c, how in saved.get("proposed", [])}
+
+
+#: How BOHB's random draws are recorded.
+_RANDOM: dict[str, Any] = {"proposed_by": "random"}
 
 
 class BOHB(Hyperband):
@@ -315,22 +335,31 @@ class BOHB(Hyperband):
     def samples(self) -> int:
         return self.search.samples
 
-    def _draw(self, count: int, standing: Standing, adding: dict[int, Config]) -> list[Config]:
+    def _propose(
+        self, count: int, standing: Standing, adding: dict[int, Config]
+    ) -> list[tuple[Config, dict[str, Any]]]:
+        """``count`` configurations, a third (about) at random and the others from the
+        model, each with ``proposed_by`` (``"model"`` or ``"random"``) and, for the model's,
+        the rung it learned from (``model_rung``, epochs) and how many results it was told
+        (``model_told``)."""
         rng = np.random.default_rng([self.search.seed, self.started])
         modelled = rng.random(count) >= self.random_fraction
         observed = self._observations(standing)
         if observed is None:
             modelled[:] = False
-        asked = iter(self._ask(observed, int(modelled.sum())) if modelled.any() else [])
-        settings = [
-            next(asked) if from_model else sampler.random_settings(self.search.priors, rng)
+        rung, points = observed or (None, [])
+        asked = iter(self._ask(points, int(modelled.sum())) if modelled.any() else [])
+        by_model = {"proposed_by": "model", "model_rung": rung, "model_told": len(points)}
+        return [
+            (resolve(self.study, next(asked)), by_model)
+            if from_model
+            else (resolve(self.study, sampler.random_settings(self.search.priors, rng)), _RANDOM)
             for from_model in modelled
         ]
-        return [resolve(self.study, s) for s in settings]
 
-    def _observations(self, standing: Standing) -> list[tuple[Config, float]] | None:
-        """The configurations' holdout accuracy at the largest rung that enough of them
-        reached (``None``: none has enough yet)."""
+    def _observations(self, standing: Standing) -> tuple[int, list[tuple[Config, float]]] | None:
+        """The largest rung (epochs) that enough configurations reached, and their holdout
+        accuracy there (``None``: no rung has enough yet)."""
         curves: dict[int, tuple[Config, dict[int, float]]] = {}
         for index, group in by_config(self.warm_records).items():  # negative: apart
             curves[-1 - index] = (config_from_dict(group[0]["config"]), intermediate_values(group))
@@ -343,7 +372,7 @@ class BOHB(Hyperband):
         for rung in reversed(self.rungs):
             points = [(c, values[rung]) for c, values in curves.values() if rung in values]
             if len(points) >= enough:
-                return points
+                return rung, points
         return None
 
     def _ask(self, observed: list[tuple[Config, float]], count: int) -> list[dict[str, Any]]:
