@@ -241,15 +241,22 @@ def test_an_error_without_a_message_is_named_by_its_type():
 
 
 def test_a_ctrl_c_the_database_library_wrapped_still_stops_the_run(tmp_path, monkeypatch):
-    """A Ctrl-C raised inside SQLAlchemy may come back wrapped, with the interrupt as its
-    ``orig`` and no message (CI saw a run crash with an IndexError on that): it stops the
-    run as a Ctrl-C, and the export neither warns nor crashes."""
+    """A real SIGINT inside the export, under the run's handler, that the database library
+    hands back wrapped in an error of its own with the interrupt as its ``orig`` and no
+    message (CI saw a run crash with an IndexError on that): it stops the run as a Ctrl-C,
+    and the export neither warns nor crashes."""
+    import signal
     import warnings
 
     import sqlalchemy.exc
 
+    from flaxmnist import interrupts
+
     def interrupted(*args):
-        raise sqlalchemy.exc.OperationalError("INSERT", {}, KeyboardInterrupt())
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt as err:
+            raise sqlalchemy.exc.OperationalError("INSERT", {}, err) from None
 
     monkeypatch.setattr(optuna_db, "export", interrupted)
     monkeypatch.setattr(optuna_db, "open_storage", lambda out: object())
@@ -257,7 +264,7 @@ def test_a_ctrl_c_the_database_library_wrapped_still_stops_the_run(tmp_path, mon
     live = optuna_db.LiveExport(tmp_path, {})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt), interrupts.stopping_on_ctrl_c():
             live([])
     assert live.storage is None  # closed: a resumed run opens it again
 

@@ -103,9 +103,9 @@ def _curves(ax: Axes, lanes: dict[int, dict[str, Any]], colours: dict[int, str],
 
 def _selected(ax: Axes, records: Records, lanes: dict[int, dict[str, Any]]) -> None:
     """Draws, in black, the configuration the run selects (``records.best_config``)."""
-    seeds = min(len(group) for group in by_config(records).values())
-    best = best_config(records, seeds)
-    lane, config = lanes[best], by_config(records)[best][0]["config"]
+    groups = by_config(records)
+    best = best_config(records, min(len(group) for group in groups.values()))
+    lane, config = lanes[best], groups[best][0]["config"]
     text = f"selected: #{best + 1} (bracket {lane['bracket'] + 1}): " + label(
         config, varied_keys(records)
     )

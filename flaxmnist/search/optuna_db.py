@@ -234,23 +234,6 @@ def problem(err: Exception) -> tuple[str, str]:
     return text, "when that is mended"
 
 
-def _interrupted(err: BaseException) -> bool:
-    """Whether ``err`` wraps a ``KeyboardInterrupt`` (as its ``orig``, cause or context)."""
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [err]
-    while stack:
-        item = stack.pop()
-        if item is None or id(item) in seen:
-            continue
-        if isinstance(item, KeyboardInterrupt):
-            return True
-        seen.add(id(item))
-        orig = getattr(item, "orig", None)
-        stack += [orig if isinstance(orig, BaseException) else None]
-        stack += [item.__cause__, item.__context__]
-    return False
-
-
 class LiveExport:
     """Keeps ``out/optuna.db`` up to date during a run: call it with every record after each
     call. A failure warns once per cause (``FlaxmnistWarning``) and training goes on."""
@@ -268,9 +251,10 @@ class LiveExport:
             self.warned = None
         except Exception as err:  # never stop training for the export
             self.close()
-            if interrupts.pending() or _interrupted(err):
-                # A Ctrl-C raised inside the database library, which wrapped it as an error
-                # of its own (SQLAlchemy keeps it as ``orig``): it is still the user's stop.
+            if interrupts.pending():
+                # A Ctrl-C came during the export (the run's handler records every one): the
+                # database library may hand it back wrapped in an error of its own, or fail
+                # on the connection it left; either way it is the user's stop.
                 raise KeyboardInterrupt from err
             why, when = problem(err)
             if why != self.warned:
